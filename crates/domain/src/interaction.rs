@@ -1,0 +1,39 @@
+//! The FHIR RESTful interactions (http://hl7.org/fhir/R4/http.html), as the CapabilityStatement names them.
+
+/// One RESTful interaction at type or instance level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interaction {
+    Read,
+    Vread,
+    Update,
+    Delete,
+    HistoryInstance,
+    HistoryType,
+    Create,
+}
+
+impl Interaction {
+    /// Every type-level interaction the generic pipeline serves, in CapabilityStatement order.
+    pub const ALL: [Interaction; 7] = [
+        Interaction::Read,
+        Interaction::Vread,
+        Interaction::Update,
+        Interaction::Delete,
+        Interaction::HistoryInstance,
+        Interaction::HistoryType,
+        Interaction::Create,
+    ];
+
+    /// The `TypeRestfulInteraction` code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Interaction::Read => "read",
+            Interaction::Vread => "vread",
+            Interaction::Update => "update",
+            Interaction::Delete => "delete",
+            Interaction::HistoryInstance => "history-instance",
+            Interaction::HistoryType => "history-type",
+            Interaction::Create => "create",
+        }
+    }
+}

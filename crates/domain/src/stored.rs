@@ -1,0 +1,127 @@
+//! The stored form of a resource: the client's minified text, with `id` and `meta` set by the
+//! server. Built once per write, so reads serve stored bytes without parsing them.
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::instant;
+use crate::resource::ResourceType;
+
+/// What the server owns in `meta`: the version and when it was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionMeta {
+    pub version_id: i64,
+    pub last_updated_ms: i64,
+}
+
+/// A checked resource waiting for its id and version: the top-level elements the client sent
+/// (as raw JSON text, in the order sent) and the parts of `meta` the client owns
+/// (profile, tag, security, source, extensions).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    resource_type: ResourceType,
+    elements: Vec<(String, Box<RawValue>)>,
+    client_meta: Vec<(String, Box<RawValue>)>,
+}
+
+impl Prepared {
+    /// Split minified resource text into its elements.
+    pub(crate) fn from_minified(resource_type: ResourceType, text: &str) -> Result<Self, serde_json::Error> {
+        let Ordered(all) = serde_json::from_str(text)?;
+        let mut elements = Vec::with_capacity(all.len());
+        let mut client_meta = Vec::new();
+        for (key, value) in all {
+            match key.as_str() {
+                "resourceType" | "id" => {}
+                "meta" => {
+                    let Ordered(meta) = serde_json::from_str(value.get())?;
+                    client_meta =
+                        meta.into_iter().filter(|(k, _)| k != "versionId" && k != "lastUpdated").collect();
+                }
+                _ => elements.push((key, value)),
+            }
+        }
+        Ok(Self { resource_type, elements, client_meta })
+    }
+
+    /// The resource type this body holds.
+    pub fn resource_type(&self) -> ResourceType {
+        self.resource_type
+    }
+
+    /// The stored text: `resourceType`, `id`, `meta` (server-owned fields first), then the
+    /// client's elements exactly as sent.
+    pub fn render(&self, id: &str, meta: VersionMeta) -> String {
+        let size: usize = self.elements.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum();
+        let mut out = String::with_capacity(size + 160);
+        out.push_str("{\"resourceType\":\"");
+        out.push_str(self.resource_type.as_str());
+        out.push_str("\",\"id\":");
+        push_string(&mut out, id);
+        out.push_str(",\"meta\":{\"versionId\":\"");
+        out.push_str(&meta.version_id.to_string());
+        out.push_str("\",\"lastUpdated\":\"");
+        out.push_str(&instant::to_fhir(meta.last_updated_ms));
+        out.push('"');
+        for (key, value) in &self.client_meta {
+            out.push(',');
+            push_string(&mut out, key);
+            out.push(':');
+            out.push_str(value.get());
+        }
+        out.push('}');
+        for (key, value) in &self.elements {
+            out.push(',');
+            push_string(&mut out, key);
+            out.push(':');
+            out.push_str(value.get());
+        }
+        out.push('}');
+        out
+    }
+}
+
+fn push_string(out: &mut String, s: &str) {
+    // Serializing a &str to JSON cannot fail.
+    out.push_str(&serde_json::to_string(s).unwrap_or_default());
+}
+
+/// A JSON object's members in document order, values kept as raw text.
+struct Ordered(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for Ordered {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OrderedVisitor;
+        impl<'de> Visitor<'de> for OrderedVisitor {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Ordered, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(member) = map.next_entry::<String, Box<RawValue>>()? {
+                    members.push(member);
+                }
+                Ok(Ordered(members))
+            }
+        }
+        deserializer.deserialize_map(OrderedVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_meta_replaces_the_clients_and_the_rest_is_kept_in_order() {
+        let text = r#"{"status":"draft","resourceType":"Task","id":"old","meta":{"versionId":"9","tag":[{"code":"x"}],"lastUpdated":"2000-01-01T00:00:00Z"},"intent":"order","input":[{"valueDecimal":1.0}]}"#;
+        let prepared = Prepared::from_minified(ResourceType::Task, text).expect("valid JSON");
+        let out = prepared.render("new", VersionMeta { version_id: 2, last_updated_ms: 1_000 });
+        assert_eq!(
+            out,
+            r#"{"resourceType":"Task","id":"new","meta":{"versionId":"2","lastUpdated":"1970-01-01T00:00:01.000Z","tag":[{"code":"x"}]},"status":"draft","intent":"order","input":[{"valueDecimal":1.0}]}"#
+        );
+    }
+}
