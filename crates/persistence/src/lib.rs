@@ -1,1 +1,15 @@
-//! placeholder
+//! The versioned resource store: current versions and full history of every resource, on
+//! SQLite (embedded default) or PostgreSQL, through sea-orm.
+//!
+//! This is the only crate that knows SQL or which backend is in use. Entities stay private:
+//! callers see `StoredVersion` and `HistoryEntry`, never a row.
+
+mod connect;
+mod entity;
+mod error;
+pub mod migration;
+mod store;
+
+pub use connect::{Backend, StoreConfig};
+pub use error::StoreError;
+pub use store::{DeleteOutcome, HistoryEntry, HistoryQuery, Method, Store, StoredVersion, WriteOutcome};

@@ -1,1 +1,22 @@
-//! placeholder
+//! The HTTP surface of the care-plan service: FHIR REST interactions over actix-web.
+//!
+//! Only this crate knows HTTP. Handlers are generic over `domain::Resource` and a few lines
+//! each: extractors parse the request, the domain checks, the store persists, a responder renders.
+
+pub mod capabilities;
+pub mod cli;
+pub mod config;
+mod bundle;
+mod error;
+mod extract;
+mod interactions;
+mod responder;
+mod routes;
+pub mod startup;
+mod state;
+pub mod telemetry;
+mod timeout;
+
+pub use config::Settings;
+pub use error::ApiError;
+pub use startup::Application;

@@ -1,0 +1,104 @@
+//! Connecting: SQLite with a single writer connection and a pool of readers (WAL, fsync on
+//! commit), or one PostgreSQL pool, optionally inside a named schema.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sea_orm::{DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::error::StoreError;
+
+/// Which database engine backs the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `sqlite://path/to/file.db` or `postgres://user@host:port/db`.
+    pub url: String,
+    /// PostgreSQL only: the schema that holds the tables (created if missing).
+    pub schema: Option<String>,
+    /// Upper bound of pooled connections (readers on SQLite).
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection before failing.
+    pub acquire_timeout: Duration,
+}
+
+pub(crate) struct Connections {
+    pub(crate) backend: Backend,
+    pub(crate) reader: DatabaseConnection,
+    pub(crate) writer: DatabaseConnection,
+}
+
+pub(crate) async fn connect(config: &StoreConfig) -> Result<Connections, StoreError> {
+    if config.url.starts_with("sqlite:") {
+        connect_sqlite(config).await
+    } else if config.url.starts_with("postgres://") || config.url.starts_with("postgresql://") {
+        connect_postgres(config).await
+    } else {
+        Err(StoreError::Config("the database URL must start with sqlite: or postgres://".into()))
+    }
+}
+
+async fn connect_sqlite(config: &StoreConfig) -> Result<Connections, StoreError> {
+    let options = SqliteConnectOptions::from_str(&config.url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL: a commit is on disk before it is acknowledged.
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(5))
+        .foreign_keys(true);
+    if let Some(parent) = options.get_filename().parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)
+                .map_err(|err| StoreError::Config(format!("cannot create {}: {err}", parent.display())))?;
+        }
+    }
+    // SQLite allows one writer at a time; one writer connection serialises writes in-process
+    // instead of failing them with SQLITE_BUSY.
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .acquire_timeout(config.acquire_timeout)
+        .connect_with(options.clone())
+        .await?;
+    let reader = SqlitePoolOptions::new()
+        .max_connections(config.max_connections.max(1))
+        .min_connections(1)
+        .acquire_timeout(config.acquire_timeout)
+        .connect_with(options.read_only(true))
+        .await?;
+    Ok(Connections {
+        backend: Backend::Sqlite,
+        reader: SqlxSqliteConnector::from_sqlx_sqlite_pool(reader),
+        writer: SqlxSqliteConnector::from_sqlx_sqlite_pool(writer),
+    })
+}
+
+async fn connect_postgres(config: &StoreConfig) -> Result<Connections, StoreError> {
+    let mut options = PgConnectOptions::from_str(&config.url)?.application_name("careplan");
+    if let Some(schema) = &config.schema {
+        if schema.is_empty() || !schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            return Err(StoreError::Config("the schema name may hold only a-z, 0-9 and _".into()));
+        }
+        options = options.options([("search_path", schema.as_str())]);
+    }
+    let pool = PgPoolOptions::new()
+        .max_connections(config.max_connections.max(1))
+        .min_connections(1)
+        .acquire_timeout(config.acquire_timeout)
+        .connect_with(options)
+        .await?;
+    if let Some(schema) = &config.schema {
+        // The name was checked above to be a plain lower-case identifier.
+        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).execute(&pool).await?;
+    }
+    let db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
+    Ok(Connections { backend: Backend::Postgres, reader: db.clone(), writer: db })
+}

@@ -1,0 +1,15 @@
+//! Schema as code: one set of migrations serves SQLite and PostgreSQL.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_resources;
+
+/// Every migration, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_resources::Migration)]
+    }
+}

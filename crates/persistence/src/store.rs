@@ -1,0 +1,339 @@
+//! `Store`: versioned create, read, vread, update, delete and history. Every write is one
+//! database transaction that updates the current row and appends to history together.
+
+use std::time::SystemTime;
+
+use domain::{Prepared, ResourceType, VersionMeta};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+
+use crate::connect::{self, Backend, StoreConfig};
+use crate::entity::{history, resource};
+use crate::error::StoreError;
+use crate::migration::Migrator;
+
+/// How many times a write is retried when a concurrent writer created the same id first.
+const WRITE_RETRIES: usize = 3;
+
+/// The resource store. Cheap to clone: connections are pooled.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    reader: DatabaseConnection,
+    writer: DatabaseConnection,
+}
+
+/// One stored version of a resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredVersion {
+    pub resource_type: ResourceType,
+    pub id: String,
+    pub version_id: i64,
+    pub last_updated_ms: i64,
+    /// The resource text; `None` when this version is a deletion.
+    pub body: Option<String>,
+}
+
+/// The HTTP method that produced a version, as history reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    fn parse(s: &str) -> Method {
+        match s {
+            "POST" => Method::Post,
+            "DELETE" => Method::Delete,
+            _ => Method::Put,
+        }
+    }
+}
+
+/// The result of an update: the new version and whether it brought the resource into being
+/// (update-as-create, or recreation after a delete).
+#[derive(Debug, Clone)]
+pub struct WriteOutcome {
+    pub version: StoredVersion,
+    pub created: bool,
+}
+
+/// The result of a delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// A deletion version was written.
+    Deleted { version_id: i64, last_updated_ms: i64 },
+    /// The resource was already deleted; nothing was written.
+    AlreadyDeleted { version_id: i64, last_updated_ms: i64 },
+}
+
+/// One entry of a history: a version with its position in write order.
+#[derive(Debug, Clone)]
+pub struct HistoryEntry {
+    pub seq: i64,
+    pub method: Method,
+    pub version: StoredVersion,
+}
+
+/// Which history to read, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    pub resource_type: Option<ResourceType>,
+    pub id: Option<String>,
+    /// Only versions written at or after this instant (epoch ms).
+    pub since_ms: Option<i64>,
+    /// Only versions older than this position: the keyset cursor of the next page.
+    pub before_seq: Option<i64>,
+    pub count: u64,
+}
+
+impl Store {
+    /// Connect to the database named by `config`. Fails fast when it cannot be reached.
+    pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
+        let connect::Connections { backend, reader, writer } = connect::connect(config).await?;
+        Ok(Self { backend, reader, writer })
+    }
+
+    /// Which engine backs this store.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Apply every pending migration.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Migrator::up(&self.writer, None).await?;
+        Ok(())
+    }
+
+    /// How many migrations are not yet applied.
+    pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
+        Ok(Migrator::get_pending_migrations(&self.writer).await?.len())
+    }
+
+    /// The current version of a resource. A deleted resource is `StoreError::Deleted`.
+    pub async fn read(&self, ty: ResourceType, id: &str) -> Result<StoredVersion, StoreError> {
+        let row = resource::Entity::find_by_id((ty.as_str().to_owned(), id.to_owned()))
+            .one(&self.reader)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        if row.deleted {
+            return Err(StoreError::Deleted { version_id: row.version_id, last_updated_ms: row.last_updated });
+        }
+        Ok(StoredVersion {
+            resource_type: ty,
+            id: row.id,
+            version_id: row.version_id,
+            last_updated_ms: row.last_updated,
+            body: row.body,
+        })
+    }
+
+    /// One version of a resource. A version that is a deletion is `StoreError::Deleted`.
+    pub async fn vread(&self, ty: ResourceType, id: &str, version_id: i64) -> Result<StoredVersion, StoreError> {
+        let row = history::Entity::find()
+            .filter(history::Column::ResourceType.eq(ty.as_str()))
+            .filter(history::Column::Id.eq(id))
+            .filter(history::Column::VersionId.eq(version_id))
+            .one(&self.reader)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        if row.deleted {
+            return Err(StoreError::Deleted { version_id: row.version_id, last_updated_ms: row.last_updated });
+        }
+        Ok(history_version(ty, row))
+    }
+
+    /// Store a new resource under a fresh server-assigned `id` as version 1.
+    pub async fn create(&self, prepared: &Prepared, id: &str) -> Result<StoredVersion, StoreError> {
+        let ty = prepared.resource_type();
+        let txn = self.writer.begin().await?;
+        let version = write_version(&txn, ty, id, Some(prepared), 1, Method::Post, None).await?;
+        txn.commit().await?;
+        Ok(version)
+    }
+
+    /// Store a new version of `id`, creating the resource if it does not exist. With
+    /// `if_match`, the write happens only if the current version is exactly that one.
+    pub async fn update(&self, prepared: &Prepared, id: &str, if_match: Option<i64>) -> Result<WriteOutcome, StoreError> {
+        let mut attempt = 0;
+        loop {
+            match self.try_update(prepared, id, if_match).await {
+                Err(StoreError::Database(err)) if is_unique_violation(&err) && attempt < WRITE_RETRIES => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_update(&self, prepared: &Prepared, id: &str, if_match: Option<i64>) -> Result<WriteOutcome, StoreError> {
+        let ty = prepared.resource_type();
+        let txn = self.writer.begin().await?;
+        let current = lock_current(&txn, ty, id).await?;
+        check_precondition(if_match, current.as_ref())?;
+        let (next, created) = match &current {
+            None => (1, true),
+            Some(row) => (row.version_id + 1, row.deleted),
+        };
+        let version = write_version(&txn, ty, id, Some(prepared), next, Method::Put, current.as_ref()).await?;
+        txn.commit().await?;
+        Ok(WriteOutcome { version, created })
+    }
+
+    /// Delete `id` logically: a deletion version is written and history keeps every version.
+    pub async fn delete(&self, ty: ResourceType, id: &str, if_match: Option<i64>) -> Result<DeleteOutcome, StoreError> {
+        let txn = self.writer.begin().await?;
+        let current = lock_current(&txn, ty, id).await?;
+        let Some(row) = current else {
+            return Err(StoreError::NotFound);
+        };
+        check_precondition(if_match, Some(&row))?;
+        if row.deleted {
+            return Ok(DeleteOutcome::AlreadyDeleted { version_id: row.version_id, last_updated_ms: row.last_updated });
+        }
+        let version = write_version(&txn, ty, id, None, row.version_id + 1, Method::Delete, Some(&row)).await?;
+        txn.commit().await?;
+        Ok(DeleteOutcome::Deleted { version_id: version.version_id, last_updated_ms: version.last_updated_ms })
+    }
+
+    /// Versions newest first, at most `query.count + 1` of them (the extra one tells the caller
+    /// that a next page exists).
+    pub async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryEntry>, StoreError> {
+        let mut select = history::Entity::find();
+        if let Some(ty) = query.resource_type {
+            select = select.filter(history::Column::ResourceType.eq(ty.as_str()));
+        }
+        if let Some(id) = &query.id {
+            select = select.filter(history::Column::Id.eq(id.as_str()));
+        }
+        if let Some(since) = query.since_ms {
+            select = select.filter(history::Column::LastUpdated.gte(since));
+        }
+        if let Some(before) = query.before_seq {
+            select = select.filter(history::Column::Seq.lt(before));
+        }
+        let rows = select
+            .order_by_desc(history::Column::Seq)
+            .limit(query.count.saturating_add(1))
+            .all(&self.reader)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let ty = ResourceType::parse(&row.resource_type)?;
+                Some(HistoryEntry { seq: row.seq, method: Method::parse(&row.method), version: history_version(ty, row) })
+            })
+            .collect())
+    }
+}
+
+fn history_version(ty: ResourceType, row: history::Model) -> StoredVersion {
+    StoredVersion {
+        resource_type: ty,
+        id: row.id,
+        version_id: row.version_id,
+        last_updated_ms: row.last_updated,
+        body: row.body,
+    }
+}
+
+/// The current row, locked against concurrent writers until the transaction ends
+/// (`FOR UPDATE` on PostgreSQL; SQLite has a single writer connection).
+async fn lock_current(txn: &DatabaseTransaction, ty: ResourceType, id: &str) -> Result<Option<resource::Model>, DbErr> {
+    let select = resource::Entity::find_by_id((ty.as_str().to_owned(), id.to_owned()));
+    let select = if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        select.lock_exclusive()
+    } else {
+        select
+    };
+    select.one(txn).await
+}
+
+fn check_precondition(if_match: Option<i64>, current: Option<&resource::Model>) -> Result<(), StoreError> {
+    match (if_match, current) {
+        (Some(expected), Some(row)) if row.version_id != expected => {
+            Err(StoreError::VersionConflict { expected, current: Some(row.version_id) })
+        }
+        (Some(expected), None) => Err(StoreError::VersionConflict { expected, current: None }),
+        _ => Ok(()),
+    }
+}
+
+/// Write version `version_id` of a resource (a deletion when `prepared` is `None`) to the
+/// current table and to history.
+async fn write_version(
+    txn: &DatabaseTransaction,
+    ty: ResourceType,
+    id: &str,
+    prepared: Option<&Prepared>,
+    version_id: i64,
+    method: Method,
+    current: Option<&resource::Model>,
+) -> Result<StoredVersion, StoreError> {
+    // lastUpdated never goes backwards for one resource, even if the clock does.
+    let now = now_ms().max(current.map_or(0, |row| row.last_updated));
+    let meta = VersionMeta { version_id, last_updated_ms: now };
+    let body = prepared.map(|p| p.render(id, meta));
+    let row = resource::ActiveModel {
+        resource_type: Set(ty.as_str().to_owned()),
+        id: Set(id.to_owned()),
+        version_id: Set(version_id),
+        last_updated: Set(now),
+        deleted: Set(body.is_none()),
+        body: Set(body.clone()),
+    };
+    if current.is_some() {
+        resource::Entity::update_many()
+            .col_expr(resource::Column::VersionId, Expr::value(version_id))
+            .col_expr(resource::Column::LastUpdated, Expr::value(now))
+            .col_expr(resource::Column::Deleted, Expr::value(body.is_none()))
+            .col_expr(resource::Column::Body, Expr::value(body.clone()))
+            .filter(resource::Column::ResourceType.eq(ty.as_str()))
+            .filter(resource::Column::Id.eq(id))
+            .exec(txn)
+            .await?;
+    } else {
+        resource::Entity::insert(row).on_conflict(OnConflict::new().do_nothing().to_owned()).exec_without_returning(txn).await.and_then(
+            |inserted| {
+                if inserted == 1 {
+                    Ok(())
+                } else {
+                    Err(DbErr::RecordNotInserted)
+                }
+            },
+        )?;
+    }
+    history::Entity::insert(history::ActiveModel {
+        seq: sea_orm::ActiveValue::NotSet,
+        resource_type: Set(ty.as_str().to_owned()),
+        id: Set(id.to_owned()),
+        version_id: Set(version_id),
+        last_updated: Set(now),
+        method: Set(method.as_str().to_owned()),
+        deleted: Set(body.is_none()),
+        body: Set(body.clone()),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(StoredVersion { resource_type: ty, id: id.to_owned(), version_id, last_updated_ms: now, body })
+}
+
+fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err, DbErr::RecordNotInserted) || matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+fn now_ms() -> i64 {
+    domain::instant::from_system_time(SystemTime::now())
+}

@@ -1,0 +1,131 @@
+//! Bundles: the `history` Bundle (http://hl7.org/fhir/R4/http.html#history), rendered around the
+//! stored resource text without parsing it, with keyset paging (`_cursor`) that stays stable
+//! while others write.
+
+use actix_web::{HttpRequest, HttpResponse};
+use persistence::{HistoryEntry, HistoryQuery, Method};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::extract::Negotiation;
+use crate::responder::{base_url, etag, json_body};
+use crate::state::AppState;
+
+/// The query parameter carrying the keyset position of the next page.
+pub(crate) const CURSOR: &str = "_cursor";
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Bundle<'a> {
+    resource_type: &'static str,
+    id: String,
+    meta: Meta,
+    #[serde(rename = "type")]
+    type_: &'static str,
+    link: Vec<Link>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    entry: Vec<Entry<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Meta {
+    last_updated: String,
+}
+
+#[derive(Serialize)]
+struct Link {
+    relation: &'static str,
+    url: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Entry<'a> {
+    full_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource: Option<&'a RawValue>,
+    request: Request,
+    response: Response,
+}
+
+#[derive(Serialize)]
+struct Request {
+    method: &'static str,
+    url: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Response {
+    status: &'static str,
+    etag: String,
+    last_modified: String,
+}
+
+/// Render one page of history; `entries` holds up to `query.count + 1` versions, the extra one
+/// signalling that a next page exists.
+pub(crate) fn history(
+    req: &HttpRequest,
+    state: &AppState,
+    query: &HistoryQuery,
+    mut entries: Vec<HistoryEntry>,
+    neg: Negotiation,
+) -> HttpResponse {
+    let base = base_url(req, state);
+    let has_next = entries.len() as u64 > query.count;
+    entries.truncate(usize::try_from(query.count).unwrap_or(usize::MAX));
+    let path = req.path().trim_start_matches("/fhir");
+    let self_url = if req.query_string().is_empty() {
+        format!("{base}{path}")
+    } else {
+        format!("{base}{path}?{}", req.query_string())
+    };
+    let mut link = vec![Link { relation: "self", url: self_url }];
+    if let (true, Some(last)) = (has_next, entries.last()) {
+        let mut next = format!("{base}{path}?_count={}", query.count);
+        if let Some(since) = query.since_ms {
+            next.push_str(&format!("&_since={}", domain::instant::to_fhir(since)));
+        }
+        next.push_str(&format!("&{CURSOR}={}", last.seq));
+        link.push(Link { relation: "next", url: next });
+    }
+    let raw: Vec<Option<Box<RawValue>>> = entries
+        .iter()
+        .map(|e| e.version.body.as_ref().and_then(|b| RawValue::from_string(b.clone()).ok()))
+        .collect();
+    let entry = entries
+        .iter()
+        .zip(&raw)
+        .map(|(e, resource)| {
+            let v = &e.version;
+            let (url, status) = match (e.method, v.version_id) {
+                (Method::Post, _) => (v.resource_type.to_string(), "201 Created"),
+                (Method::Put, 1) => (format!("{}/{}", v.resource_type, v.id), "201 Created"),
+                (Method::Put, _) => (format!("{}/{}", v.resource_type, v.id), "200 OK"),
+                (Method::Delete, _) => (format!("{}/{}", v.resource_type, v.id), "204 No Content"),
+            };
+            Entry {
+                full_url: format!("{base}/{}/{}", v.resource_type, v.id),
+                resource: resource.as_deref(),
+                request: Request { method: e.method.as_str(), url },
+                response: Response {
+                    status,
+                    etag: etag(v.version_id),
+                    last_modified: domain::instant::to_fhir(v.last_updated_ms),
+                },
+            }
+        })
+        .collect();
+    let now = domain::instant::from_system_time(std::time::SystemTime::now());
+    let bundle = Bundle {
+        resource_type: "Bundle",
+        id: uuid::Uuid::new_v4().to_string(),
+        meta: Meta { last_updated: domain::instant::to_fhir(now) },
+        type_: "history",
+        link,
+        entry,
+    };
+    let text = serde_json::to_string(&bundle).unwrap_or_default();
+    json_body(HttpResponse::Ok(), text, neg)
+}

@@ -1,0 +1,56 @@
+//! `GET [base]/metadata`: the CapabilityStatement, derived from the resource types and
+//! interactions the code serves rather than written by hand.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use domain::{Interaction, ResourceType};
+use serde_json::{json, Value};
+
+use crate::extract::Negotiation;
+use crate::responder::{base_url, json_body};
+use crate::state::AppState;
+
+/// When this build's CapabilityStatement content last changed (CapabilityStatement.date).
+const DATE: &str = "2026-11-24";
+
+/// The CapabilityStatement for a server reachable at `base`.
+pub fn capability_statement(base: &str) -> Value {
+    let resources: Vec<Value> = ResourceType::ALL
+        .into_iter()
+        .map(|ty| {
+            json!({
+                "type": ty.as_str(),
+                "profile": ty.profile(),
+                "interaction": Interaction::ALL.iter().map(|i| json!({ "code": i.code() })).collect::<Vec<_>>(),
+                "versioning": "versioned-update",
+                "readHistory": true,
+                "updateCreate": true,
+                "conditionalCreate": false,
+                "conditionalRead": "full-support",
+                "conditionalUpdate": false,
+                "conditionalDelete": "not-supported",
+            })
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": DATE,
+        "publisher": "careplan",
+        "kind": "instance",
+        "software": { "name": "careplan", "version": env!("CARGO_PKG_VERSION") },
+        "implementation": { "description": "FHIR R4 shared care-plan service (CarePlan, CareTeam, Task)", "url": base },
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "resource": resources,
+            "interaction": [{ "code": "history-system" }],
+        }],
+    })
+}
+
+/// The handler for `GET [base]/metadata`.
+pub(crate) async fn metadata(req: HttpRequest, state: web::Data<AppState>, neg: Negotiation) -> HttpResponse {
+    let statement = capability_statement(&base_url(&req, &state));
+    json_body(HttpResponse::Ok(), statement.to_string(), neg)
+}

@@ -1,0 +1,141 @@
+//! Responders: turn stored versions, Bundles and OperationOutcomes into HTTP responses with the
+//! headers FHIR asks for (`ETag: W/"n"`, `Last-Modified`, `Location`, http://hl7.org/fhir/R4/http.html).
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
+use domain::{json_text, Issue, ResourceType};
+use persistence::StoredVersion;
+use serde::Serialize;
+
+use crate::extract::{Negotiation, Prefer, Return};
+use crate::state::AppState;
+
+/// The content type of every body this server sends.
+pub(crate) const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+/// An OperationOutcome holding `issues`, as minified JSON text.
+pub(crate) fn operation_outcome(issues: &[Issue]) -> String {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Outcome<'a> {
+        resource_type: &'static str,
+        issue: Vec<OutcomeIssue<'a>>,
+    }
+    #[derive(Serialize)]
+    struct OutcomeIssue<'a> {
+        severity: domain::Severity,
+        code: domain::IssueCode,
+        diagnostics: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expression: Option<[&'a str; 1]>,
+    }
+    let outcome = Outcome {
+        resource_type: "OperationOutcome",
+        issue: issues
+            .iter()
+            .map(|i| OutcomeIssue {
+                severity: i.severity,
+                code: i.code,
+                diagnostics: &i.diagnostics,
+                expression: i.expression.as_deref().map(|e| [e]),
+            })
+            .collect(),
+    };
+    serde_json::to_string(&outcome).unwrap_or_default()
+}
+
+/// The FHIR base URL (`http://host/fhir`) as configured, or as the request reached us.
+pub(crate) fn base_url(req: &HttpRequest, state: &AppState) -> String {
+    if let Some(base) = &state.settings.base_url {
+        return base.trim_end_matches('/').to_owned();
+    }
+    let info = req.connection_info();
+    format!("{}://{}/fhir", info.scheme(), info.host())
+}
+
+/// `W/"n"`, the weak ETag FHIR uses for version n.
+pub(crate) fn etag(version_id: i64) -> String {
+    format!("W/\"{version_id}\"")
+}
+
+/// An HTTP date for `Last-Modified`.
+pub(crate) fn http_date(ms: i64) -> String {
+    httpdate::fmt_http_date(domain::instant::to_system_time(ms))
+}
+
+fn version_headers(builder: &mut HttpResponseBuilder, version_id: i64, last_updated_ms: i64) {
+    builder.insert_header((header::ETAG, etag(version_id)));
+    builder.insert_header((header::LAST_MODIFIED, http_date(last_updated_ms)));
+}
+
+/// A JSON body rendered as negotiated (`_pretty`).
+pub(crate) fn json_body(mut builder: HttpResponseBuilder, text: String, negotiation: Negotiation) -> HttpResponse {
+    builder.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON)));
+    if negotiation.pretty {
+        builder.body(json_text::pretty(&text))
+    } else {
+        builder.body(text)
+    }
+}
+
+/// A read or vread answer: the stored text with its version headers.
+pub(crate) fn read(version: StoredVersion, negotiation: Negotiation) -> HttpResponse {
+    let mut builder = HttpResponse::Ok();
+    version_headers(&mut builder, version.version_id, version.last_updated_ms);
+    json_body(builder, version.body.unwrap_or_default(), negotiation)
+}
+
+/// 304 Not Modified, still carrying the validators.
+pub(crate) fn not_modified(version_id: i64, last_updated_ms: i64) -> HttpResponse {
+    let mut builder = HttpResponse::NotModified();
+    version_headers(&mut builder, version_id, last_updated_ms);
+    builder.finish()
+}
+
+/// The answer to a create or update: status, `Location`, version headers, and the body the
+/// client asked for with `Prefer: return=`.
+pub(crate) fn written(
+    status: StatusCode,
+    version: StoredVersion,
+    base: &str,
+    negotiation: Negotiation,
+    prefer: Prefer,
+) -> HttpResponse {
+    let ty = version.resource_type;
+    let mut builder = HttpResponse::build(status);
+    version_headers(&mut builder, version.version_id, version.last_updated_ms);
+    builder.insert_header((header::LOCATION, location(base, ty, &version.id, version.version_id)));
+    match prefer.return_ {
+        Return::Minimal => builder.finish(),
+        Return::Representation => json_body(builder, version.body.unwrap_or_default(), negotiation),
+        Return::OperationOutcome => {
+            let verb = if status == StatusCode::CREATED { "Created" } else { "Updated" };
+            let message = format!("{verb} {ty}/{} at version {}", version.id, version.version_id);
+            json_body(builder, operation_outcome(&[Issue::information(message)]), negotiation)
+        }
+    }
+}
+
+/// The answer to a delete: 204, or 200 with an OperationOutcome when asked for.
+pub(crate) fn deleted(
+    version_id: i64,
+    last_updated_ms: i64,
+    message: String,
+    negotiation: Negotiation,
+    prefer: Prefer,
+) -> HttpResponse {
+    if prefer.return_ == Return::OperationOutcome {
+        let mut builder = HttpResponse::Ok();
+        version_headers(&mut builder, version_id, last_updated_ms);
+        return json_body(builder, operation_outcome(&[Issue::information(message)]), negotiation);
+    }
+    let mut builder = HttpResponse::NoContent();
+    version_headers(&mut builder, version_id, last_updated_ms);
+    builder.finish()
+}
+
+/// `[base]/[type]/[id]/_history/[vid]`.
+pub(crate) fn location(base: &str, ty: ResourceType, id: &str, version_id: i64) -> String {
+    format!("{base}/{ty}/{id}/_history/{version_id}")
+}
