@@ -1,1 +1,12 @@
-//! tests
+//! The integration-test binary: each test spawns the real server on a random port, on a fresh
+//! SQLite file, or on a fresh PostgreSQL schema when `TEST_DATABASE_URL` is set, and drives it
+//! over HTTP.
+
+mod bad_input;
+mod capabilities;
+mod concurrency;
+mod crud;
+mod examples;
+mod helpers;
+mod history;
+mod http_semantics;

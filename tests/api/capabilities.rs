@@ -1,0 +1,20 @@
+//! `GET /fhir/metadata`: the CapabilityStatement derived from the code.
+
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn the_capability_statement_lists_every_type_and_interaction() {
+    let app = spawn_app().await;
+
+    let response = app.get("metadata").await;
+
+    assert_eq!(response.status(), 200);
+    let statement: Value = response.json().await.expect("JSON");
+    assert_eq!(statement["fhirVersion"], "4.0.1");
+    let resources = statement["rest"][0]["resource"].as_array().expect("resources");
+    let types: Vec<&str> = resources.iter().filter_map(|r| r["type"].as_str()).collect();
+    assert_eq!(types, ["CarePlan", "CareTeam", "Task"]);
+    insta::assert_json_snapshot!(statement, { ".implementation.url" => "[base]" });
+}
