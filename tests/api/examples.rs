@@ -104,7 +104,8 @@ async fn examples_posted_without_their_ids_keep_their_content() {
 
         let created = app.create(&sent).await;
 
-        let mut read: Value = app.get(&format!("{ty}/{}", created["id"].as_str().expect("id"))).await.json().await.expect("JSON");
+        let mut read: Value =
+            app.get(&format!("{ty}/{}", created["id"].as_str().expect("id"))).await.json().await.expect("JSON");
         read.as_object_mut().expect("object").remove("id");
         assert_eq!(comparable(read), comparable(sent), "{name} changed");
     }

@@ -11,7 +11,11 @@ fn entries(bundle: &Value) -> Vec<Value> {
 }
 
 fn next_link(bundle: &Value) -> Option<String> {
-    bundle["link"].as_array()?.iter().find(|l| l["relation"] == "next").map(|l| l["url"].as_str().unwrap_or_default().to_owned())
+    bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .map(|l| l["url"].as_str().unwrap_or_default().to_owned())
 }
 
 #[tokio::test]
@@ -64,8 +68,10 @@ async fn system_history_spans_every_type_and_type_history_only_its_own() {
     app.create(&json!({"resourceType": "CareTeam", "status": "active", "name": "Complex care team"})).await;
 
     let system: Value = app.get("_history").await.json().await.expect("Bundle");
-    let types: HashSet<String> =
-        entries(&system).iter().map(|e| e["resource"]["resourceType"].as_str().unwrap_or_default().to_owned()).collect();
+    let types: HashSet<String> = entries(&system)
+        .iter()
+        .map(|e| e["resource"]["resourceType"].as_str().unwrap_or_default().to_owned())
+        .collect();
     assert_eq!(types, HashSet::from(["Task".to_owned(), "CarePlan".to_owned(), "CareTeam".to_owned()]));
 
     let plans: Value = app.get("CarePlan/_history").await.json().await.expect("Bundle");

@@ -30,7 +30,8 @@ async fn json_is_spoken_and_everything_else_is_refused_with_406() {
         ("application/fhir+xml", 406),
         ("text/html", 406),
     ] {
-        let response = app.client.get(app.url(&format!("Task/{id}"))).header("accept", accept).send().await.expect("sent");
+        let response =
+            app.client.get(app.url(&format!("Task/{id}"))).header("accept", accept).send().await.expect("sent");
         assert_eq!(response.status(), status, "Accept: {accept}");
         if status == 406 {
             assert_outcome(&response.json().await.expect("OperationOutcome"), "not-supported", None);
@@ -70,8 +71,13 @@ async fn bodies_that_are_not_fhir_json_get_415() {
         assert_outcome(&response.json().await.expect("OperationOutcome"), "not-supported", None);
     }
     for content_type in ["application/json", "application/fhir+json; charset=utf-8", "application/json+fhir"] {
-        let response =
-            app.client.post(app.url("Task")).header("content-type", content_type).body(task("draft").to_string()).send().await;
+        let response = app
+            .client
+            .post(app.url("Task"))
+            .header("content-type", content_type)
+            .body(task("draft").to_string())
+            .send()
+            .await;
         assert_eq!(response.expect("sent").status(), 201, "{content_type}");
     }
 }
@@ -126,7 +132,8 @@ async fn conditional_reads_answer_304_when_nothing_changed() {
     assert_eq!(header(&same, "etag"), "W/\"1\"");
     let other = app.request(Method::GET, &path).header("if-none-match", "W/\"2\"").send().await.expect("sent");
     assert_eq!(other.status(), 200);
-    let unchanged = app.request(Method::GET, &path).header("if-modified-since", &last_modified).send().await.expect("sent");
+    let unchanged =
+        app.request(Method::GET, &path).header("if-modified-since", &last_modified).send().await.expect("sent");
     assert_eq!(unchanged.status(), 304);
     let old = app
         .request(Method::GET, &path)

@@ -42,7 +42,8 @@ pub fn ingest<R: Resource>(body: &[u8], mode: IngestMode<'_>) -> Result<Prepared
         return Err(issues);
     }
     // The body parsed as JSON above, so it is UTF-8.
-    let text = std::str::from_utf8(body).map_err(|_| vec![Issue::general(IssueCode::Structure, "body is not UTF-8")])?;
+    let text =
+        std::str::from_utf8(body).map_err(|_| vec![Issue::general(IssueCode::Structure, "body is not UTF-8")])?;
     Prepared::from_minified(ty, &json_text::minify(text))
         .map_err(|err| vec![Issue::general(IssueCode::Structure, format!("resource cannot be stored: {err}"))])
 }
@@ -78,7 +79,9 @@ fn parse_envelope(ty: ResourceType, body: &[u8], mode: IngestMode<'_>) -> Result
             id_path,
             format!("the id in the body ('{body_id}') differs from the id in the URL ('{id}')"),
         )),
-        (IngestMode::Update { .. }, Some(_)) => issues.push(Issue::error(IssueCode::Structure, id_path, "id must be a string")),
+        (IngestMode::Update { .. }, Some(_)) => {
+            issues.push(Issue::error(IssueCode::Structure, id_path, "id must be a string"))
+        }
         (IngestMode::Update { .. }, None) => {
             issues.push(Issue::error(IssueCode::Required, id_path, "an update must carry the resource id in the body"))
         }
@@ -200,11 +203,14 @@ mod tests {
         check::<Task>(r#"{"resourceType":"Task","id":"a","intent":"order"}"#, &[("Task.status", IssueCode::Required)]);
         check::<Task>(r#"{"resourceType":"CarePlan","id":"a"}"#, &[("resourceType", IssueCode::Invalid)]);
         check::<Task>(&format!("{{{TASK}}}").replace("\"a\"", "\"b\""), &[("Task.id", IssueCode::Invalid)]);
-        check::<Task>(r#"{"resourceType":"Task","status":"requested","intent":"order"}"#, &[("Task.id", IssueCode::Required)]);
-        check::<CarePlan>(r#"{"resourceType":"CarePlan","id":"a","status":"active","intent":"plan"}"#, &[(
-            "CarePlan.subject",
-            IssueCode::Required,
-        )]);
+        check::<Task>(
+            r#"{"resourceType":"Task","status":"requested","intent":"order"}"#,
+            &[("Task.id", IssueCode::Required)],
+        );
+        check::<CarePlan>(
+            r#"{"resourceType":"CarePlan","id":"a","status":"active","intent":"plan"}"#,
+            &[("CarePlan.subject", IssueCode::Required)],
+        );
     }
 
     #[test]

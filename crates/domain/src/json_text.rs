@@ -102,13 +102,19 @@ mod tests {
     #[test]
     fn whitespace_outside_strings_goes_and_everything_else_stays() {
         check(" { \"a\" : 1.50 ,\n \"b\": [ 1 , 2.0e3 ] } ", r#"{"a":1.50,"b":[1,2.0e3]}"#);
-        check(r#"{"s":"keep  this \" and \\ this ","t":"\u00e9 x"}"#, r#"{"s":"keep  this \" and \\ this ","t":"\u00e9 x"}"#);
+        check(
+            r#"{"s":"keep  this \" and \\ this ","t":"\u00e9 x"}"#,
+            r#"{"s":"keep  this \" and \\ this ","t":"\u00e9 x"}"#,
+        );
         check("{\"e\":{},\"f\":[],\"g\":[{}]}", r#"{"e":{},"f":[],"g":[{}]}"#);
         check("{\"ü\": \"ß  ✓\"}", "{\"ü\":\"ß  ✓\"}");
     }
 
     #[test]
     fn pretty_printing_indents_two_spaces() {
-        assert_eq!(pretty(r#"{"a":[1,{"b":"x,y"}],"c":{}}"#), "{\n  \"a\": [\n    1,\n    {\n      \"b\": \"x,y\"\n    }\n  ],\n  \"c\": {}\n}");
+        assert_eq!(
+            pretty(r#"{"a":[1,{"b":"x,y"}],"c":{}}"#),
+            "{\n  \"a\": [\n    1,\n    {\n      \"b\": \"x,y\"\n    }\n  ],\n  \"c\": {}\n}"
+        );
     }
 }

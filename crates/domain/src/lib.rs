@@ -15,11 +15,11 @@ pub mod resource;
 pub mod stored;
 pub mod task;
 
+pub use careplan::CarePlan;
+pub use careteam::CareTeam;
 pub use ingest::{ingest, IngestMode};
 pub use interaction::Interaction;
 pub use issue::{Issue, IssueCode, Severity};
-pub use careplan::CarePlan;
-pub use careteam::CareTeam;
 pub use resource::{Resource, ResourceType};
-pub use task::Task;
 pub use stored::{Prepared, VersionMeta};
+pub use task::Task;

@@ -36,8 +36,7 @@ impl Prepared {
                 "resourceType" | "id" => {}
                 "meta" => {
                     let Ordered(meta) = serde_json::from_str(value.get())?;
-                    client_meta =
-                        meta.into_iter().filter(|(k, _)| k != "versionId" && k != "lastUpdated").collect();
+                    client_meta = meta.into_iter().filter(|(k, _)| k != "versionId" && k != "lastUpdated").collect();
                 }
                 _ => elements.push((key, value)),
             }

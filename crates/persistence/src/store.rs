@@ -168,7 +168,12 @@ impl Store {
 
     /// Store a new version of `id`, creating the resource if it does not exist. With
     /// `if_match`, the write happens only if the current version is exactly that one.
-    pub async fn update(&self, prepared: &Prepared, id: &str, if_match: Option<i64>) -> Result<WriteOutcome, StoreError> {
+    pub async fn update(
+        &self,
+        prepared: &Prepared,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> Result<WriteOutcome, StoreError> {
         let mut attempt = 0;
         loop {
             match self.try_update(prepared, id, if_match).await {
@@ -178,7 +183,12 @@ impl Store {
         }
     }
 
-    async fn try_update(&self, prepared: &Prepared, id: &str, if_match: Option<i64>) -> Result<WriteOutcome, StoreError> {
+    async fn try_update(
+        &self,
+        prepared: &Prepared,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> Result<WriteOutcome, StoreError> {
         let ty = prepared.resource_type();
         let txn = self.writer.begin().await?;
         let current = lock_current(&txn, ty, id).await?;
@@ -224,16 +234,17 @@ impl Store {
         if let Some(before) = query.before_seq {
             select = select.filter(history::Column::Seq.lt(before));
         }
-        let rows = select
-            .order_by_desc(history::Column::Seq)
-            .limit(query.count.saturating_add(1))
-            .all(&self.reader)
-            .await?;
+        let rows =
+            select.order_by_desc(history::Column::Seq).limit(query.count.saturating_add(1)).all(&self.reader).await?;
         Ok(rows
             .into_iter()
             .filter_map(|row| {
                 let ty = ResourceType::parse(&row.resource_type)?;
-                Some(HistoryEntry { seq: row.seq, method: Method::parse(&row.method), version: history_version(ty, row) })
+                Some(HistoryEntry {
+                    seq: row.seq,
+                    method: Method::parse(&row.method),
+                    version: history_version(ty, row),
+                })
             })
             .collect())
     }
@@ -253,11 +264,8 @@ fn history_version(ty: ResourceType, row: history::Model) -> StoredVersion {
 /// (`FOR UPDATE` on PostgreSQL; SQLite has a single writer connection).
 async fn lock_current(txn: &DatabaseTransaction, ty: ResourceType, id: &str) -> Result<Option<resource::Model>, DbErr> {
     let select = resource::Entity::find_by_id((ty.as_str().to_owned(), id.to_owned()));
-    let select = if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-        select.lock_exclusive()
-    } else {
-        select
-    };
+    let select =
+        if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres { select.lock_exclusive() } else { select };
     select.one(txn).await
 }
 
@@ -305,15 +313,11 @@ async fn write_version(
             .exec(txn)
             .await?;
     } else {
-        resource::Entity::insert(row).on_conflict(OnConflict::new().do_nothing().to_owned()).exec_without_returning(txn).await.and_then(
-            |inserted| {
-                if inserted == 1 {
-                    Ok(())
-                } else {
-                    Err(DbErr::RecordNotInserted)
-                }
-            },
-        )?;
+        resource::Entity::insert(row)
+            .on_conflict(OnConflict::new().do_nothing().to_owned())
+            .exec_without_returning(txn)
+            .await
+            .and_then(|inserted| if inserted == 1 { Ok(()) } else { Err(DbErr::RecordNotInserted) })?;
     }
     history::Entity::insert(history::ActiveModel {
         seq: sea_orm::ActiveValue::NotSet,

@@ -90,10 +90,8 @@ pub(crate) fn history(
         next.push_str(&format!("&{CURSOR}={}", last.seq));
         link.push(Link { relation: "next", url: next });
     }
-    let raw: Vec<Option<Box<RawValue>>> = entries
-        .iter()
-        .map(|e| e.version.body.as_ref().and_then(|b| RawValue::from_string(b.clone()).ok()))
-        .collect();
+    let raw: Vec<Option<Box<RawValue>>> =
+        entries.iter().map(|e| e.version.body.as_ref().and_then(|b| RawValue::from_string(b.clone()).ok())).collect();
     let entry = entries
         .iter()
         .zip(&raw)

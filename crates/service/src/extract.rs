@@ -131,7 +131,11 @@ impl FromRequest for FhirBody {
             let mut body = BytesMut::new();
             while let Some(chunk) = payload.next().await {
                 let chunk = chunk.map_err(|err| {
-                    ApiError::invalid(IssueCode::Structure, "body", format!("the request body could not be read: {err}"))
+                    ApiError::invalid(
+                        IssueCode::Structure,
+                        "body",
+                        format!("the request body could not be read: {err}"),
+                    )
                 })?;
                 if body.len() + chunk.len() > limit {
                     return Err(ApiError::PayloadTooLarge(limit));
@@ -166,7 +170,11 @@ pub(crate) fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
     };
     let text = value.to_str().unwrap_or_default();
     parse_etag(text).map(Some).ok_or_else(|| {
-        ApiError::invalid(IssueCode::Value, "If-Match", format!("If-Match '{text}' is not a version ETag such as W/\"1\""))
+        ApiError::invalid(
+            IssueCode::Value,
+            "If-Match",
+            format!("If-Match '{text}' is not a version ETag such as W/\"1\""),
+        )
     })
 }
 

@@ -16,7 +16,13 @@ type Data = web::Data<AppState>;
 type Answer = Result<HttpResponse, ApiError>;
 
 /// `POST [base]/[type]`: create with a server-assigned id.
-pub(crate) async fn create<R: Resource>(req: HttpRequest, state: Data, neg: Negotiation, prefer: Prefer, body: FhirBody) -> Answer {
+pub(crate) async fn create<R: Resource>(
+    req: HttpRequest,
+    state: Data,
+    neg: Negotiation,
+    prefer: Prefer,
+    body: FhirBody,
+) -> Answer {
     let prepared = ingest::<R>(&body.0, IngestMode::Create).map_err(ApiError::Invalid)?;
     let id = uuid::Uuid::now_v7().to_string();
     let version = state.store.create(&prepared, &id).await?;
@@ -44,7 +50,12 @@ pub(crate) async fn update<R: Resource>(
 }
 
 /// `GET [base]/[type]/[id]`: the current version; 410 once deleted; 304 when unchanged.
-pub(crate) async fn read<R: Resource>(req: HttpRequest, state: Data, path: web::Path<String>, neg: Negotiation) -> Answer {
+pub(crate) async fn read<R: Resource>(
+    req: HttpRequest,
+    state: Data,
+    path: web::Path<String>,
+    neg: Negotiation,
+) -> Answer {
     read_current(R::TYPE, &req, &state, &path, neg).await
 }
 
@@ -134,7 +145,11 @@ fn history_query(req: &HttpRequest, state: &AppState) -> Result<HistoryQuery, Ap
         match key.as_str() {
             "_count" => {
                 let count = value.parse::<u64>().map_err(|_| {
-                    ApiError::invalid(IssueCode::Value, "_count", format!("_count must be a non-negative integer, not '{value}'"))
+                    ApiError::invalid(
+                        IssueCode::Value,
+                        "_count",
+                        format!("_count must be a non-negative integer, not '{value}'"),
+                    )
                 })?;
                 query.count = count.min(settings.max_count);
             }
@@ -175,7 +190,9 @@ pub(crate) async fn unknown_type(req: HttpRequest) -> Result<HttpResponse, ApiEr
     Err(if name.is_empty() {
         ApiError::NotFound("this path".into())
     } else {
-        ApiError::NotFound(format!("Resource type '{name}' (this server holds CarePlan, CareTeam and Task), or this path,"))
+        ApiError::NotFound(format!(
+            "Resource type '{name}' (this server holds CarePlan, CareTeam and Task), or this path,"
+        ))
     })
 }
 

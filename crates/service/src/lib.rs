@@ -3,10 +3,10 @@
 //! Only this crate knows HTTP. Handlers are generic over `domain::Resource` and a few lines
 //! each: extractors parse the request, the domain checks, the store persists, a responder renders.
 
+mod bundle;
 pub mod capabilities;
 pub mod cli;
 pub mod config;
-mod bundle;
 mod error;
 mod extract;
 mod interactions;

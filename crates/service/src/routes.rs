@@ -10,7 +10,9 @@ use crate::interactions::{self as i, method_not_allowed, unknown_type};
 pub(crate) fn configure(cfg: &mut ServiceConfig) {
     cfg.service(
         web::scope("/fhir")
-            .service(web::resource("/metadata").get(capabilities::metadata).default_service(web::to(method_not_allowed)))
+            .service(
+                web::resource("/metadata").get(capabilities::metadata).default_service(web::to(method_not_allowed)),
+            )
             .service(web::resource("/_history").get(i::history_system).default_service(web::to(method_not_allowed)))
             .configure(resource::<CarePlan>)
             .configure(resource::<CareTeam>)

@@ -28,7 +28,8 @@ impl Application {
         if settings.migrate {
             store.migrate().await.context("cannot apply database migrations")?;
         }
-        let listener = TcpListener::bind(&settings.addr).with_context(|| format!("cannot listen on {}", settings.addr))?;
+        let listener =
+            TcpListener::bind(&settings.addr).with_context(|| format!("cannot listen on {}", settings.addr))?;
         let port = listener.local_addr()?.port();
         let workers = settings.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
         let request_timeout = settings.request_timeout;

@@ -1,0 +1,41 @@
+# A menu of one-liners. `make run` serves on embedded SQLite; `make test` runs every test on SQLite;
+# `make test-postgres` runs the same tests on the local PostgreSQL.
+
+PG_URL ?= postgres://postgres@127.0.0.1:5432
+PG_TEST_DB ?= careplan_test
+NEXTEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "nextest run" || echo test)
+
+.PHONY: run build release test test-postgres lint fmt bench deploy-check clean
+
+run: ## build and serve on ./data/careplan.db (SQLite), http://127.0.0.1:8080/fhir
+	cargo run --release --bin careplan -- serve
+
+build:
+	cargo build --workspace
+
+release:
+	cargo build --release --bin careplan
+
+test: ## every test, on SQLite
+	cargo $(NEXTEST) --workspace
+
+test-postgres: ## the same tests on PostgreSQL (a fresh database, one schema per test)
+	psql "$(PG_URL)/postgres" -qc "DROP DATABASE IF EXISTS $(PG_TEST_DB)" -c "CREATE DATABASE $(PG_TEST_DB)"
+	TEST_DATABASE_URL="$(PG_URL)/$(PG_TEST_DB)" cargo $(NEXTEST) --workspace
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+bench: ## load benchmark: throughput, p50/p99 and peak RSS per scenario, SQLite and PostgreSQL
+	scripts/bench/run.sh
+
+deploy-check: ## validate the Kubernetes manifests without a cluster
+	python3 scripts/deploy_check.py
+
+clean:
+	cargo clean
+	rm -rf data
