@@ -28,6 +28,8 @@ pub struct StoreConfig {
     pub max_connections: u32,
     /// How long a request waits for a pooled connection before failing.
     pub acquire_timeout: Duration,
+    /// Bytes each in-process cache may hold (see `cache.rs`); 0 disables caching.
+    pub cache_bytes: u64,
 }
 
 pub(crate) struct Connections {

@@ -4,11 +4,13 @@
 //! This is the only crate that knows SQL or which backend is in use. Entities stay private:
 //! callers see `StoredVersion` and `HistoryEntry`, never a row.
 
+mod cache;
 mod connect;
 mod entity;
 mod error;
 pub mod migration;
 mod store;
+mod writer;
 
 pub use connect::{Backend, StoreConfig};
 pub use error::StoreError;

@@ -1,20 +1,23 @@
 //! `Store`: versioned create, read, vread, update, delete and history. Every write is one
 //! database transaction that updates the current row and appends to history together.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use domain::{Prepared, ResourceType, VersionMeta};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr,
 };
 use sea_orm_migration::MigratorTrait;
 
+use crate::cache::{Cached, Caches};
 use crate::connect::{self, Backend, StoreConfig};
 use crate::entity::{history, resource};
 use crate::error::StoreError;
 use crate::migration::Migrator;
+use crate::writer::Writer;
 
 /// How many times a write is retried when a concurrent writer created the same id first.
 const WRITE_RETRIES: usize = 3;
@@ -24,7 +27,10 @@ const WRITE_RETRIES: usize = 3;
 pub struct Store {
     backend: Backend,
     reader: DatabaseConnection,
-    writer: DatabaseConnection,
+    /// The write connection, used directly only for migrations.
+    schema: DatabaseConnection,
+    writer: Writer,
+    caches: Arc<Caches>,
 }
 
 /// One stored version of a resource.
@@ -105,7 +111,12 @@ impl Store {
     /// Connect to the database named by `config`. Fails fast when it cannot be reached.
     pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
         let connect::Connections { backend, reader, writer } = connect::connect(config).await?;
-        Ok(Self { backend, reader, writer })
+        let (queue, cache_current) = match backend {
+            Backend::Sqlite => (Writer::queue(writer.clone()), true),
+            Backend::Postgres => (Writer::Direct(writer.clone()), false),
+        };
+        let caches = Arc::new(Caches::new(config.cache_bytes, cache_current));
+        Ok(Self { backend, reader, schema: writer, writer: queue, caches })
     }
 
     /// Which engine backs this store.
@@ -115,35 +126,42 @@ impl Store {
 
     /// Apply every pending migration.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        Migrator::up(&self.writer, None).await?;
+        Migrator::up(&self.schema, None).await?;
         Ok(())
     }
 
     /// How many migrations are not yet applied.
     pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
-        Ok(Migrator::get_pending_migrations(&self.writer).await?.len())
+        Ok(Migrator::get_pending_migrations(&self.schema).await?.len())
     }
 
     /// The current version of a resource. A deleted resource is `StoreError::Deleted`.
     pub async fn read(&self, ty: ResourceType, id: &str) -> Result<StoredVersion, StoreError> {
-        let row = resource::Entity::find_by_id((ty.as_str().to_owned(), id.to_owned()))
-            .one(&self.reader)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        if row.deleted {
-            return Err(StoreError::Deleted { version_id: row.version_id, last_updated_ms: row.last_updated });
-        }
-        Ok(StoredVersion {
-            resource_type: ty,
-            id: row.id,
-            version_id: row.version_id,
-            last_updated_ms: row.last_updated,
-            body: row.body,
-        })
+        let cached = match self.caches.current(ty, id) {
+            Some(cached) => cached,
+            None => {
+                let generation = self.caches.generation(ty, id);
+                let row = resource::Entity::find_by_id((ty.as_str().to_owned(), id.to_owned()))
+                    .one(&self.reader)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                let cached = Cached {
+                    version_id: row.version_id,
+                    last_updated_ms: row.last_updated,
+                    body: row.body.map(Arc::from),
+                };
+                self.caches.fill_current(ty, id, generation, cached.clone());
+                cached
+            }
+        };
+        stored(ty, id, cached)
     }
 
     /// One version of a resource. A version that is a deletion is `StoreError::Deleted`.
     pub async fn vread(&self, ty: ResourceType, id: &str, version_id: i64) -> Result<StoredVersion, StoreError> {
+        if let Some(cached) = self.caches.version(ty, id, version_id) {
+            return stored(ty, id, cached);
+        }
         let row = history::Entity::find()
             .filter(history::Column::ResourceType.eq(ty.as_str()))
             .filter(history::Column::Id.eq(id))
@@ -151,71 +169,69 @@ impl Store {
             .one(&self.reader)
             .await?
             .ok_or(StoreError::NotFound)?;
-        if row.deleted {
-            return Err(StoreError::Deleted { version_id: row.version_id, last_updated_ms: row.last_updated });
+        let cached =
+            Cached { version_id: row.version_id, last_updated_ms: row.last_updated, body: row.body.map(Arc::from) };
+        if cached.body.is_some() {
+            self.caches.put_version(ty, id, cached.clone());
         }
-        Ok(history_version(ty, row))
+        stored(ty, id, cached)
     }
 
     /// Store a new resource under a fresh server-assigned `id` as version 1.
-    pub async fn create(&self, prepared: &Prepared, id: &str) -> Result<StoredVersion, StoreError> {
-        let ty = prepared.resource_type();
-        let txn = self.writer.begin().await?;
-        let version = write_version(&txn, ty, id, Some(prepared), 1, Method::Post, None).await?;
-        txn.commit().await?;
+    pub async fn create(&self, prepared: Prepared, id: String) -> Result<StoredVersion, StoreError> {
+        let version = self
+            .writer
+            .write(Box::new(move |txn| {
+                Box::pin(async move {
+                    let ty = prepared.resource_type();
+                    write_version(txn, ty, &id, Some(&prepared), 1, Method::Post, None).await
+                })
+            }))
+            .await?;
+        self.publish(&version);
         Ok(version)
     }
 
     /// Store a new version of `id`, creating the resource if it does not exist. With
     /// `if_match`, the write happens only if the current version is exactly that one.
-    pub async fn update(
-        &self,
-        prepared: &Prepared,
-        id: &str,
-        if_match: Option<i64>,
-    ) -> Result<WriteOutcome, StoreError> {
+    pub async fn update(&self, prepared: Prepared, id: String, if_match: Option<i64>) -> Result<WriteOutcome, StoreError> {
+        let prepared = Arc::new(prepared);
+        let id: Arc<str> = Arc::from(id);
         let mut attempt = 0;
         loop {
-            match self.try_update(prepared, id, if_match).await {
+            let (prepared, id) = (prepared.clone(), id.clone());
+            let result = self
+                .writer
+                .write(Box::new(move |txn| Box::pin(async move { update_in(txn, &prepared, &id, if_match).await })))
+                .await;
+            match result {
                 Err(StoreError::Database(err)) if is_unique_violation(&err) && attempt < WRITE_RETRIES => attempt += 1,
-                other => return other,
+                Ok(outcome) => {
+                    self.publish(&outcome.version);
+                    return Ok(outcome);
+                }
+                Err(other) => return Err(other),
             }
         }
     }
 
-    async fn try_update(
-        &self,
-        prepared: &Prepared,
-        id: &str,
-        if_match: Option<i64>,
-    ) -> Result<WriteOutcome, StoreError> {
-        let ty = prepared.resource_type();
-        let txn = self.writer.begin().await?;
-        let current = lock_current(&txn, ty, id).await?;
-        check_precondition(if_match, current.as_ref())?;
-        let (next, created) = match &current {
-            None => (1, true),
-            Some(row) => (row.version_id + 1, row.deleted),
-        };
-        let version = write_version(&txn, ty, id, Some(prepared), next, Method::Put, current.as_ref()).await?;
-        txn.commit().await?;
-        Ok(WriteOutcome { version, created })
-    }
-
     /// Delete `id` logically: a deletion version is written and history keeps every version.
     pub async fn delete(&self, ty: ResourceType, id: &str, if_match: Option<i64>) -> Result<DeleteOutcome, StoreError> {
-        let txn = self.writer.begin().await?;
-        let current = lock_current(&txn, ty, id).await?;
-        let Some(row) = current else {
-            return Err(StoreError::NotFound);
-        };
-        check_precondition(if_match, Some(&row))?;
-        if row.deleted {
-            return Ok(DeleteOutcome::AlreadyDeleted { version_id: row.version_id, last_updated_ms: row.last_updated });
+        let owned = id.to_owned();
+        let outcome = self.writer.write(Box::new(move |txn| Box::pin(async move { delete_in(txn, ty, &owned, if_match).await }))).await?;
+        if let DeleteOutcome::Deleted { version_id, last_updated_ms } = outcome {
+            self.caches.publish(ty, id, Cached { version_id, last_updated_ms, body: None });
         }
-        let version = write_version(&txn, ty, id, None, row.version_id + 1, Method::Delete, Some(&row)).await?;
-        txn.commit().await?;
-        Ok(DeleteOutcome::Deleted { version_id: version.version_id, last_updated_ms: version.last_updated_ms })
+        Ok(outcome)
+    }
+
+    fn publish(&self, version: &StoredVersion) {
+        let cached = Cached {
+            version_id: version.version_id,
+            last_updated_ms: version.last_updated_ms,
+            body: version.body.as_deref().map(Arc::from),
+        };
+        self.caches.publish(version.resource_type, &version.id, cached);
     }
 
     /// Versions newest first, at most `query.count + 1` of them (the extra one tells the caller
@@ -248,6 +264,54 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// A cached version as the caller sees it; a deletion is `StoreError::Deleted`.
+fn stored(ty: ResourceType, id: &str, cached: Cached) -> Result<StoredVersion, StoreError> {
+    match cached.body {
+        Some(body) => Ok(StoredVersion {
+            resource_type: ty,
+            id: id.to_owned(),
+            version_id: cached.version_id,
+            last_updated_ms: cached.last_updated_ms,
+            body: Some(body.to_string()),
+        }),
+        None => Err(StoreError::Deleted { version_id: cached.version_id, last_updated_ms: cached.last_updated_ms }),
+    }
+}
+
+async fn update_in(
+    txn: &DatabaseTransaction,
+    prepared: &Prepared,
+    id: &str,
+    if_match: Option<i64>,
+) -> Result<WriteOutcome, StoreError> {
+    let ty = prepared.resource_type();
+    let current = lock_current(txn, ty, id).await?;
+    check_precondition(if_match, current.as_ref())?;
+    let (next, created) = match &current {
+        None => (1, true),
+        Some(row) => (row.version_id + 1, row.deleted),
+    };
+    let version = write_version(txn, ty, id, Some(prepared), next, Method::Put, current.as_ref()).await?;
+    Ok(WriteOutcome { version, created })
+}
+
+async fn delete_in(
+    txn: &DatabaseTransaction,
+    ty: ResourceType,
+    id: &str,
+    if_match: Option<i64>,
+) -> Result<DeleteOutcome, StoreError> {
+    let Some(row) = lock_current(txn, ty, id).await? else {
+        return Err(StoreError::NotFound);
+    };
+    check_precondition(if_match, Some(&row))?;
+    if row.deleted {
+        return Ok(DeleteOutcome::AlreadyDeleted { version_id: row.version_id, last_updated_ms: row.last_updated });
+    }
+    let version = write_version(txn, ty, id, None, row.version_id + 1, Method::Delete, Some(&row)).await?;
+    Ok(DeleteOutcome::Deleted { version_id: version.version_id, last_updated_ms: version.last_updated_ms })
 }
 
 fn history_version(ty: ResourceType, row: history::Model) -> StoredVersion {

@@ -40,6 +40,9 @@ struct DatabaseArgs {
     /// Seconds a request waits for a database connection.
     #[arg(long, env = "CAREPLAN_DATABASE_ACQUIRE_TIMEOUT_SECS", default_value_t = 5)]
     database_acquire_timeout_secs: u64,
+    /// MiB each in-process resource cache may hold (0 disables them).
+    #[arg(long, env = "CAREPLAN_CACHE_MIB", default_value_t = 16)]
+    cache_mib: u64,
 }
 
 impl DatabaseArgs {
@@ -49,6 +52,7 @@ impl DatabaseArgs {
             schema: self.database_schema.clone(),
             max_connections: self.database_max_connections,
             acquire_timeout: Duration::from_secs(self.database_acquire_timeout_secs),
+            cache_bytes: self.cache_mib * 1024 * 1024,
         }
     }
 }

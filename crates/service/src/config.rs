@@ -37,6 +37,7 @@ impl Settings {
                 schema,
                 max_connections: 8,
                 acquire_timeout: Duration::from_secs(10),
+                cache_bytes: 8 * 1024 * 1024,
             },
             migrate: true,
             max_body_bytes: 10 * 1024 * 1024,

@@ -25,7 +25,7 @@ pub(crate) async fn create<R: Resource>(
 ) -> Answer {
     let prepared = ingest::<R>(&body.0, IngestMode::Create).map_err(ApiError::Invalid)?;
     let id = uuid::Uuid::now_v7().to_string();
-    let version = state.store.create(&prepared, &id).await?;
+    let version = state.store.create(prepared, id).await?;
     Ok(responder::written(StatusCode::CREATED, version, &base_url(&req, &state), neg, prefer))
 }
 
@@ -44,7 +44,7 @@ pub(crate) async fn update<R: Resource>(
     }
     let if_match = extract::if_match(&req)?;
     let prepared = ingest::<R>(&body.0, IngestMode::Update { id: &id }).map_err(ApiError::Invalid)?;
-    let outcome = state.store.update(&prepared, &id, if_match).await?;
+    let outcome = state.store.update(prepared, id, if_match).await?;
     let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(responder::written(status, outcome.version, &base_url(&req, &state), neg, prefer))
 }

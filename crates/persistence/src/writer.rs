@@ -1,0 +1,145 @@
+//! Group commit for SQLite: one writer task owns the single write connection and runs queued
+//! writes together in one transaction, each inside its own savepoint, so one fsync covers many
+//! acknowledged writes. A write is answered only after its transaction committed; a write that
+//! fails rolls back to its savepoint without touching the others.
+//!
+//! PostgreSQL runs each write in a transaction of its own on the pool (it groups commits itself).
+
+use futures_util::future::BoxFuture;
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::StoreError;
+
+/// Most writes committed together.
+const MAX_BATCH: usize = 128;
+
+/// What a queued write reports once it ran: whether it succeeded, and how to answer its caller
+/// once the outcome of the commit is known.
+type Ran = (bool, Box<dyn FnOnce(Result<(), String>) + Send>);
+
+/// A queued write.
+type Job = Box<dyn for<'a> FnOnce(&'a DatabaseTransaction) -> BoxFuture<'a, Ran> + Send>;
+
+/// A unit of work run inside a write transaction.
+pub(crate) type Work<T> =
+    Box<dyn for<'a> FnOnce(&'a DatabaseTransaction) -> BoxFuture<'a, Result<T, StoreError>> + Send>;
+
+/// Where writes go.
+#[derive(Clone)]
+pub(crate) enum Writer {
+    /// Straight to the pool, one transaction each.
+    Direct(DatabaseConnection),
+    /// Through the group-commit queue.
+    Queue(mpsc::Sender<Job>),
+}
+
+impl Writer {
+    /// A queue served by a writer task spawned on the current runtime.
+    pub(crate) fn queue(db: DatabaseConnection) -> Self {
+        let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(serve(db, receiver));
+        Writer::Queue(sender)
+    }
+
+    /// Run `work` in a write transaction and return its result once committed.
+    pub(crate) async fn write<T: Send + 'static>(&self, work: Work<T>) -> Result<T, StoreError> {
+        match self {
+            Writer::Direct(db) => {
+                let txn = db.begin().await?;
+                match work(&txn).await {
+                    Ok(value) => {
+                        txn.commit().await?;
+                        Ok(value)
+                    }
+                    Err(err) => {
+                        txn.rollback().await?;
+                        Err(err)
+                    }
+                }
+            }
+            Writer::Queue(sender) => {
+                let (answer, answered) = oneshot::channel();
+                let job: Job = Box::new(move |txn| {
+                    Box::pin(async move {
+                        let result = work(txn).await;
+                        let ok = result.is_ok();
+                        let reply: Box<dyn FnOnce(Result<(), String>) + Send> = Box::new(move |committed| {
+                            let outcome = match committed {
+                                Ok(()) => result,
+                                Err(message) => Err(StoreError::Database(DbErr::Custom(message))),
+                            };
+                            // The caller may have gone (timeout); the write stands regardless.
+                            let _ = answer.send(outcome);
+                        });
+                        (ok, reply)
+                    })
+                });
+                sender.send(job).await.map_err(|_| unavailable())?;
+                answered.await.map_err(|_| unavailable())?
+            }
+        }
+    }
+}
+
+fn unavailable() -> StoreError {
+    StoreError::Database(DbErr::Custom("the writer is not running".into()))
+}
+
+async fn serve(db: DatabaseConnection, mut receiver: mpsc::Receiver<Job>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while receiver.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let batch = std::mem::take(&mut jobs);
+        if let Err(err) = run_batch(&db, batch).await {
+            tracing::error!(error = %err, "a write transaction could not be started");
+        }
+    }
+}
+
+/// Run a batch in one transaction. Dropped jobs (when the transaction cannot start) answer
+/// their callers with an error through the closed channel.
+async fn run_batch(db: &DatabaseConnection, batch: Vec<Job>) -> Result<(), DbErr> {
+    let txn = db.begin().await?;
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut failed = None;
+    if batch.len() == 1 {
+        for job in batch {
+            let (ok, reply) = job(&txn).await;
+            replies.push(reply);
+            if !ok {
+                // Nothing of a failed write may stand.
+                txn.rollback().await?;
+                replies.into_iter().for_each(|reply| reply(Ok(())));
+                return Ok(());
+            }
+        }
+    } else {
+        for job in batch {
+            let savepoint = match txn.begin().await {
+                Ok(savepoint) => savepoint,
+                Err(err) => {
+                    failed = Some(err.to_string());
+                    break;
+                }
+            };
+            let (ok, reply) = job(&savepoint).await;
+            replies.push(reply);
+            let closed = if ok { savepoint.commit().await } else { savepoint.rollback().await };
+            if let Err(err) = closed {
+                failed = Some(err.to_string());
+                break;
+            }
+        }
+    }
+    let committed = match failed {
+        Some(message) => {
+            let _ = txn.rollback().await;
+            Err(message)
+        }
+        None => txn.commit().await.map_err(|err| err.to_string()),
+    };
+    for reply in replies {
+        reply(committed.clone());
+    }
+    Ok(())
+}

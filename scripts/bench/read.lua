@@ -1,0 +1,7 @@
+-- GET a random seeded CarePlan by id.
+local count = tonumber(os.getenv("SEEDED") or "10000")
+function setup(thread) thread:set("seed", math.random(1, 1000000)) end
+function init(args) math.randomseed(seed) end
+function request()
+  return wrk.format("GET", "/fhir/CarePlan/bench-" .. math.random(0, count - 1))
+end
