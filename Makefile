@@ -5,7 +5,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432
 PG_TEST_DB ?= careplan_test
 NEXTEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "nextest run" || echo test)
 
-.PHONY: run build release test test-postgres lint fmt bench deploy-check clean
+.PHONY: run build release test test-postgres lint fmt bench clean
 
 run: ## build and serve on ./data/careplan.db (SQLite), http://127.0.0.1:8080/fhir
 	cargo run --release --bin careplan -- serve
@@ -32,9 +32,6 @@ fmt:
 
 bench: ## load benchmark: throughput, p50/p99 and peak RSS per scenario, SQLite and PostgreSQL
 	scripts/bench/run.sh
-
-deploy-check: ## validate the Kubernetes manifests without a cluster
-	python3 scripts/deploy_check.py
 
 clean:
 	cargo clean

@@ -13,6 +13,7 @@ THREADS=${THREADS:-2}
 SEEDED=${SEEDED:-10000}
 PORT=${PORT:-18181}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
+BACKENDS=${BACKENDS:-sqlite postgres}
 export SEEDED
 
 if ! command -v wrk >/dev/null; then
@@ -72,8 +73,12 @@ echo "careplan $($BIN --version | awk '{print $2}') on $(nproc) cores, $(awk '/M
 echo
 echo "| backend    | scenario | req/s     | p50      | p99      | peak MiB | non-2xx |"
 echo "|------------|----------|-----------|----------|----------|----------|---------|"
-run_backend sqlite "sqlite://$WORK/bench.db"
-if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+if [[ " $BACKENDS " == *" sqlite "* ]]; then
+  run_backend sqlite "sqlite://$WORK/bench.db"
+fi
+if [[ " $BACKENDS " != *" postgres "* ]]; then
+  :
+elif pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   psql "$PG_URL/postgres" -qc "DROP DATABASE IF EXISTS careplan_bench" -c "CREATE DATABASE careplan_bench" >/dev/null
   run_backend postgres "$PG_URL/careplan_bench"
 else

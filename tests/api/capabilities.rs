@@ -18,3 +18,17 @@ async fn the_capability_statement_lists_every_type_and_interaction() {
     assert_eq!(types, ["CarePlan", "CareTeam", "Task"]);
     insta::assert_json_snapshot!(statement, { ".implementation.url" => "[base]" });
 }
+
+#[tokio::test]
+async fn liveness_and_readiness_answer_once_the_database_is_migrated() {
+    let app = spawn_app().await;
+    let root = app.base.trim_end_matches("/fhir").to_owned();
+
+    let live = app.client.get(format!("{root}/livez")).send().await.expect("sent");
+    let ready = app.client.get(format!("{root}/readyz")).send().await.expect("sent");
+
+    assert_eq!(live.status(), 200);
+    assert_eq!(ready.status(), 200);
+    let body: Value = ready.json().await.expect("JSON");
+    assert_eq!(body["pendingMigrations"], 0);
+}

@@ -130,6 +130,12 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.reader.ping().await?;
+        Ok(())
+    }
+
     /// How many migrations are not yet applied.
     pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
         Ok(Migrator::get_pending_migrations(&self.schema).await?.len())

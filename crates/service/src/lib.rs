@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 mod error;
 mod extract;
+mod health;
 mod interactions;
 mod responder;
 mod routes;

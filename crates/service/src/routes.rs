@@ -3,12 +3,12 @@
 use actix_web::web::{self, ServiceConfig};
 use domain::{CarePlan, CareTeam, Resource, Task};
 
-use crate::capabilities;
+use crate::{capabilities, health};
 use crate::interactions::{self as i, method_not_allowed, unknown_type};
 
 /// Register every route under the FHIR base `/fhir`.
 pub(crate) fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(
+    cfg.route("/livez", web::get().to(health::livez)).route("/readyz", web::get().to(health::readyz)).service(
         web::scope("/fhir")
             .service(
                 web::resource("/metadata").get(capabilities::metadata).default_service(web::to(method_not_allowed)),
