@@ -70,8 +70,11 @@ async fn connect_sqlite(config: &StoreConfig) -> Result<Connections, StoreError>
         .acquire_timeout(config.acquire_timeout)
         .connect_with(options.clone())
         .await?;
+    // Readers rarely wait on SQLite (no network, caches in front): more than two per core only
+    // costs memory, as each connection keeps its own page cache.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
     let reader = SqlitePoolOptions::new()
-        .max_connections(config.max_connections.max(1))
+        .max_connections(config.max_connections.clamp(1, 2 * cores))
         .min_connections(1)
         .acquire_timeout(config.acquire_timeout)
         .connect_with(options.read_only(true))

@@ -12,7 +12,7 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
-use crate::cache::{Cached, Caches};
+use crate::cache::{Body, Caches, Pointer};
 use crate::connect::{self, Backend, StoreConfig};
 use crate::entity::{history, resource};
 use crate::error::StoreError;
@@ -143,30 +143,28 @@ impl Store {
 
     /// The current version of a resource. A deleted resource is `StoreError::Deleted`.
     pub async fn read(&self, ty: ResourceType, id: &str) -> Result<StoredVersion, StoreError> {
-        let cached = match self.caches.current(ty, id) {
-            Some(cached) => cached,
-            None => {
-                let generation = self.caches.generation(ty, id);
-                let row = resource::Entity::find_by_id((ty.as_str().to_owned(), id.to_owned()))
-                    .one(&self.reader)
-                    .await?
-                    .ok_or(StoreError::NotFound)?;
-                let cached = Cached {
-                    version_id: row.version_id,
-                    last_updated_ms: row.last_updated,
-                    body: row.body.map(Arc::from),
-                };
-                self.caches.fill_current(ty, id, generation, cached.clone());
-                cached
+        if let Some(pointer) = self.caches.current(ty, id) {
+            if pointer.deleted {
+                return Err(deleted(pointer.version_id, pointer.last_updated_ms));
             }
-        };
-        stored(ty, id, cached)
+            if let Some(body) = self.caches.body(ty, id, pointer.version_id) {
+                return Ok(stored(ty, id, pointer.version_id, &body));
+            }
+        }
+        let generation = self.caches.generation(ty, id);
+        let row = resource::Entity::find_by_id((ty.as_str().to_owned(), id.to_owned()))
+            .one(&self.reader)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let pointer = Pointer { version_id: row.version_id, last_updated_ms: row.last_updated, deleted: row.deleted };
+        self.caches.fill_current(ty, id, generation, pointer);
+        self.found(ty, id, row.version_id, row.last_updated, row.body)
     }
 
     /// One version of a resource. A version that is a deletion is `StoreError::Deleted`.
     pub async fn vread(&self, ty: ResourceType, id: &str, version_id: i64) -> Result<StoredVersion, StoreError> {
-        if let Some(cached) = self.caches.version(ty, id, version_id) {
-            return stored(ty, id, cached);
+        if let Some(body) = self.caches.body(ty, id, version_id) {
+            return Ok(stored(ty, id, version_id, &body));
         }
         let row = history::Entity::find()
             .filter(history::Column::ResourceType.eq(ty.as_str()))
@@ -175,12 +173,24 @@ impl Store {
             .one(&self.reader)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let cached =
-            Cached { version_id: row.version_id, last_updated_ms: row.last_updated, body: row.body.map(Arc::from) };
-        if cached.body.is_some() {
-            self.caches.put_version(ty, id, cached.clone());
-        }
-        stored(ty, id, cached)
+        self.found(ty, id, row.version_id, row.last_updated, row.body)
+    }
+
+    /// A version read from the database, cached; `None` text means a deletion.
+    fn found(
+        &self,
+        ty: ResourceType,
+        id: &str,
+        version_id: i64,
+        last_updated_ms: i64,
+        text: Option<String>,
+    ) -> Result<StoredVersion, StoreError> {
+        let Some(text) = text else {
+            return Err(deleted(version_id, last_updated_ms));
+        };
+        let body = Body { last_updated_ms, text: Arc::from(text) };
+        self.caches.put_body(ty, id, version_id, body.clone());
+        Ok(stored(ty, id, version_id, &body))
     }
 
     /// Store a new resource under a fresh server-assigned `id` as version 1.
@@ -200,7 +210,12 @@ impl Store {
 
     /// Store a new version of `id`, creating the resource if it does not exist. With
     /// `if_match`, the write happens only if the current version is exactly that one.
-    pub async fn update(&self, prepared: Prepared, id: String, if_match: Option<i64>) -> Result<WriteOutcome, StoreError> {
+    pub async fn update(
+        &self,
+        prepared: Prepared,
+        id: String,
+        if_match: Option<i64>,
+    ) -> Result<WriteOutcome, StoreError> {
         let prepared = Arc::new(prepared);
         let id: Arc<str> = Arc::from(id);
         let mut attempt = 0;
@@ -224,20 +239,23 @@ impl Store {
     /// Delete `id` logically: a deletion version is written and history keeps every version.
     pub async fn delete(&self, ty: ResourceType, id: &str, if_match: Option<i64>) -> Result<DeleteOutcome, StoreError> {
         let owned = id.to_owned();
-        let outcome = self.writer.write(Box::new(move |txn| Box::pin(async move { delete_in(txn, ty, &owned, if_match).await }))).await?;
+        let outcome = self
+            .writer
+            .write(Box::new(move |txn| Box::pin(async move { delete_in(txn, ty, &owned, if_match).await })))
+            .await?;
         if let DeleteOutcome::Deleted { version_id, last_updated_ms } = outcome {
-            self.caches.publish(ty, id, Cached { version_id, last_updated_ms, body: None });
+            self.caches.publish(ty, id, Pointer { version_id, last_updated_ms, deleted: true }, None);
         }
         Ok(outcome)
     }
 
     fn publish(&self, version: &StoredVersion) {
-        let cached = Cached {
+        let pointer = Pointer {
             version_id: version.version_id,
             last_updated_ms: version.last_updated_ms,
-            body: version.body.as_deref().map(Arc::from),
+            deleted: version.body.is_none(),
         };
-        self.caches.publish(version.resource_type, &version.id, cached);
+        self.caches.publish(version.resource_type, &version.id, pointer, version.body.as_deref().map(Arc::from));
     }
 
     /// Versions newest first, at most `query.count + 1` of them (the extra one tells the caller
@@ -272,18 +290,19 @@ impl Store {
     }
 }
 
-/// A cached version as the caller sees it; a deletion is `StoreError::Deleted`.
-fn stored(ty: ResourceType, id: &str, cached: Cached) -> Result<StoredVersion, StoreError> {
-    match cached.body {
-        Some(body) => Ok(StoredVersion {
-            resource_type: ty,
-            id: id.to_owned(),
-            version_id: cached.version_id,
-            last_updated_ms: cached.last_updated_ms,
-            body: Some(body.to_string()),
-        }),
-        None => Err(StoreError::Deleted { version_id: cached.version_id, last_updated_ms: cached.last_updated_ms }),
+/// A version as the caller sees it.
+fn stored(ty: ResourceType, id: &str, version_id: i64, body: &Body) -> StoredVersion {
+    StoredVersion {
+        resource_type: ty,
+        id: id.to_owned(),
+        version_id,
+        last_updated_ms: body.last_updated_ms,
+        body: Some(body.text.to_string()),
     }
+}
+
+fn deleted(version_id: i64, last_updated_ms: i64) -> StoreError {
+    StoreError::Deleted { version_id, last_updated_ms }
 }
 
 async fn update_in(

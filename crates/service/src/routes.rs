@@ -3,23 +3,25 @@
 use actix_web::web::{self, ServiceConfig};
 use domain::{CarePlan, CareTeam, Resource, Task};
 
-use crate::{capabilities, health};
 use crate::interactions::{self as i, method_not_allowed, unknown_type};
+use crate::{capabilities, health};
 
 /// Register every route under the FHIR base `/fhir`.
 pub(crate) fn configure(cfg: &mut ServiceConfig) {
-    cfg.route("/livez", web::get().to(health::livez)).route("/readyz", web::get().to(health::readyz)).service(
-        web::scope("/fhir")
-            .service(
-                web::resource("/metadata").get(capabilities::metadata).default_service(web::to(method_not_allowed)),
-            )
-            .service(web::resource("/_history").get(i::history_system).default_service(web::to(method_not_allowed)))
-            .configure(resource::<CarePlan>)
-            .configure(resource::<CareTeam>)
-            .configure(resource::<Task>)
-            .default_service(web::to(unknown_type)),
-    )
-    .default_service(web::to(unknown_type));
+    cfg.route("/livez", web::get().to(health::livez))
+        .route("/readyz", web::get().to(health::readyz))
+        .service(
+            web::scope("/fhir")
+                .service(
+                    web::resource("/metadata").get(capabilities::metadata).default_service(web::to(method_not_allowed)),
+                )
+                .service(web::resource("/_history").get(i::history_system).default_service(web::to(method_not_allowed)))
+                .configure(resource::<CarePlan>)
+                .configure(resource::<CareTeam>)
+                .configure(resource::<Task>)
+                .default_service(web::to(unknown_type)),
+        )
+        .default_service(web::to(unknown_type));
 }
 
 /// The interactions of one resource type.
