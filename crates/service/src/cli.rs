@@ -41,7 +41,7 @@ struct DatabaseArgs {
     #[arg(long, env = "CAREPLAN_DATABASE_ACQUIRE_TIMEOUT_SECS", default_value_t = 5)]
     database_acquire_timeout_secs: u64,
     /// MiB each in-process resource cache may hold (0 disables them).
-    #[arg(long, env = "CAREPLAN_CACHE_MIB", default_value_t = 8)]
+    #[arg(long, env = "CAREPLAN_CACHE_MIB", default_value_t = 16)]
     cache_mib: u64,
 }
 

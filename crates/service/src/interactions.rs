@@ -184,15 +184,14 @@ fn invalid_id(id: &str) -> String {
     format!("'{id}' is not a valid id: 1 to 64 characters of A-Z, a-z, 0-9, '-' and '.'")
 }
 
-/// Any path under the FHIR base that names no resource type this server holds.
+/// Any path that names no resource type this server holds, or no interaction of one it does.
 pub(crate) async fn unknown_type(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let name = req.path().trim_start_matches("/fhir/").split('/').next().unwrap_or_default().to_owned();
-    Err(if name.is_empty() {
-        ApiError::NotFound("this path".into())
-    } else {
-        ApiError::NotFound(format!(
-            "Resource type '{name}' (this server holds CarePlan, CareTeam and Task), or this path,"
-        ))
+    let name = req.path().strip_prefix("/fhir/").and_then(|rest| rest.split('/').next()).unwrap_or_default();
+    Err(match ResourceType::parse(name) {
+        None if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphabetic()) => ApiError::NotFound(format!(
+            "Resource type '{name}' (this server holds CarePlan, CareTeam and Task)"
+        )),
+        _ => ApiError::NotFound(format!("The path {}", req.path())),
     })
 }
 
