@@ -188,9 +188,9 @@ fn invalid_id(id: &str) -> String {
 pub(crate) async fn unknown_type(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let name = req.path().strip_prefix("/fhir/").and_then(|rest| rest.split('/').next()).unwrap_or_default();
     Err(match ResourceType::parse(name) {
-        None if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphabetic()) => ApiError::NotFound(format!(
-            "Resource type '{name}' (this server holds CarePlan, CareTeam and Task)"
-        )),
+        None if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            ApiError::NotFound(format!("Resource type '{name}' (this server holds CarePlan, CareTeam and Task)"))
+        }
         _ => ApiError::NotFound(format!("The path {}", req.path())),
     })
 }
