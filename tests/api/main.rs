@@ -10,3 +10,4 @@ mod examples;
 mod helpers;
 mod history;
 mod http_semantics;
+mod search;

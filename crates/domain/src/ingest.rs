@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::issue::{Issue, IssueCode};
 use crate::json_text;
 use crate::resource::{Resource, ResourceType};
+use crate::search;
 use crate::stored::Prepared;
 
 /// What the body is for: it decides how the body's `id` is treated.
@@ -44,8 +45,9 @@ pub fn ingest<R: Resource>(body: &[u8], mode: IngestMode<'_>) -> Result<Prepared
     // The body parsed as JSON above, so it is UTF-8.
     let text =
         std::str::from_utf8(body).map_err(|_| vec![Issue::general(IssueCode::Structure, "body is not UTF-8")])?;
-    Prepared::from_minified(ty, &json_text::minify(text))
-        .map_err(|err| vec![Issue::general(IssueCode::Structure, format!("resource cannot be stored: {err}"))])
+    let prepared = Prepared::from_minified(ty, &json_text::minify(text))
+        .map_err(|err| vec![Issue::general(IssueCode::Structure, format!("resource cannot be stored: {err}"))])?;
+    Ok(prepared.with_index(search::extract(ty, &sent)))
 }
 
 /// Syntax, `resourceType` and `id`: the checks that do not need the model.

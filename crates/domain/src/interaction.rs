@@ -10,11 +10,12 @@ pub enum Interaction {
     HistoryInstance,
     HistoryType,
     Create,
+    SearchType,
 }
 
 impl Interaction {
     /// Every type-level interaction the generic pipeline serves, in CapabilityStatement order.
-    pub const ALL: [Interaction; 7] = [
+    pub const ALL: [Interaction; 8] = [
         Interaction::Read,
         Interaction::Vread,
         Interaction::Update,
@@ -22,6 +23,7 @@ impl Interaction {
         Interaction::HistoryInstance,
         Interaction::HistoryType,
         Interaction::Create,
+        Interaction::SearchType,
     ];
 
     /// The `TypeRestfulInteraction` code.
@@ -34,6 +36,7 @@ impl Interaction {
             Interaction::HistoryInstance => "history-instance",
             Interaction::HistoryType => "history-type",
             Interaction::Create => "create",
+            Interaction::SearchType => "search-type",
         }
     }
 }

@@ -12,7 +12,9 @@ pub mod interaction;
 pub mod issue;
 pub mod json_text;
 pub mod resource;
+pub mod search;
 pub mod stored;
+pub mod summary;
 pub mod task;
 
 pub use careplan::CarePlan;
@@ -21,5 +23,5 @@ pub use ingest::{ingest, IngestMode};
 pub use interaction::Interaction;
 pub use issue::{Issue, IssueCode, Severity};
 pub use resource::{Resource, ResourceType};
-pub use stored::{Prepared, VersionMeta};
+pub use stored::{subset, Prepared, VersionMeta};
 pub use task::Task;

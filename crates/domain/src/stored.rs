@@ -7,6 +7,7 @@ use serde_json::value::RawValue;
 
 use crate::instant;
 use crate::resource::ResourceType;
+use crate::search::IndexEntry;
 
 /// What the server owns in `meta`: the version and when it was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +24,8 @@ pub struct Prepared {
     resource_type: ResourceType,
     elements: Vec<(String, Box<RawValue>)>,
     client_meta: Vec<(String, Box<RawValue>)>,
+    /// The search index values of the resource, written with it.
+    index: Vec<IndexEntry>,
 }
 
 impl Prepared {
@@ -41,7 +44,18 @@ impl Prepared {
                 _ => elements.push((key, value)),
             }
         }
-        Ok(Self { resource_type, elements, client_meta })
+        Ok(Self { resource_type, elements, client_meta, index: Vec::new() })
+    }
+
+    /// Attach the search index values of the resource.
+    pub(crate) fn with_index(mut self, index: Vec<IndexEntry>) -> Self {
+        self.index = index;
+        self
+    }
+
+    /// The search index values to write with the resource.
+    pub fn index(&self) -> &[IndexEntry] {
+        &self.index
     }
 
     /// The resource type this body holds.
@@ -81,6 +95,70 @@ impl Prepared {
     }
 }
 
+/// The `meta.tag` FHIR requires on a resource returned with only some of its elements
+/// (http://hl7.org/fhir/R4/search.html#elements).
+const SUBSETTED: &str = r#"{"system":"http://terminology.hl7.org/CodeSystem/v3-ObservationValue","code":"SUBSETTED"}"#;
+
+/// Stored resource text reduced to `resourceType`, `id`, `meta` and the top-level elements
+/// `keep` accepts, with the SUBSETTED tag added to `meta`. `None` if `text` is not an object.
+pub fn subset(text: &str, keep: impl Fn(&str) -> bool) -> Option<String> {
+    let Ordered(members) = serde_json::from_str(text).ok()?;
+    let mut out = String::with_capacity(text.len());
+    out.push('{');
+    let mut first = true;
+    for (key, value) in &members {
+        let kept = matches!(key.as_str(), "resourceType" | "id") || keep(key);
+        if !kept && key != "meta" {
+            continue;
+        }
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        push_string(&mut out, key);
+        out.push(':');
+        if key == "meta" {
+            out.push_str(&tagged_meta(value.get())?);
+        } else {
+            out.push_str(value.get());
+        }
+    }
+    out.push('}');
+    Some(out)
+}
+
+fn tagged_meta(meta: &str) -> Option<String> {
+    let Ordered(members) = serde_json::from_str(meta).ok()?;
+    let mut out = String::from("{");
+    let mut tagged = false;
+    for (i, (key, value)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_string(&mut out, key);
+        out.push(':');
+        if key == "tag" {
+            let mut tags: Vec<Box<RawValue>> = serde_json::from_str(value.get()).ok()?;
+            tags.push(RawValue::from_string(SUBSETTED.to_owned()).ok()?);
+            out.push_str(&serde_json::to_string(&tags).ok()?);
+            tagged = true;
+        } else {
+            out.push_str(value.get());
+        }
+    }
+    if !tagged {
+        if members.is_empty() {
+            out.push_str("\"tag\":[");
+        } else {
+            out.push_str(",\"tag\":[");
+        }
+        out.push_str(SUBSETTED);
+        out.push(']');
+    }
+    out.push('}');
+    Some(out)
+}
+
 fn push_string(out: &mut String, s: &str) {
     // Serializing a &str to JSON cannot fail.
     out.push_str(&serde_json::to_string(s).unwrap_or_default());
@@ -112,6 +190,17 @@ impl<'de> Deserialize<'de> for Ordered {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subsets_keep_the_mandatory_parts_and_say_so() {
+        let text =
+            r#"{"resourceType":"Task","id":"a","meta":{"versionId":"1"},"status":"draft","note":[{"text":"x"}]}"#;
+        let out = subset(text, |k| k == "status").expect("object");
+        assert_eq!(
+            out,
+            r#"{"resourceType":"Task","id":"a","meta":{"versionId":"1","tag":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ObservationValue","code":"SUBSETTED"}]},"status":"draft"}"#
+        );
+    }
 
     #[test]
     fn server_meta_replaces_the_clients_and_the_rest_is_kept_in_order() {

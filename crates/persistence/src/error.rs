@@ -14,6 +14,9 @@ pub enum StoreError {
     /// An `If-Match` precondition failed; `current` is the version stored, if any.
     #[error("version conflict: expected {expected}, current {current:?}")]
     VersionConflict { expected: i64, current: Option<i64> },
+    /// A paging cursor that this server did not issue (or for another sort).
+    #[error("malformed paging cursor")]
+    BadCursor,
     /// The configuration does not name a usable database.
     #[error("invalid database configuration: {0}")]
     Config(String),

@@ -8,10 +8,14 @@ mod cache;
 mod connect;
 mod entity;
 mod error;
+mod index;
 pub mod migration;
+mod search;
+mod sql;
 mod store;
 mod writer;
 
 pub use connect::{Backend, StoreConfig};
 pub use error::StoreError;
+pub use search::SearchPage;
 pub use store::{DeleteOutcome, HistoryEntry, HistoryQuery, Method, Store, StoredVersion, WriteOutcome};

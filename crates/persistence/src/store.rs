@@ -16,6 +16,7 @@ use crate::cache::{Body, Caches, Pointer};
 use crate::connect::{self, Backend, StoreConfig};
 use crate::entity::{history, resource};
 use crate::error::StoreError;
+use crate::index;
 use crate::migration::Migrator;
 use crate::writer::Writer;
 
@@ -26,7 +27,7 @@ const WRITE_RETRIES: usize = 3;
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
-    reader: DatabaseConnection,
+    pub(crate) reader: DatabaseConnection,
     /// The write connection, used directly only for migrations.
     schema: DatabaseConnection,
     writer: Writer,
@@ -407,6 +408,12 @@ async fn write_version(
             .exec_without_returning(txn)
             .await
             .and_then(|inserted| if inserted == 1 { Ok(()) } else { Err(DbErr::RecordNotInserted) })?;
+    }
+    if current.is_some() {
+        index::clear(txn, ty, id).await?;
+    }
+    if let Some(prepared) = prepared {
+        index::insert(txn, ty, id, prepared.index()).await?;
     }
     history::Entity::insert(history::ActiveModel {
         seq: sea_orm::ActiveValue::NotSet,

@@ -3,12 +3,14 @@
 //! while others write.
 
 use actix_web::{HttpRequest, HttpResponse};
-use persistence::{HistoryEntry, HistoryQuery, Method};
+use domain::search::query::SearchRequest;
+use domain::{Issue, IssueCode, ResourceType, Severity};
+use persistence::{HistoryEntry, HistoryQuery, Method, StoredVersion};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::extract::Negotiation;
-use crate::responder::{base_url, etag, json_body};
+use crate::responder::{base_url, etag, json_body, operation_outcome};
 use crate::state::AppState;
 
 /// The query parameter carrying the keyset position of the next page.
@@ -22,6 +24,8 @@ struct Bundle<'a> {
     meta: Meta,
     #[serde(rename = "type")]
     type_: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<u64>,
     link: Vec<Link>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     entry: Vec<Entry<'a>>,
@@ -45,8 +49,17 @@ struct Entry<'a> {
     full_url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     resource: Option<&'a RawValue>,
-    request: Request,
-    response: Response,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    search: Option<Search>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<Request>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<Response>,
+}
+
+#[derive(Serialize)]
+struct Search {
+    mode: &'static str,
 }
 
 #[derive(Serialize)]
@@ -106,12 +119,13 @@ pub(crate) fn history(
             Entry {
                 full_url: format!("{base}/{}/{}", v.resource_type, v.id),
                 resource: resource.as_deref(),
-                request: Request { method: e.method.as_str(), url },
-                response: Response {
+                search: None,
+                request: Some(Request { method: e.method.as_str(), url }),
+                response: Some(Response {
                     status,
                     etag: etag(v.version_id),
                     last_modified: domain::instant::to_fhir(v.last_updated_ms),
-                },
+                }),
             }
         })
         .collect();
@@ -121,9 +135,92 @@ pub(crate) fn history(
         id: uuid::Uuid::new_v4().to_string(),
         meta: Meta { last_updated: domain::instant::to_fhir(now) },
         type_: "history",
+        total: None,
         link,
         entry,
     };
     let text = serde_json::to_string(&bundle).unwrap_or_default();
     json_body(HttpResponse::Ok(), text, neg)
+}
+
+/// One resource of a search result: a match, or one added by `_include`/`_revinclude`.
+pub(crate) struct SearchEntry {
+    pub(crate) version: StoredVersion,
+    pub(crate) include: bool,
+}
+
+/// Render a `searchset` Bundle: matches then includes, self and next links built from the
+/// parameters that were understood, and a warning entry naming any that were ignored.
+#[allow(clippy::too_many_arguments)] // one call site; the pieces are all different things
+pub(crate) fn searchset(
+    req: &HttpRequest,
+    state: &AppState,
+    ty: ResourceType,
+    request: &SearchRequest,
+    count: u64,
+    total: Option<u64>,
+    entries: Vec<SearchEntry>,
+    next: Option<String>,
+    neg: Negotiation,
+) -> HttpResponse {
+    let base = base_url(req, state);
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in &request.understood {
+        if key != "_count" {
+            query.append_pair(key, value);
+        }
+    }
+    query.append_pair("_count", &count.to_string());
+    let query = query.finish();
+    let mut link = vec![Link { relation: "self", url: format!("{base}/{ty}?{query}") }];
+    if let Some(cursor) = next {
+        let cursor: String = form_urlencoded::byte_serialize(cursor.as_bytes()).collect();
+        link.push(Link { relation: "next", url: format!("{base}/{ty}?{query}&{CURSOR}={cursor}") });
+    }
+    let outcome = (!request.ignored.is_empty()).then(|| {
+        let issue = Issue {
+            severity: Severity::Warning,
+            code: IssueCode::NotSupported,
+            expression: None,
+            diagnostics: format!(
+                "these parameters were not understood and were ignored: {}",
+                request.ignored.join(", ")
+            ),
+        };
+        operation_outcome(&[issue])
+    });
+    let raw: Vec<Option<Box<RawValue>>> =
+        entries.iter().map(|e| e.version.body.as_ref().and_then(|b| RawValue::from_string(b.clone()).ok())).collect();
+    let outcome_raw = outcome.and_then(|o| RawValue::from_string(o).ok());
+    let mut entry: Vec<Entry<'_>> = entries
+        .iter()
+        .zip(&raw)
+        .map(|(e, resource)| Entry {
+            full_url: format!("{base}/{}/{}", e.version.resource_type, e.version.id),
+            resource: resource.as_deref(),
+            search: Some(Search { mode: if e.include { "include" } else { "match" } }),
+            request: None,
+            response: None,
+        })
+        .collect();
+    if let Some(outcome) = &outcome_raw {
+        entry.push(Entry {
+            full_url: format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+            resource: Some(outcome),
+            search: Some(Search { mode: "outcome" }),
+            request: None,
+            response: None,
+        });
+    }
+    let now = domain::instant::from_system_time(std::time::SystemTime::now());
+    let bundle = Bundle {
+        resource_type: "Bundle",
+        id: uuid::Uuid::new_v4().to_string(),
+        meta: Meta { last_updated: domain::instant::to_fhir(now) },
+        type_: "searchset",
+        total,
+        link,
+        entry,
+    };
+    json_body(HttpResponse::Ok(), serde_json::to_string(&bundle).unwrap_or_default(), neg)
 }

@@ -28,6 +28,18 @@ pub fn capability_statement(base: &str) -> Value {
                 "conditionalRead": "full-support",
                 "conditionalUpdate": false,
                 "conditionalDelete": "not-supported",
+                "searchInclude": search_includes(ty),
+                "searchRevInclude": rev_includes(ty),
+                "searchParam": domain::search::params::for_type(ty).iter().map(|p| json!({
+                    "name": p.name,
+                    "definition": definition(ty, p.name),
+                    "type": p.kind.code(),
+                    "documentation": p.description,
+                })).chain([json!({
+                    "name": "_has",
+                    "type": "special",
+                    "documentation": "Reverse chaining: _has:Type:reference:parameter=value",
+                })]).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -47,6 +59,35 @@ pub fn capability_statement(base: &str) -> Value {
             "interaction": [{ "code": "history-system" }],
         }],
     })
+}
+
+/// The canonical URL of a search parameter's definition.
+fn definition(ty: ResourceType, name: &str) -> String {
+    match name.strip_prefix('_') {
+        Some(common) => format!("http://hl7.org/fhir/SearchParameter/Resource-{common}"),
+        None => format!("http://hl7.org/fhir/SearchParameter/{ty}-{name}"),
+    }
+}
+
+fn reference_params(ty: ResourceType) -> impl Iterator<Item = &'static domain::search::SearchParam> {
+    domain::search::params::for_type(ty).iter().filter(|p| p.kind == domain::search::ParamType::Reference)
+}
+
+/// `_include` values a search of `ty` understands.
+fn search_includes(ty: ResourceType) -> Vec<String> {
+    std::iter::once("*".to_owned()).chain(reference_params(ty).map(|p| format!("{ty}:{}", p.name))).collect()
+}
+
+/// `_revinclude` values: every reference parameter of a held type that may point at `ty`.
+fn rev_includes(ty: ResourceType) -> Vec<String> {
+    ResourceType::ALL
+        .into_iter()
+        .flat_map(|source| {
+            reference_params(source)
+                .filter(move |p| p.targets.is_empty() || p.targets.contains(&ty.as_str()))
+                .map(move |p| format!("{source}:{}", p.name))
+        })
+        .collect()
 }
 
 /// The handler for `GET [base]/metadata`.

@@ -101,6 +101,11 @@ impl From<StoreError> for ApiError {
             StoreError::VersionConflict { expected, current: None } => ApiError::PreconditionFailed(format!(
                 "If-Match asked for version {expected} but the resource does not exist"
             )),
+            StoreError::BadCursor => ApiError::invalid(
+                IssueCode::Value,
+                "_cursor",
+                "the paging cursor is malformed or belongs to another search",
+            ),
             StoreError::Database(sea_orm::DbErr::ConnectionAcquire(_)) => {
                 ApiError::Unavailable("the database is busy or unreachable; retry later".into())
             }

@@ -83,6 +83,8 @@ pub(crate) enum Return {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Prefer {
     pub(crate) return_: Return,
+    /// `handling=strict`: unknown search parameters are errors (the default is lenient).
+    pub(crate) strict: bool,
 }
 
 impl FromRequest for Prefer {
@@ -97,6 +99,8 @@ impl FromRequest for Prefer {
                     "return=minimal" => prefer.return_ = Return::Minimal,
                     "return=representation" => prefer.return_ = Return::Representation,
                     "return=OperationOutcome" => prefer.return_ = Return::OperationOutcome,
+                    "handling=strict" => prefer.strict = true,
+                    "handling=lenient" => prefer.strict = false,
                     _ => {}
                 }
             }

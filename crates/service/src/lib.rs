@@ -13,6 +13,7 @@ mod health;
 mod interactions;
 mod responder;
 mod routes;
+mod search;
 pub mod startup;
 mod state;
 pub mod telemetry;

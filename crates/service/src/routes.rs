@@ -4,7 +4,7 @@ use actix_web::web::{self, ServiceConfig};
 use domain::{CarePlan, CareTeam, Resource, Task};
 
 use crate::interactions::{self as i, method_not_allowed, unknown_type};
-use crate::{capabilities, health};
+use crate::{capabilities, health, search};
 
 /// Register every route under the FHIR base `/fhir`.
 pub(crate) fn configure(cfg: &mut ServiceConfig) {
@@ -28,21 +28,22 @@ pub(crate) fn configure(cfg: &mut ServiceConfig) {
 fn resource<R: Resource>(cfg: &mut ServiceConfig) {
     let base = format!("/{}", R::TYPE);
     let not_allowed = || web::to(method_not_allowed);
-    cfg.service(web::resource(base.clone()).post(i::create::<R>).default_service(not_allowed()))
-        .service(web::resource(format!("{base}/_history")).get(i::history_type::<R>).default_service(not_allowed()))
-        .service(
-            web::resource(format!("{base}/{{id}}"))
-                .get(i::read::<R>)
-                .put(i::update::<R>)
-                .delete(i::delete::<R>)
-                .default_service(not_allowed()),
-        )
-        .service(
-            web::resource(format!("{base}/{{id}}/_history"))
-                .get(i::history_instance::<R>)
-                .default_service(not_allowed()),
-        )
-        .service(
-            web::resource(format!("{base}/{{id}}/_history/{{vid}}")).get(i::vread::<R>).default_service(not_allowed()),
-        );
+    cfg.service(
+        web::resource(base.clone()).post(i::create::<R>).get(search::search_get::<R>).default_service(not_allowed()),
+    )
+    .service(web::resource(format!("{base}/_search")).post(search::search_post::<R>).default_service(not_allowed()))
+    .service(web::resource(format!("{base}/_history")).get(i::history_type::<R>).default_service(not_allowed()))
+    .service(
+        web::resource(format!("{base}/{{id}}"))
+            .get(i::read::<R>)
+            .put(i::update::<R>)
+            .delete(i::delete::<R>)
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource(format!("{base}/{{id}}/_history")).get(i::history_instance::<R>).default_service(not_allowed()),
+    )
+    .service(
+        web::resource(format!("{base}/{{id}}/_history/{{vid}}")).get(i::vread::<R>).default_service(not_allowed()),
+    );
 }

@@ -3,6 +3,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_resources;
+mod m20261124_000002_search_index;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -10,6 +11,6 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_resources::Migration)]
+        vec![Box::new(m20261124_000001_resources::Migration), Box::new(m20261124_000002_search_index::Migration)]
     }
 }

@@ -1,0 +1,507 @@
+//! The search parameters of CarePlan, CareTeam and Task (FHIR R4 4.0.1), and the common ones.
+
+use crate::resource::ResourceType;
+
+/// A FHIR search parameter type (http://hl7.org/fhir/R4/search.html#ptypes) this server indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    Token,
+    Reference,
+    Date,
+    String,
+    Uri,
+}
+
+impl ParamType {
+    /// The `SearchParamType` code, as in the CapabilityStatement.
+    pub fn code(self) -> &'static str {
+        match self {
+            ParamType::Token => "token",
+            ParamType::Reference => "reference",
+            ParamType::Date => "date",
+            ParamType::String => "string",
+            ParamType::Uri => "uri",
+        }
+    }
+}
+
+/// The FHIR datatype found at the end of a parameter's path, which decides the index values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// A `code` primitive (e.g. `status`): token with no system.
+    Code,
+    /// `Coding`: token system|code, display as text.
+    Coding,
+    /// `CodeableConcept`: a token per coding, `text` and displays as text.
+    CodeableConcept,
+    /// `Identifier`: token system|value, with `type` for `:of-type`.
+    Identifier,
+    /// `Reference`: reference (literal `reference`, or `identifier` for `:identifier`).
+    Reference,
+    /// `canonical`: reference by URL.
+    Canonical,
+    /// `uri`.
+    Uri,
+    /// `date` or `dateTime`: a date range.
+    DateTime,
+    /// `Period`: a date range from start to end (open ends are unbounded).
+    Period,
+    /// `Timing`, `Period` or `string` (CarePlan.activity.detail.scheduled[x]): date ranges.
+    Scheduled,
+    /// `string`.
+    String,
+}
+
+/// One search parameter, declared once: everything the index, the query parser, the
+/// CapabilityStatement and the OpenAPI description need.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchParam {
+    /// The parameter name, e.g. `care-team`.
+    pub name: &'static str,
+    pub kind: ParamType,
+    /// The FHIRPath expression as the specification gives it.
+    pub expression: &'static str,
+    /// JSON member names from the resource root; a trailing `[x]` marks a choice element.
+    pub path: &'static [&'static str],
+    pub shape: Shape,
+    /// For references: the target types the spec lists (empty: any). When `restrict` is set,
+    /// only references to these types are indexed (`where(resolve() is Patient)`).
+    pub targets: &'static [&'static str],
+    pub restrict: bool,
+    /// The spec's description, for the CapabilityStatement.
+    pub description: &'static str,
+}
+
+/// Every search parameter of `ty`, including the common ones (`_id`, `_lastUpdated`, `_tag`,
+/// `_profile`, `_security`, `_source`), in a stable order: the common ones first, then the
+/// type's own in alphabetical order.
+pub fn for_type(ty: ResourceType) -> &'static [SearchParam] {
+    match ty {
+        ResourceType::CarePlan => CARE_PLAN,
+        ResourceType::CareTeam => CARE_TEAM,
+        ResourceType::Task => TASK,
+    }
+}
+
+/// The search parameter `name` of `ty`, if it exists.
+pub fn find(ty: ResourceType, name: &str) -> Option<&'static SearchParam> {
+    for_type(ty).iter().find(|p| p.name == name)
+}
+
+/// A table of the common parameters (http://hl7.org/fhir/R4/resource.html#search) followed by
+/// the given ones.
+macro_rules! with_common {
+    ($($param:expr,)*) => {
+        &[
+            token("_id", "Resource.id", &["id"], Shape::Code, "Logical id of this artifact"),
+            date(
+                "_lastUpdated",
+                "Resource.meta.lastUpdated",
+                &["meta", "lastUpdated"],
+                Shape::DateTime,
+                "When the resource version last changed",
+            ),
+            token("_tag", "Resource.meta.tag", &["meta", "tag"], Shape::Coding, "Tags applied to this resource"),
+            // `meta.profile` is a canonical, but the parameter is of type uri: matched as a URI.
+            uri(
+                "_profile",
+                "Resource.meta.profile",
+                &["meta", "profile"],
+                "Profiles this resource claims to conform to",
+            ),
+            token(
+                "_security",
+                "Resource.meta.security",
+                &["meta", "security"],
+                Shape::Coding,
+                "Security Labels applied to this resource",
+            ),
+            uri("_source", "Resource.meta.source", &["meta", "source"], "Identifies where the resource comes from"),
+            $($param,)*
+        ]
+    };
+}
+
+/// http://hl7.org/fhir/R4/careplan.html#search
+static CARE_PLAN: &[SearchParam] = with_common![
+    token(
+        "activity-code",
+        "CarePlan.activity.detail.code",
+        &["activity", "detail", "code"],
+        Shape::CodeableConcept,
+        "Detail type of activity",
+    ),
+    date(
+        "activity-date",
+        "CarePlan.activity.detail.scheduled",
+        &["activity", "detail", "scheduled[x]"],
+        Shape::Scheduled,
+        "Specified date occurs within period specified by CarePlan.activity.detail.scheduled[x]",
+    ),
+    reference(
+        "activity-reference",
+        "CarePlan.activity.reference",
+        &["activity", "reference"],
+        &[
+            "Appointment",
+            "MedicationRequest",
+            "Task",
+            "NutritionOrder",
+            "RequestGroup",
+            "VisionPrescription",
+            "DeviceRequest",
+            "ServiceRequest",
+            "CommunicationRequest",
+        ],
+        "Activity details defined in specific resource",
+    ),
+    reference("based-on", "CarePlan.basedOn", &["basedOn"], &["CarePlan"], "Fulfills CarePlan"),
+    reference("care-team", "CarePlan.careTeam", &["careTeam"], &["CareTeam"], "Who's involved in plan?"),
+    token("category", "CarePlan.category", &["category"], Shape::CodeableConcept, "Type of plan"),
+    reference("condition", "CarePlan.addresses", &["addresses"], &["Condition"], "Health issues this plan addresses",),
+    date("date", "CarePlan.period", &["period"], Shape::Period, "Time period plan covers"),
+    reference("encounter", "CarePlan.encounter", &["encounter"], &["Encounter"], "Encounter created as part of"),
+    reference("goal", "CarePlan.goal", &["goal"], &["Goal"], "Desired outcome of plan"),
+    token("identifier", "CarePlan.identifier", &["identifier"], Shape::Identifier, "External Ids for this plan"),
+    SearchParam {
+        shape: Shape::Canonical,
+        ..reference(
+            "instantiates-canonical",
+            "CarePlan.instantiatesCanonical",
+            &["instantiatesCanonical"],
+            &["Questionnaire", "Measure", "PlanDefinition", "OperationDefinition", "ActivityDefinition"],
+            "Instantiates FHIR protocol or definition",
+        )
+    },
+    uri(
+        "instantiates-uri",
+        "CarePlan.instantiatesUri",
+        &["instantiatesUri"],
+        "Instantiates external protocol or definition",
+    ),
+    token("intent", "CarePlan.intent", &["intent"], Shape::Code, "proposal | plan | order | option"),
+    reference("part-of", "CarePlan.partOf", &["partOf"], &["CarePlan"], "Part of referenced CarePlan"),
+    patient("CarePlan.subject.where(resolve() is Patient)", &["subject"], "Who the care plan is for"),
+    reference(
+        "performer",
+        "CarePlan.activity.detail.performer",
+        &["activity", "detail", "performer"],
+        &[
+            "Practitioner",
+            "Organization",
+            "CareTeam",
+            "Device",
+            "Patient",
+            "HealthcareService",
+            "PractitionerRole",
+            "RelatedPerson",
+        ],
+        "Matches if the practitioner is listed as a performer in any of the \"simple\" activities.  (For \
+         performers of the detailed activities, chain through the activitydetail search parameter.)",
+    ),
+    reference("replaces", "CarePlan.replaces", &["replaces"], &["CarePlan"], "CarePlan replaced by this CarePlan"),
+    token(
+        "status",
+        "CarePlan.status",
+        &["status"],
+        Shape::Code,
+        "draft | active | on-hold | revoked | completed | entered-in-error | unknown",
+    ),
+    reference("subject", "CarePlan.subject", &["subject"], &["Group", "Patient"], "Who the care plan is for"),
+];
+
+/// http://hl7.org/fhir/R4/careteam.html#search
+static CARE_TEAM: &[SearchParam] = with_common![
+    token("category", "CareTeam.category", &["category"], Shape::CodeableConcept, "Type of team"),
+    date("date", "CareTeam.period", &["period"], Shape::Period, "Time period team covers"),
+    reference("encounter", "CareTeam.encounter", &["encounter"], &["Encounter"], "Encounter created as part of"),
+    token("identifier", "CareTeam.identifier", &["identifier"], Shape::Identifier, "External Ids for this team"),
+    reference(
+        "participant",
+        "CareTeam.participant.member",
+        &["participant", "member"],
+        &["Practitioner", "Organization", "CareTeam", "Patient", "PractitionerRole", "RelatedPerson"],
+        "Who is involved",
+    ),
+    patient("CareTeam.subject.where(resolve() is Patient)", &["subject"], "Who care team is for"),
+    token(
+        "status",
+        "CareTeam.status",
+        &["status"],
+        Shape::Code,
+        "proposed | active | suspended | inactive | entered-in-error",
+    ),
+    reference("subject", "CareTeam.subject", &["subject"], &["Group", "Patient"], "Who care team is for"),
+];
+
+/// http://hl7.org/fhir/R4/task.html#search
+///
+/// `based-on`, `focus` and `subject` are `Reference(Any)`: the spec spells out every resource
+/// type as their target, which is what an empty `targets` means here.
+static TASK: &[SearchParam] = with_common![
+    date("authored-on", "Task.authoredOn", &["authoredOn"], Shape::DateTime, "Search by creation date"),
+    reference("based-on", "Task.basedOn", &["basedOn"], &[], "Search by requests this task is based on"),
+    token(
+        "business-status",
+        "Task.businessStatus",
+        &["businessStatus"],
+        Shape::CodeableConcept,
+        "Search by business status",
+    ),
+    token("code", "Task.code", &["code"], Shape::CodeableConcept, "Search by task code"),
+    reference("encounter", "Task.encounter", &["encounter"], &["Encounter"], "Search by encounter"),
+    reference("focus", "Task.focus", &["focus"], &[], "Search by task focus"),
+    token(
+        "group-identifier",
+        "Task.groupIdentifier",
+        &["groupIdentifier"],
+        Shape::Identifier,
+        "Search by group identifier",
+    ),
+    token(
+        "identifier",
+        "Task.identifier",
+        &["identifier"],
+        Shape::Identifier,
+        "Search for a task instance by its business identifier",
+    ),
+    token("intent", "Task.intent", &["intent"], Shape::Code, "Search by task intent"),
+    date("modified", "Task.lastModified", &["lastModified"], Shape::DateTime, "Search by last modification date"),
+    reference(
+        "owner",
+        "Task.owner",
+        &["owner"],
+        &[
+            "Practitioner",
+            "Organization",
+            "CareTeam",
+            "Device",
+            "Patient",
+            "HealthcareService",
+            "PractitionerRole",
+            "RelatedPerson",
+        ],
+        "Search by task owner",
+    ),
+    reference("part-of", "Task.partOf", &["partOf"], &["Task"], "Search by task this task is part of"),
+    patient("Task.for.where(resolve() is Patient)", &["for"], "Search by patient"),
+    token(
+        "performer",
+        "Task.performerType",
+        &["performerType"],
+        Shape::CodeableConcept,
+        "Search by recommended type of performer (e.g., Requester, Performer, Scheduler).",
+    ),
+    date(
+        "period",
+        "Task.executionPeriod",
+        &["executionPeriod"],
+        Shape::Period,
+        "Search by period Task is/was underway"
+    ),
+    token("priority", "Task.priority", &["priority"], Shape::Code, "Search by task priority"),
+    reference(
+        "requester",
+        "Task.requester",
+        &["requester"],
+        &["Practitioner", "Organization", "Device", "Patient", "PractitionerRole", "RelatedPerson"],
+        "Search by task requester",
+    ),
+    token("status", "Task.status", &["status"], Shape::Code, "Search by task status"),
+    reference("subject", "Task.for", &["for"], &[], "Search by subject"),
+];
+
+const fn token(
+    name: &'static str,
+    expression: &'static str,
+    path: &'static [&'static str],
+    shape: Shape,
+    description: &'static str,
+) -> SearchParam {
+    SearchParam { name, kind: ParamType::Token, expression, path, shape, targets: &[], restrict: false, description }
+}
+
+const fn date(
+    name: &'static str,
+    expression: &'static str,
+    path: &'static [&'static str],
+    shape: Shape,
+    description: &'static str,
+) -> SearchParam {
+    SearchParam { name, kind: ParamType::Date, expression, path, shape, targets: &[], restrict: false, description }
+}
+
+const fn uri(
+    name: &'static str,
+    expression: &'static str,
+    path: &'static [&'static str],
+    description: &'static str,
+) -> SearchParam {
+    SearchParam {
+        name,
+        kind: ParamType::Uri,
+        expression,
+        path,
+        shape: Shape::Uri,
+        targets: &[],
+        restrict: false,
+        description,
+    }
+}
+
+const fn reference(
+    name: &'static str,
+    expression: &'static str,
+    path: &'static [&'static str],
+    targets: &'static [&'static str],
+    description: &'static str,
+) -> SearchParam {
+    SearchParam {
+        name,
+        kind: ParamType::Reference,
+        expression,
+        path,
+        shape: Shape::Reference,
+        targets,
+        restrict: false,
+        description,
+    }
+}
+
+/// `patient`: the subject, only where it is a Patient (`.where(resolve() is Patient)`). The
+/// shared definition (`clinical-patient`) lists Group as a target too, but its expression only
+/// ever yields Patients, so Patient is the only target here.
+const fn patient(expression: &'static str, path: &'static [&'static str], description: &'static str) -> SearchParam {
+    SearchParam { targets: &["Patient"], restrict: true, ..reference("patient", expression, path, &[], description) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{find, for_type, ParamType, Shape};
+    use crate::resource::ResourceType;
+
+    /// Checks the parameters of `ty`, one line each: `name type expression`, in table order.
+    fn check(ty: ResourceType, expect: &str) {
+        let actual: Vec<String> =
+            for_type(ty).iter().map(|p| format!("{} {} {}", p.name, p.kind.code(), p.expression)).collect();
+        let expect: Vec<&str> = expect.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        assert_eq!(actual, expect, "\nactual:\n{}\n", actual.join("\n"));
+    }
+
+    const COMMON: &str = "
+        _id token Resource.id
+        _lastUpdated date Resource.meta.lastUpdated
+        _tag token Resource.meta.tag
+        _profile uri Resource.meta.profile
+        _security token Resource.meta.security
+        _source uri Resource.meta.source
+    ";
+
+    #[test]
+    fn careplan() {
+        let own = "
+            activity-code token CarePlan.activity.detail.code
+            activity-date date CarePlan.activity.detail.scheduled
+            activity-reference reference CarePlan.activity.reference
+            based-on reference CarePlan.basedOn
+            care-team reference CarePlan.careTeam
+            category token CarePlan.category
+            condition reference CarePlan.addresses
+            date date CarePlan.period
+            encounter reference CarePlan.encounter
+            goal reference CarePlan.goal
+            identifier token CarePlan.identifier
+            instantiates-canonical reference CarePlan.instantiatesCanonical
+            instantiates-uri uri CarePlan.instantiatesUri
+            intent token CarePlan.intent
+            part-of reference CarePlan.partOf
+            patient reference CarePlan.subject.where(resolve() is Patient)
+            performer reference CarePlan.activity.detail.performer
+            replaces reference CarePlan.replaces
+            status token CarePlan.status
+            subject reference CarePlan.subject
+        ";
+        check(ResourceType::CarePlan, &format!("{COMMON}{own}"));
+    }
+
+    #[test]
+    fn careteam() {
+        let own = "
+            category token CareTeam.category
+            date date CareTeam.period
+            encounter reference CareTeam.encounter
+            identifier token CareTeam.identifier
+            participant reference CareTeam.participant.member
+            patient reference CareTeam.subject.where(resolve() is Patient)
+            status token CareTeam.status
+            subject reference CareTeam.subject
+        ";
+        check(ResourceType::CareTeam, &format!("{COMMON}{own}"));
+    }
+
+    #[test]
+    fn task() {
+        let own = "
+            authored-on date Task.authoredOn
+            based-on reference Task.basedOn
+            business-status token Task.businessStatus
+            code token Task.code
+            encounter reference Task.encounter
+            focus reference Task.focus
+            group-identifier token Task.groupIdentifier
+            identifier token Task.identifier
+            intent token Task.intent
+            modified date Task.lastModified
+            owner reference Task.owner
+            part-of reference Task.partOf
+            patient reference Task.for.where(resolve() is Patient)
+            performer token Task.performerType
+            period date Task.executionPeriod
+            priority token Task.priority
+            requester reference Task.requester
+            status token Task.status
+            subject reference Task.for
+        ";
+        check(ResourceType::Task, &format!("{COMMON}{own}"));
+    }
+
+    /// What the index relies on: each path is the expression's, each shape fits the type,
+    /// only `patient` restricts (to Patient), and only references have targets.
+    #[test]
+    fn tables_are_consistent() {
+        for ty in ResourceType::ALL {
+            let params = for_type(ty);
+            for (i, p) in params.iter().enumerate() {
+                let what = format!("{ty}.{}", p.name);
+                assert!(params[..i].iter().all(|q| q.name != p.name), "{what}: declared twice");
+                assert!(std::ptr::eq(find(ty, p.name).expect("found"), p), "{what}: find");
+                assert!(!p.description.is_empty(), "{what}: no description");
+
+                let expression = p.expression.strip_suffix(".where(resolve() is Patient)").unwrap_or(p.expression);
+                let path: Vec<&str> = p.path.iter().map(|s| s.strip_suffix("[x]").unwrap_or(s)).collect();
+                let root = if p.name.starts_with('_') { "Resource" } else { ty.as_str() };
+                assert_eq!(expression, format!("{root}.{}", path.join(".")), "{what}: path");
+
+                let fits = match p.kind {
+                    ParamType::Token => {
+                        matches!(p.shape, Shape::Code | Shape::Coding | Shape::CodeableConcept | Shape::Identifier)
+                    }
+                    ParamType::Reference => matches!(p.shape, Shape::Reference | Shape::Canonical),
+                    ParamType::Date => matches!(p.shape, Shape::DateTime | Shape::Period | Shape::Scheduled),
+                    ParamType::String => p.shape == Shape::String,
+                    ParamType::Uri => p.shape == Shape::Uri,
+                };
+                assert!(fits, "{what}: {:?} does not fit {:?}", p.shape, p.kind);
+                assert_eq!(p.restrict, p.name == "patient", "{what}: restrict");
+                if p.restrict {
+                    assert_eq!(p.targets, ["Patient"], "{what}: targets");
+                }
+                if p.kind != ParamType::Reference {
+                    assert!(p.targets.is_empty(), "{what}: targets on a {:?}", p.kind);
+                }
+            }
+        }
+        assert!(find(ResourceType::Task, "date").is_none());
+        assert!(find(ResourceType::CarePlan, "_content").is_none());
+    }
+}

@@ -1,0 +1,670 @@
+//! Search: a parsed `SearchRequest` compiled to one parameterised SQL query over the current
+//! versions and the search index, with keyset paging, totals and includes.
+//!
+//! Each clause becomes an `EXISTS` over the index table of its parameter type, correlated with
+//! the resource row; chains and `_has` nest the same compilation one level down.
+
+use std::collections::HashSet;
+
+use domain::search::query::{
+    Clause, Criterion, Include, Prefix, ReferenceMatch, SearchRequest, SortKey, StringMode, SystemMatch, Target,
+    TokenMatch, TokenMode, UriMode,
+};
+use domain::search::{ParamType, SearchParam};
+use domain::ResourceType;
+use sea_orm::{ConnectionTrait, QueryResult};
+use serde_json::Value as Json;
+
+use crate::error::StoreError;
+use crate::sql::{like_escape, Sql};
+use crate::store::{Store, StoredVersion};
+
+/// One page of matches.
+#[derive(Debug, Clone)]
+pub struct SearchPage {
+    pub matches: Vec<StoredVersion>,
+    /// The cursor of the next page, if there is one.
+    pub next: Option<String>,
+}
+
+/// Most include rounds for `:iterate`.
+const MAX_ITERATIONS: usize = 4;
+
+impl Store {
+    /// The page of current resources of `ty` matching `request`, at most `count` of them.
+    pub async fn search(
+        &self,
+        ty: ResourceType,
+        request: &SearchRequest,
+        count: u64,
+    ) -> Result<SearchPage, StoreError> {
+        let keys = sort_keys(request);
+        let cursor = match &request.cursor {
+            Some(text) => Some(parse_cursor(text, keys.len()).ok_or(StoreError::BadCursor)?),
+            None => None,
+        };
+        let mut sql = Sql::new(self.reader.get_database_backend());
+        sql.push("SELECT r.id, r.version_id, r.last_updated, r.body");
+        for (i, key) in keys.iter().enumerate() {
+            sql.push(", ");
+            key_expr(&mut sql, key, "r");
+            sql.push(&format!(" AS k{i}"));
+        }
+        sql.push(" FROM resources r WHERE ");
+        filter(&mut sql, ty, request, "r", &mut 0);
+        if let Some((values, last_id)) = &cursor {
+            sql.push(" AND (");
+            keyset(&mut sql, &keys, values, last_id);
+            sql.push(")");
+        }
+        sql.push(" ORDER BY ");
+        for (i, key) in keys.iter().enumerate() {
+            sql.push(&format!("k{i}{}, ", if key.descending() { " DESC" } else { "" }));
+        }
+        sql.push("r.id LIMIT ").bind(i64::try_from(count.saturating_add(1)).unwrap_or(i64::MAX));
+        let rows = self.reader.query_all(sql.statement()).await?;
+        let has_next = rows.len() as u64 > count;
+        let mut matches = Vec::with_capacity(rows.len());
+        let mut next = None;
+        for (n, row) in rows.iter().enumerate() {
+            if n as u64 == count {
+                break;
+            }
+            matches.push(version(ty, row)?);
+            if has_next && n as u64 + 1 == count {
+                next = Some(cursor_of(row, &keys)?);
+            }
+        }
+        Ok(SearchPage { matches, next })
+    }
+
+    /// How many current resources of `ty` match `request`.
+    pub async fn count(&self, ty: ResourceType, request: &SearchRequest) -> Result<u64, StoreError> {
+        let mut sql = Sql::new(self.reader.get_database_backend());
+        sql.push("SELECT COUNT(*) AS n FROM resources r WHERE ");
+        filter(&mut sql, ty, request, "r", &mut 0);
+        let row = self.reader.query_one(sql.statement()).await?;
+        let n: i64 = row.map(|r| r.try_get("", "n")).transpose()?.unwrap_or(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// The resources `_include` and `_revinclude` add to a page of `matches` (of type `ty`),
+    /// without the matches themselves and without duplicates.
+    pub async fn includes(
+        &self,
+        ty: ResourceType,
+        matches: &[StoredVersion],
+        request: &SearchRequest,
+    ) -> Result<Vec<StoredVersion>, StoreError> {
+        if request.include.is_empty() && request.revinclude.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut seen: HashSet<(ResourceType, String)> = matches.iter().map(|m| (ty, m.id.clone())).collect();
+        let mut included = Vec::new();
+        let mut frontier: Vec<(ResourceType, String)> = matches.iter().map(|m| (ty, m.id.clone())).collect();
+        for round in 0..=MAX_ITERATIONS {
+            let mut found = Vec::new();
+            for include in request.include.iter().filter(|i| round == 0 || i.iterate) {
+                found.extend(self.forward(include, &frontier).await?);
+            }
+            for include in request.revinclude.iter().filter(|i| round == 0 || i.iterate) {
+                found.extend(self.reverse(include, &frontier).await?);
+            }
+            frontier.clear();
+            for version in found {
+                if seen.insert((version.resource_type, version.id.clone())) {
+                    frontier.push((version.resource_type, version.id.clone()));
+                    included.push(version);
+                }
+            }
+            if frontier.is_empty() {
+                break;
+            }
+        }
+        Ok(included)
+    }
+
+    /// Resources referenced from `sources` through `include`.
+    async fn forward(
+        &self,
+        include: &Include,
+        sources: &[(ResourceType, String)],
+    ) -> Result<Vec<StoredVersion>, StoreError> {
+        let mut targets: Vec<(ResourceType, String)> = Vec::new();
+        for source_type in ResourceType::ALL {
+            if include.source_type.is_some_and(|t| t != source_type) {
+                continue;
+            }
+            let ids: Vec<&str> = sources.iter().filter(|(t, _)| *t == source_type).map(|(_, id)| id.as_str()).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let mut sql = Sql::new(self.reader.get_database_backend());
+            sql.push("SELECT DISTINCT x.target_type, x.target_id FROM search_reference x WHERE x.resource_type = ")
+                .bind(source_type.as_str())
+                .push(" AND x.resource_id IN (")
+                .bind_list(ids.iter().map(|id| (*id).to_owned()))
+                .push(") AND x.target_id IS NOT NULL");
+            if let Some(param) = include.param {
+                sql.push(" AND x.param = ").bind(param.name);
+            }
+            if let Some(target) = &include.target_type {
+                sql.push(" AND x.target_type = ").bind(target.clone());
+            }
+            for row in self.reader.query_all(sql.statement()).await? {
+                let target_type: Option<String> = row.try_get("", "target_type")?;
+                let target_id: Option<String> = row.try_get("", "target_id")?;
+                if let (Some(t), Some(id)) = (target_type.as_deref().and_then(ResourceType::parse), target_id) {
+                    targets.push((t, id));
+                }
+            }
+        }
+        let mut found = Vec::new();
+        for ty in ResourceType::ALL {
+            let ids: Vec<String> = targets.iter().filter(|(t, _)| *t == ty).map(|(_, id)| id.clone()).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let mut sql = Sql::new(self.reader.get_database_backend());
+            sql.push("SELECT r.id, r.version_id, r.last_updated, r.body FROM resources r WHERE r.resource_type = ")
+                .bind(ty.as_str())
+                .push(" AND r.deleted = ")
+                .bind(false)
+                .push(" AND r.id IN (")
+                .bind_list(ids)
+                .push(")");
+            for row in self.reader.query_all(sql.statement()).await? {
+                found.push(version(ty, &row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Resources that refer to `targets` through `include`.
+    async fn reverse(
+        &self,
+        include: &Include,
+        targets: &[(ResourceType, String)],
+    ) -> Result<Vec<StoredVersion>, StoreError> {
+        let mut found = Vec::new();
+        for source_type in ResourceType::ALL {
+            if include.source_type.is_some_and(|t| t != source_type) {
+                continue;
+            }
+            for target_type in ResourceType::ALL {
+                let ids: Vec<String> =
+                    targets.iter().filter(|(t, _)| *t == target_type).map(|(_, id)| id.clone()).collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                let mut sql = Sql::new(self.reader.get_database_backend());
+                sql.push(
+                    "SELECT DISTINCT r.id, r.version_id, r.last_updated, r.body FROM search_reference x \
+                     JOIN resources r ON r.resource_type = x.resource_type AND r.id = x.resource_id \
+                     WHERE x.resource_type = ",
+                )
+                .bind(source_type.as_str())
+                .push(" AND x.target_type = ")
+                .bind(target_type.as_str())
+                .push(" AND x.target_id IN (")
+                .bind_list(ids)
+                .push(") AND r.deleted = ")
+                .bind(false);
+                if let Some(param) = include.param {
+                    sql.push(" AND x.param = ").bind(param.name);
+                }
+                for row in self.reader.query_all(sql.statement()).await? {
+                    found.push(version(source_type, &row)?);
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+fn version(ty: ResourceType, row: &QueryResult) -> Result<StoredVersion, StoreError> {
+    Ok(StoredVersion {
+        resource_type: ty,
+        id: row.try_get("", "id")?,
+        version_id: row.try_get("", "version_id")?,
+        last_updated_ms: row.try_get("", "last_updated")?,
+        body: row.try_get("", "body")?,
+    })
+}
+
+/// A sort key as SQL sees it: the key, and whether the value is text.
+#[derive(Debug, Clone, Copy)]
+enum Key {
+    Id {
+        descending: bool,
+    },
+    LastUpdated {
+        descending: bool,
+    },
+    /// Date parameter: the earliest start ascending, the latest end descending; missing last.
+    Date {
+        param: &'static SearchParam,
+        descending: bool,
+    },
+    /// 1 when the resource has no value for a text parameter (so missing sorts last).
+    Missing {
+        param: &'static SearchParam,
+    },
+    /// The least (or greatest) value of a text parameter, '' when missing.
+    Text {
+        param: &'static SearchParam,
+        descending: bool,
+    },
+}
+
+impl Key {
+    fn descending(self) -> bool {
+        match self {
+            Key::Id { descending }
+            | Key::LastUpdated { descending }
+            | Key::Date { descending, .. }
+            | Key::Text { descending, .. } => descending,
+            Key::Missing { .. } => false,
+        }
+    }
+
+    fn is_text(self) -> bool {
+        matches!(self, Key::Id { .. } | Key::Text { .. })
+    }
+}
+
+fn sort_keys(request: &SearchRequest) -> Vec<Key> {
+    let mut keys = Vec::new();
+    for sort in &request.sort {
+        let descending = sort.descending;
+        match sort.key {
+            SortKey::Id => keys.push(Key::Id { descending }),
+            SortKey::LastUpdated => keys.push(Key::LastUpdated { descending }),
+            SortKey::Param(param) if param.kind == ParamType::Date => keys.push(Key::Date { param, descending }),
+            SortKey::Param(param) => {
+                keys.push(Key::Missing { param });
+                keys.push(Key::Text { param, descending });
+            }
+        }
+    }
+    keys
+}
+
+fn index_table(kind: ParamType) -> &'static str {
+    match kind {
+        ParamType::Token => "search_token",
+        ParamType::Reference => "search_reference",
+        ParamType::Date => "search_date",
+        ParamType::String => "search_string",
+        ParamType::Uri => "search_uri",
+    }
+}
+
+fn text_column(kind: ParamType) -> &'static str {
+    match kind {
+        ParamType::Token => "code",
+        ParamType::Reference => "target_id",
+        _ => "value",
+    }
+}
+
+fn key_expr(sql: &mut Sql, key: &Key, alias: &str) {
+    let correlated = |sql: &mut Sql, select: &str, param: &SearchParam| {
+        sql.push("(SELECT ")
+            .push(select)
+            .push(" FROM ")
+            .push(index_table(param.kind))
+            .push(" s WHERE s.resource_type = ");
+        sql.push(alias)
+            .push(".resource_type AND s.resource_id = ")
+            .push(alias)
+            .push(".id AND s.param = ")
+            .bind(param.name);
+        sql.push(")");
+    };
+    match *key {
+        Key::Id { .. } => {
+            sql.push(alias).push(".id");
+        }
+        Key::LastUpdated { .. } => {
+            sql.push(alias).push(".last_updated");
+        }
+        Key::Date { param, descending } => {
+            sql.push("COALESCE(");
+            correlated(sql, if descending { "MAX(s.high)" } else { "MIN(s.low)" }, param);
+            sql.push(if descending { ", -9223372036854775808)" } else { ", 9223372036854775807)" });
+        }
+        Key::Missing { param } => {
+            sql.push("CASE WHEN EXISTS ");
+            correlated(sql, "1", param);
+            sql.push(" THEN 0 ELSE 1 END");
+        }
+        Key::Text { param, descending } => {
+            let column = text_column(param.kind);
+            let select = if descending { format!("MAX(s.{column})") } else { format!("MIN(s.{column})") };
+            sql.push("COALESCE(");
+            correlated(sql, &select, param);
+            sql.push(", '')");
+        }
+    }
+}
+
+/// `(k1 > v1) OR (k1 = v1 AND k2 > v2) OR … OR (all equal AND id > last)`.
+fn keyset(sql: &mut Sql, keys: &[Key], values: &[Json], last_id: &str) {
+    for i in 0..=keys.len() {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        sql.push("(");
+        for (j, key) in keys.iter().enumerate().take(i) {
+            key_expr(sql, key, "r");
+            sql.push(" = ");
+            bind_json(sql, &values[j], key.is_text());
+            sql.push(" AND ");
+        }
+        match keys.get(i) {
+            Some(key) => {
+                key_expr(sql, key, "r");
+                sql.push(if key.descending() { " < " } else { " > " });
+                bind_json(sql, &values[i], key.is_text());
+            }
+            None => {
+                sql.push("r.id > ").bind(last_id.to_owned());
+            }
+        }
+        sql.push(")");
+    }
+}
+
+fn bind_json(sql: &mut Sql, value: &Json, text: bool) {
+    if text {
+        sql.bind(value.as_str().unwrap_or_default().to_owned());
+    } else {
+        sql.bind(value.as_i64().unwrap_or_default());
+    }
+}
+
+fn cursor_of(row: &QueryResult, keys: &[Key]) -> Result<String, StoreError> {
+    let mut values = Vec::with_capacity(keys.len() + 1);
+    for (i, key) in keys.iter().enumerate() {
+        let column = format!("k{i}");
+        values.push(if key.is_text() {
+            Json::from(row.try_get::<String>("", &column)?)
+        } else {
+            let n: i64 = match row.try_get::<i64>("", &column) {
+                Ok(n) => n,
+                // SQLite reports CASE results as 32-bit on some builds.
+                Err(_) => i64::from(row.try_get::<i32>("", &column)?),
+            };
+            Json::from(n)
+        });
+    }
+    values.push(Json::from(row.try_get::<String>("", "id")?));
+    Ok(Json::Array(values).to_string())
+}
+
+fn parse_cursor(text: &str, keys: usize) -> Option<(Vec<Json>, String)> {
+    let Json::Array(mut values) = serde_json::from_str(text).ok()? else { return None };
+    if values.len() != keys + 1 {
+        return None;
+    }
+    let last = values.pop()?.as_str()?.to_owned();
+    Some((values, last))
+}
+
+/// `alias.resource_type = ty AND NOT alias.deleted AND <every clause>`.
+fn filter(sql: &mut Sql, ty: ResourceType, request: &SearchRequest, alias: &str, depth: &mut usize) {
+    sql.push(alias)
+        .push(".resource_type = ")
+        .bind(ty.as_str())
+        .push(" AND ")
+        .push(alias)
+        .push(".deleted = ")
+        .bind(false);
+    for clause in &request.clauses {
+        sql.push(" AND ");
+        clause_sql(sql, ty, clause, alias, depth);
+    }
+}
+
+fn clause_sql(sql: &mut Sql, ty: ResourceType, clause: &Clause, alias: &str, depth: &mut usize) {
+    *depth += 1;
+    let n = *depth;
+    match &clause.target {
+        Target::Id => {
+            if let [Criterion::Missing(missing)] = clause.values.as_slice() {
+                sql.push(if *missing { "1 = 0" } else { "1 = 1" });
+                return;
+            }
+            let ids: Vec<String> = clause
+                .values
+                .iter()
+                .filter_map(|c| match c {
+                    Criterion::Token(TokenMatch { code: Some(code), .. }) => Some(code.clone()),
+                    _ => None,
+                })
+                .collect();
+            if ids.is_empty() {
+                sql.push("1 = 0");
+            } else {
+                sql.push(alias).push(".id IN (").bind_list(ids).push(")");
+            }
+        }
+        Target::LastUpdated => {
+            sql.push("(");
+            for (i, criterion) in clause.values.iter().enumerate() {
+                if i > 0 {
+                    sql.push(" OR ");
+                }
+                let column = format!("{alias}.last_updated");
+                date_condition(sql, criterion, &column, &column);
+            }
+            sql.push(")");
+        }
+        Target::Chain { reference, target_type, inner } => {
+            let x = format!("x{n}");
+            let r2 = format!("r{n}");
+            sql.push("EXISTS (SELECT 1 FROM search_reference ").push(&x).push(" JOIN resources ").push(&r2);
+            sql.push(" ON ").push(&r2).push(".resource_type = ").push(&x).push(".target_type AND ");
+            sql.push(&r2).push(".id = ").push(&x).push(".target_id WHERE ");
+            correlate(sql, &x, alias);
+            sql.push(" AND ").push(&x).push(".param = ").bind(reference.name);
+            sql.push(" AND ").push(&x).push(".target_type = ").bind(target_type.as_str());
+            sql.push(" AND ").push(&r2).push(".deleted = ").bind(false).push(" AND ");
+            clause_sql(sql, *target_type, inner, &r2, depth);
+            sql.push(")");
+        }
+        Target::Has { source_type, reference, inner } => {
+            let x = format!("x{n}");
+            let r2 = format!("r{n}");
+            sql.push("EXISTS (SELECT 1 FROM search_reference ").push(&x).push(" JOIN resources ").push(&r2);
+            sql.push(" ON ").push(&r2).push(".resource_type = ").push(&x).push(".resource_type AND ");
+            sql.push(&r2).push(".id = ").push(&x).push(".resource_id WHERE ");
+            sql.push(&x).push(".resource_type = ").bind(source_type.as_str());
+            sql.push(" AND ").push(&x).push(".param = ").bind(reference.name);
+            sql.push(" AND ").push(&x).push(".target_type = ").bind(ty.as_str());
+            sql.push(" AND ").push(&x).push(".target_id = ").push(alias).push(".id");
+            sql.push(" AND ").push(&r2).push(".deleted = ").bind(false).push(" AND ");
+            clause_sql(sql, *source_type, inner, &r2, depth);
+            sql.push(")");
+        }
+        Target::Param(param) => param_sql(sql, param, &clause.values, alias, n),
+    }
+}
+
+/// `s.resource_type = alias.resource_type AND s.resource_id = alias.id`.
+fn correlate(sql: &mut Sql, index_alias: &str, alias: &str) {
+    sql.push(index_alias).push(".resource_type = ").push(alias).push(".resource_type AND ");
+    sql.push(index_alias).push(".resource_id = ").push(alias).push(".id");
+}
+
+fn param_sql(sql: &mut Sql, param: &SearchParam, values: &[Criterion], alias: &str, n: usize) {
+    let s = format!("s{n}");
+    let open = |sql: &mut Sql, negate: bool| {
+        sql.push(if negate { "NOT EXISTS (SELECT 1 FROM " } else { "EXISTS (SELECT 1 FROM " });
+        sql.push(index_table(param.kind)).push(" ").push(&s).push(" WHERE ");
+        correlate(sql, &s, alias);
+        sql.push(" AND ").push(&s).push(".param = ").bind(param.name);
+    };
+    if let [Criterion::Missing(missing)] = values {
+        open(sql, *missing);
+        sql.push(")");
+        return;
+    }
+    let negate = values.iter().all(|c| matches!(c, Criterion::Token(TokenMatch { mode: TokenMode::Not, .. })));
+    open(sql, negate);
+    sql.push(" AND (");
+    for (i, criterion) in values.iter().enumerate() {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        criterion_sql(sql, criterion, &s);
+    }
+    sql.push("))");
+}
+
+fn criterion_sql(sql: &mut Sql, criterion: &Criterion, s: &str) {
+    let col = |name: &str| format!("{s}.{name}");
+    match criterion {
+        Criterion::Missing(_) => {
+            sql.push("1 = 1");
+        }
+        Criterion::Token(token) => match &token.mode {
+            TokenMode::Text => {
+                sql.push(&col("text"))
+                    .push(" LIKE ")
+                    .bind(format!("%{}%", like_escape(token.code.as_deref().unwrap_or_default())))
+                    .push(" ESCAPE '\\'");
+            }
+            TokenMode::OfType { value } => {
+                if let SystemMatch::Is(system) = &token.system {
+                    sql.push(&col("type_system")).push(" = ").bind(system.clone()).push(" AND ");
+                }
+                sql.push(&col("type_code")).push(" = ").bind(token.code.clone().unwrap_or_default());
+                sql.push(" AND ").push(&col("code")).push(" = ").bind(value.clone());
+            }
+            TokenMode::Code | TokenMode::Not => {
+                sql.push("(");
+                let mut first = true;
+                if let Some(code) = &token.code {
+                    sql.push(&col("code")).push(" = ").bind(code.clone());
+                    first = false;
+                }
+                match &token.system {
+                    SystemMatch::Any => {}
+                    SystemMatch::None => {
+                        sql.push(if first { "" } else { " AND " }).push(&col("system")).push(" IS NULL");
+                        first = false;
+                    }
+                    SystemMatch::Is(system) => {
+                        sql.push(if first { "" } else { " AND " })
+                            .push(&col("system"))
+                            .push(" = ")
+                            .bind(system.clone());
+                        first = false;
+                    }
+                }
+                if first {
+                    sql.push("1 = 1");
+                }
+                sql.push(")");
+            }
+        },
+        Criterion::Reference(reference) => match reference {
+            ReferenceMatch::Local { target_type, id } => {
+                sql.push("(").push(&col("target_id")).push(" = ").bind(id.clone());
+                if let Some(t) = target_type {
+                    sql.push(" AND ").push(&col("target_type")).push(" = ").bind(t.clone());
+                }
+                sql.push(")");
+            }
+            ReferenceMatch::Url(url) => {
+                sql.push(&col("url")).push(" = ").bind(url.clone());
+            }
+            ReferenceMatch::Identifier { system, value } => {
+                sql.push("(").push(&col("identifier_value")).push(" = ").bind(value.clone());
+                if let Some(system) = system {
+                    sql.push(" AND ").push(&col("identifier_system")).push(" = ").bind(system.clone());
+                }
+                sql.push(")");
+            }
+        },
+        Criterion::Date { .. } => date_condition(sql, criterion, &col("low"), &col("high")),
+        Criterion::Uri { value, mode } => match mode {
+            UriMode::Exact => {
+                sql.push(&col("value")).push(" = ").bind(value.clone());
+            }
+            UriMode::Below => {
+                sql.push(&col("value")).push(" LIKE ").bind(format!("{}%", like_escape(value))).push(" ESCAPE '\\'");
+            }
+            UriMode::Above => {
+                let prefixes: Vec<String> =
+                    value.match_indices('/').map(|(i, _)| value[..i].to_owned()).chain([value.clone()]).collect();
+                sql.push(&col("value")).push(" IN (").bind_list(prefixes).push(")");
+            }
+        },
+        Criterion::String { value, mode } => {
+            let value = crate::index::normalize(value);
+            match mode {
+                StringMode::Exact => {
+                    sql.push(&col("value")).push(" = ").bind(value);
+                }
+                StringMode::StartsWith => {
+                    sql.push(&col("value"))
+                        .push(" LIKE ")
+                        .bind(format!("{}%", like_escape(&value)))
+                        .push(" ESCAPE '\\'");
+                }
+                StringMode::Contains => {
+                    sql.push(&col("value"))
+                        .push(" LIKE ")
+                        .bind(format!("%{}%", like_escape(&value)))
+                        .push(" ESCAPE '\\'");
+                }
+            }
+        }
+    }
+}
+
+/// A date comparison of the resource range `[low, high]` with the value range of `criterion`
+/// (http://hl7.org/fhir/R4/search.html#prefix).
+fn date_condition(sql: &mut Sql, criterion: &Criterion, low: &str, high: &str) {
+    let Criterion::Date { prefix, low: vl, high: vh } = *criterion else {
+        sql.push("1 = 0");
+        return;
+    };
+    match prefix {
+        Prefix::Eq => {
+            sql.push("(").push(low).push(" >= ").bind(vl).push(" AND ").push(high).push(" <= ").bind(vh).push(")");
+        }
+        Prefix::Ne => {
+            sql.push("(").push(low).push(" < ").bind(vl).push(" OR ").push(high).push(" > ").bind(vh).push(")");
+        }
+        Prefix::Gt => {
+            sql.push(high).push(" > ").bind(vh);
+        }
+        Prefix::Lt => {
+            sql.push(low).push(" < ").bind(vl);
+        }
+        Prefix::Ge => {
+            sql.push(high).push(" >= ").bind(vl);
+        }
+        Prefix::Le => {
+            sql.push(low).push(" <= ").bind(vh);
+        }
+        Prefix::Sa => {
+            sql.push(low).push(" > ").bind(vh);
+        }
+        Prefix::Eb => {
+            sql.push(high).push(" < ").bind(vl);
+        }
+        Prefix::Ap => {
+            // Approximately: within 10% of the distance from now, at least a day (search.html#prefix).
+            let now = domain::instant::from_system_time(std::time::SystemTime::now());
+            let distance = (now - vl).abs().max((now - vh).abs());
+            let slack = (distance / 10).max(86_400_000);
+            sql.push("(").push(low).push(" <= ").bind(vh.saturating_add(slack));
+            sql.push(" AND ").push(high).push(" >= ").bind(vl.saturating_sub(slack)).push(")");
+        }
+    }
+}
