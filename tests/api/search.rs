@@ -16,6 +16,10 @@ async fn seed(app: &TestApp) {
                "participant": [{"member": {"reference": "Practitioner/nurse"}}, {"member": {"reference": "RelatedPerson/mother"}}]}),
         json!({"resourceType": "CareTeam", "id": "team-2", "status": "inactive", "subject": {"reference": "Patient/p2"}}),
         json!({"resourceType": "CarePlan", "id": "plan-1", "status": "active", "intent": "plan",
+               "meta": {"tag": [{"system": "http://example.org/tags", "code": "pilot"}],
+                        "profile": ["http://example.org/StructureDefinition/shared-plan"],
+                        "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}],
+                        "source": "http://ehr.example.org"},
                "subject": {"reference": "Patient/p1"}, "careTeam": [{"reference": "CareTeam/team-1"}],
                "identifier": [{"system": "http://example.org/plans", "value": "A1"}],
                "instantiatesUri": ["http://example.org/protocols/complex-care"],
@@ -30,10 +34,13 @@ async fn seed(app: &TestApp) {
         json!({"resourceType": "Task", "id": "task-1", "status": "requested", "intent": "order", "priority": "routine",
                "for": {"reference": "Patient/p1"}, "owner": {"reference": "Practitioner/nurse"},
                "basedOn": [{"reference": "CarePlan/plan-1"}], "code": {"coding": [{"system": "http://example.org/task", "code": "follow-up"}]},
+               "identifier": [{"system": "http://example.org/tasks", "value": "T-100",
+                               "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "PLAC"}]}}],
                "authoredOn": "2026-02-01T10:00:00+01:00"}),
         json!({"resourceType": "Task", "id": "task-2", "status": "in-progress", "intent": "order", "priority": "urgent",
                "for": {"reference": "Patient/p1"}, "owner": {"reference": "Practitioner/sw"},
                "basedOn": [{"reference": "CarePlan/plan-1"}], "code": {"coding": [{"system": "http://example.org/task", "code": "transport"}]},
+               "requester": {"identifier": {"system": "http://example.org/npi", "value": "123"}},
                "authoredOn": "2026-02-03T08:00:00Z"}),
         json!({"resourceType": "Task", "id": "task-3", "status": "completed", "intent": "order",
                "for": {"reference": "Patient/p2"}, "owner": {"reference": "Practitioner/nurse"},
@@ -120,6 +127,16 @@ const CASES: &[(&str, &[&str])] = &[
     ("Task?authored-on=le2025-12-31", &["task-3"]),
     ("Task?_lastUpdated=gt2000-01-01&_id=task-1", &["task-1"]),
     ("Task?_lastUpdated=lt2000-01-01", &[]),
+    ("CarePlan?_tag=http://example.org/tags|pilot", &["plan-1"]),
+    ("CarePlan?_profile=http://example.org/StructureDefinition/shared-plan", &["plan-1"]),
+    ("CarePlan?_security=http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R", &["plan-1"]),
+    ("CarePlan?_source=http://ehr.example.org", &["plan-1"]),
+    ("Task?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|PLAC|T-100", &["task-1"]),
+    ("Task?identifier=http://example.org/tasks|T-100", &["task-1"]),
+    ("Task?requester:identifier=http://example.org/npi|123", &["task-2"]),
+    ("Task?authored-on=ap2026-02-02", &["task-1", "task-2"]),
+    ("Task?owner:missing=true", &[]),
+    ("Task?requester:missing=true", &["task-1", "task-3"]),
 ];
 
 #[tokio::test]
@@ -192,6 +209,23 @@ async fn iterate_follows_includes_of_included_resources() {
         .map(|e| e["resource"]["id"].as_str().unwrap_or("").to_owned())
         .collect();
     assert_eq!(included, BTreeSet::from(["plan-1".to_owned(), "team-1".to_owned()]));
+}
+
+#[tokio::test]
+async fn a_wildcard_include_follows_every_reference_to_a_held_type() {
+    let app = spawn_app().await;
+    seed(&app).await;
+
+    let bundle: Value = app.get("CarePlan?_id=plan-3&_include=*").await.json().await.expect("Bundle");
+
+    let included: BTreeSet<String> = bundle["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["search"]["mode"] == "include")
+        .map(|e| e["resource"]["id"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(included, BTreeSet::from(["plan-1".to_owned()]));
 }
 
 #[tokio::test]

@@ -259,6 +259,56 @@ impl Store {
         self.caches.publish(version.resource_type, &version.id, pointer, version.body.as_deref().map(Arc::from));
     }
 
+    /// Rebuild the search index of every current resource from its stored text, in batches,
+    /// each batch in one transaction. Returns how many resources were indexed.
+    pub async fn reindex(&self) -> Result<u64, StoreError> {
+        const BATCH: u64 = 200;
+        let mut after: Option<(String, String)> = None;
+        let mut done = 0u64;
+        loop {
+            let mut select = resource::Entity::find().filter(resource::Column::Deleted.eq(false));
+            if let Some((ty, id)) = &after {
+                select = select.filter(
+                    sea_orm::Condition::any().add(resource::Column::ResourceType.gt(ty.as_str())).add(
+                        sea_orm::Condition::all()
+                            .add(resource::Column::ResourceType.eq(ty.as_str()))
+                            .add(resource::Column::Id.gt(id.as_str())),
+                    ),
+                );
+            }
+            let rows = select
+                .order_by_asc(resource::Column::ResourceType)
+                .order_by_asc(resource::Column::Id)
+                .limit(BATCH)
+                .all(&self.reader)
+                .await?;
+            let Some(last) = rows.last() else { break };
+            after = Some((last.resource_type.clone(), last.id.clone()));
+            let batch: Vec<(ResourceType, String, Vec<domain::search::IndexEntry>)> = rows
+                .into_iter()
+                .filter_map(|row| {
+                    let ty = ResourceType::parse(&row.resource_type)?;
+                    let value: serde_json::Value = serde_json::from_str(row.body.as_deref()?).ok()?;
+                    Some((ty, row.id, domain::search::extract(ty, &value)))
+                })
+                .collect();
+            let n = batch.len() as u64;
+            self.writer
+                .write(Box::new(move |txn| {
+                    Box::pin(async move {
+                        for (ty, id, entries) in &batch {
+                            index::clear(txn, *ty, id).await?;
+                            index::insert(txn, *ty, id, entries).await?;
+                        }
+                        Ok(())
+                    })
+                }))
+                .await?;
+            done += n;
+        }
+        Ok(done)
+    }
+
     /// Versions newest first, at most `query.count + 1` of them (the extra one tells the caller
     /// that a next page exists).
     pub async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryEntry>, StoreError> {
@@ -436,4 +486,40 @@ fn is_unique_violation(err: &DbErr) -> bool {
 
 fn now_ms() -> i64 {
     domain::instant::from_system_time(SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use domain::search::query;
+    use domain::{ingest, IngestMode, Task};
+    use sea_orm::ConnectionTrait;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn reindex_rebuilds_a_lost_index() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let config = StoreConfig {
+            url: format!("sqlite://{}", dir.path().join("t.db").display()),
+            schema: None,
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(5),
+            cache_bytes: 0,
+        };
+        let store = Store::connect(&config).await.expect("store");
+        store.migrate().await.expect("migrations");
+        let body = br#"{"resourceType":"Task","status":"requested","intent":"order","for":{"reference":"Patient/p1"}}"#;
+        let prepared = ingest::<Task>(body, IngestMode::Create).expect("valid task");
+        store.create(prepared, "t1".into()).await.expect("created");
+        let request = query::parse(ResourceType::Task, &[("patient".into(), "p1".into())], true).expect("query");
+        assert_eq!(store.count(ResourceType::Task, &request).await.expect("count"), 1);
+
+        store.schema.execute_unprepared("DELETE FROM search_reference").await.expect("index wiped");
+        assert_eq!(store.count(ResourceType::Task, &request).await.expect("count"), 0);
+
+        assert_eq!(store.reindex().await.expect("reindexed"), 1);
+        assert_eq!(store.count(ResourceType::Task, &request).await.expect("count"), 1);
+    }
 }

@@ -24,6 +24,8 @@ enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Rebuild the search index of every stored resource (after search-parameter definitions change).
+    Reindex(DatabaseArgs),
 }
 
 #[derive(Args, Debug)]
@@ -124,6 +126,13 @@ pub fn run() -> ExitCode {
                 let store = Store::connect(&args.store_config()).await?;
                 store.migrate().await?;
                 tracing::info!("migrations applied");
+                Ok(())
+            }
+            Command::Reindex(args) => {
+                let store = Store::connect(&args.store_config()).await?;
+                store.migrate().await?;
+                let indexed = store.reindex().await?;
+                tracing::info!(indexed, "search index rebuilt");
                 Ok(())
             }
         }
