@@ -104,7 +104,7 @@ pub(crate) fn history(
         link.push(Link { relation: "next", url: next });
     }
     let raw: Vec<Option<Box<RawValue>>> =
-        entries.iter().map(|e| e.version.body.as_ref().and_then(|b| RawValue::from_string(b.clone()).ok())).collect();
+        entries.iter_mut().map(|e| e.version.body.take().and_then(|b| RawValue::from_string(b).ok())).collect();
     let entry = entries
         .iter()
         .zip(&raw)
@@ -129,18 +129,7 @@ pub(crate) fn history(
             }
         })
         .collect();
-    let now = domain::instant::from_system_time(std::time::SystemTime::now());
-    let bundle = Bundle {
-        resource_type: "Bundle",
-        id: uuid::Uuid::new_v4().to_string(),
-        meta: Meta { last_updated: domain::instant::to_fhir(now) },
-        type_: "history",
-        total: None,
-        link,
-        entry,
-    };
-    let text = serde_json::to_string(&bundle).unwrap_or_default();
-    json_body(HttpResponse::Ok(), text, neg)
+    render("history", None, link, entry, neg)
 }
 
 /// One resource of a search result: a match, or one added by `_include`/`_revinclude`.
@@ -159,7 +148,7 @@ pub(crate) fn searchset(
     request: &SearchRequest,
     count: u64,
     total: Option<u64>,
-    entries: Vec<SearchEntry>,
+    mut entries: Vec<SearchEntry>,
     next: Option<String>,
     neg: Negotiation,
 ) -> HttpResponse {
@@ -190,7 +179,7 @@ pub(crate) fn searchset(
         operation_outcome(&[issue])
     });
     let raw: Vec<Option<Box<RawValue>>> =
-        entries.iter().map(|e| e.version.body.as_ref().and_then(|b| RawValue::from_string(b.clone()).ok())).collect();
+        entries.iter_mut().map(|e| e.version.body.take().and_then(|b| RawValue::from_string(b).ok())).collect();
     let outcome_raw = outcome.and_then(|o| RawValue::from_string(o).ok());
     let mut entry: Vec<Entry<'_>> = entries
         .iter()
@@ -212,12 +201,23 @@ pub(crate) fn searchset(
             response: None,
         });
     }
+    render("searchset", total, link, entry, neg)
+}
+
+/// The Bundle envelope around `entry`: a fresh id, `meta.lastUpdated` now, rendered as negotiated.
+fn render(
+    type_: &'static str,
+    total: Option<u64>,
+    link: Vec<Link>,
+    entry: Vec<Entry<'_>>,
+    neg: Negotiation,
+) -> HttpResponse {
     let now = domain::instant::from_system_time(std::time::SystemTime::now());
     let bundle = Bundle {
         resource_type: "Bundle",
         id: uuid::Uuid::new_v4().to_string(),
         meta: Meta { last_updated: domain::instant::to_fhir(now) },
-        type_: "searchset",
+        type_,
         total,
         link,
         entry,
