@@ -5,10 +5,11 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432
 PG_TEST_DB ?= careplan_test
 NEXTEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "nextest run" || echo test)
 
-.PHONY: run build release test test-postgres lint fmt bench clean
+.PHONY: run build release test test-postgres lint fmt openapi openapi-check bench clean
 
-run: ## build and serve on ./data/careplan.db (SQLite), http://127.0.0.1:8080/fhir
-	cargo run --release --bin careplan -- serve
+run: ## build and serve on ./data/careplan.db (SQLite), http://127.0.0.1:8080/fhir, WITHOUT authorization
+	@echo "make run: authorization is DISABLED (CAREPLAN_AUTH_DISABLED=true); local use only, never with real data" >&2
+	CAREPLAN_AUTH_DISABLED=true cargo run --release --bin careplan -- serve
 
 build:
 	cargo build --workspace
@@ -29,6 +30,13 @@ lint:
 
 fmt:
 	cargo fmt --all
+
+openapi: ## regenerate openapi/openapi.yaml from the code (a test fails while it is stale)
+	cargo run -q --bin careplan -- openapi > openapi/openapi.yaml.tmp || { rm -f openapi/openapi.yaml.tmp; exit 1; }
+	mv openapi/openapi.yaml.tmp openapi/openapi.yaml
+
+openapi-check: ## lint the OpenAPI file, fuzz a live server with schemathesis, render /docs in Chromium
+	scripts/openapi-check.sh
 
 bench: ## load benchmark: throughput, p50/p99 and peak RSS per scenario, SQLite and PostgreSQL
 	scripts/bench/run.sh

@@ -14,6 +14,7 @@ SEEDED=${SEEDED:-10000}
 PORT=${PORT:-18181}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 BACKENDS=${BACKENDS:-sqlite postgres}
+STAGES=${STAGES:-crud search auth}
 export SEEDED
 
 if ! command -v wrk >/dev/null; then
@@ -21,7 +22,7 @@ if ! command -v wrk >/dev/null; then
   (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
 fi
 cargo build --release --bin careplan >&2
-BIN=target/release/careplan
+BIN=${CARGO_TARGET_DIR:-target}/release/careplan
 WORK=$(mktemp -d)
 SERVER_PID=
 cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
@@ -34,7 +35,9 @@ now_ms() { date +%s%3N; }
 
 start_server() { # $1 = database URL
   local started; started=$(now_ms)
-  CAREPLAN_LOG=warn CAREPLAN_ADDR=127.0.0.1:$PORT CAREPLAN_DATABASE_URL="$1" "$BIN" serve >"$WORK/server.log" 2>&1 &
+  # Authorization is off unless a stage passes AUTH_ENV (the issuer, audience and key).
+  env CAREPLAN_AUTH_DISABLED="${AUTH_DISABLED:-true}" ${AUTH_ENV:-} \
+    CAREPLAN_LOG=warn CAREPLAN_ADDR=127.0.0.1:$PORT CAREPLAN_DATABASE_URL="$1" "$BIN" serve >"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
   until curl -sf -o /dev/null "http://127.0.0.1:$PORT/fhir/metadata"; do
     kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; exit 1; }
@@ -69,8 +72,92 @@ run_backend() { # $1 = backend name, $2 = database URL
   stop_server
 }
 
+# Search: a store grown in two steps, 1,000 then 10,000 patients (10 CarePlans, 2 CareTeams
+# and 50 Tasks each: 62,000 then 620,000 resources), each query measured at both sizes.
+SEARCH_SMALL=${SEARCH_SMALL:-1000}
+SEARCH_LARGE=${SEARCH_LARGE:-10000}
+QUERIES=${QUERIES:-plans active owner code view}
+
+search_scenarios() { # $1 = backend, $2 = patients
+  for q in $QUERIES; do
+    echo 5 > "/proc/$SERVER_PID/clear_refs" 2>/dev/null || true
+    QUERY=$q PATIENTS=$2 wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$HERE/query.lua" "http://127.0.0.1:$PORT" > "$WORK/wrk.txt"
+    local rps p50 p99 errors
+    rps=$(awk '/^Requests\/sec/ { printf "%d", $2 }' "$WORK/wrk.txt")
+    p50=$(awk '$1 == "50%" { print $2 }' "$WORK/wrk.txt")
+    p99=$(awk '$1 == "99%" { print $2 }' "$WORK/wrk.txt")
+    errors=$(awk '/Non-2xx/ { print $5 } /Socket errors/ { print "socket" }' "$WORK/wrk.txt" | paste -sd' ')
+    printf "| %-10s | %8s | %-6s | %9s | %8s | %8s | %8s | %s |\n" "$1" "$(( $2 * 62 ))" "$q" "$rps" "$p50" "$p99" "$(peak_rss_mib)" "${errors:-0}"
+  done
+}
+
+# The PostgreSQL plans of the benchmark queries, through auto_explain on fresh connections.
+explain_postgres() { # $1 = database URL, $2 = database name
+  local log; log=$(ls /var/log/postgresql/postgresql-*-main.log 2>/dev/null | head -1)
+  [ -r "$log" ] || { echo "(PostgreSQL log not readable: plans skipped)" >&2; return; }
+  psql "$PG_URL/postgres" -qc "ALTER DATABASE $2 SET session_preload_libraries = 'auto_explain'" \
+    -c "ALTER DATABASE $2 SET auto_explain.log_min_duration = 0" -c "ALTER DATABASE $2 SET auto_explain.log_analyze = on" >/dev/null
+  local before; before=$(wc -l < "$log")
+  start_server "$1"
+  for q in active owner code view; do
+    local path; path=$(QUERY=$q PATIENTS=$SEARCH_LARGE lua_path "$q")
+    curl -sf -o /dev/null "http://127.0.0.1:$PORT$path"
+  done
+  stop_server
+  psql "$PG_URL/postgres" -qc "ALTER DATABASE $2 RESET ALL" >/dev/null
+  tail -n +"$((before + 1))" "$log" | grep -v "FROM seaql_migrations\|pg_catalog\|SELECT 1" > "$WORK/plans.txt" || true
+  echo "PostgreSQL plans of the benchmark queries (auto_explain, EXPLAIN ANALYZE):" >&2
+  grep -E "duration|Scan|Join|Loop|Sort|Limit|Filter|Cond" "$WORK/plans.txt" | grep -v "seaql\|resources_pkey.*version" | cut -c1-220 >&2 || true
+}
+
+lua_path() { # the path query.lua would request for patient 42, practitioner 7, code 3
+  case "$1" in
+    active) echo "/fhir/CarePlan?patient=Patient/p42&status=active" ;;
+    owner) echo "/fhir/Task?owner=Practitioner/pr7&status=requested,accepted,in-progress&_sort=-_lastUpdated" ;;
+    code) echo "/fhir/Task?patient=Patient/p42&code=http://careplan.example/task-code%7Ccode-3" ;;
+    view) echo "/fhir/CarePlan?patient=Patient/p42&_include=CarePlan:care-team&_revinclude=Task:based-on" ;;
+  esac
+}
+
+run_search() { # $1 = backend, $2 = database URL, $3 = PostgreSQL database name (optional)
+  start_server "$2"
+  local seconds
+  seconds=$(python3 "$HERE/seed_search.py" 127.0.0.1 "$PORT" 0 "$SEARCH_SMALL")
+  echo "$1: seeded $(( SEARCH_SMALL * 62 )) resources ($SEARCH_SMALL patients) in ${seconds} s" >&2
+  search_scenarios "$1" "$SEARCH_SMALL"
+  seconds=$(python3 "$HERE/seed_search.py" 127.0.0.1 "$PORT" "$SEARCH_SMALL" "$SEARCH_LARGE")
+  echo "$1: seeded $(( (SEARCH_LARGE - SEARCH_SMALL) * 62 )) more resources (to $SEARCH_LARGE patients) in ${seconds} s" >&2
+  search_scenarios "$1" "$SEARCH_LARGE"
+  stop_server
+  if [ -n "${3:-}" ]; then explain_postgres "$2" "$3"; fi
+}
+
+# Token validation on versus off: read-by-id throughput on the same SQLite database, first with
+# authorization disabled, then with an RS256 bearer token (PEM key, system/*.rs) on every request.
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+run_auth() {
+  openssl genrsa -out "$WORK/rsa.key" 2048 2>/dev/null
+  openssl rsa -in "$WORK/rsa.key" -pubout -out "$WORK/rsa.pub" 2>/dev/null
+  local h p s
+  h=$(printf '{"alg":"RS256","typ":"JWT"}' | b64url)
+  p=$(printf '{"iss":"https://idp.bench","aud":"careplan-bench","sub":"bench","exp":%d,"scope":"system/*.rs"}' "$(( $(date +%s) + 3600 ))" | b64url)
+  s=$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -sign "$WORK/rsa.key" | b64url)
+  local token="$h.$p.$s"
+  start_server "sqlite://$WORK/auth.db"
+  python3 "$HERE/seed.py" 127.0.0.1 "$PORT" "$SEEDED" >/dev/null
+  scenario sqlite "read (auth off)" read.lua
+  stop_server
+  AUTH_DISABLED=false AUTH_ENV="CAREPLAN_AUTH_ISSUER=https://idp.bench CAREPLAN_AUTH_AUDIENCE=careplan-bench CAREPLAN_AUTH_PUBLIC_KEYS=$WORK/rsa.pub" \
+    start_server "sqlite://$WORK/auth.db"
+  local status; status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$PORT/fhir/CarePlan/bench-1")
+  [ "$status" = 200 ] || { echo "the bench token was refused ($status)" >&2; cat "$WORK/server.log" >&2; exit 1; }
+  TOKEN=$token scenario sqlite "read (auth on)" read.lua
+  stop_server
+}
+
 echo "careplan $($BIN --version | awk '{print $2}') on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $SEEDED care plans over $((SEEDED / 10)) patients"
 echo
+if [[ " $STAGES " == *" crud "* ]]; then
 echo "| backend    | scenario | req/s     | p50      | p99      | peak MiB | non-2xx |"
 echo "|------------|----------|-----------|----------|----------|----------|---------|"
 if [[ " $BACKENDS " == *" sqlite "* ]]; then
@@ -83,4 +170,24 @@ elif pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   run_backend postgres "$PG_URL/careplan_bench"
 else
   echo "PostgreSQL not reachable at 127.0.0.1:5432: skipped" >&2
+fi
+
+fi
+if [[ " $STAGES " == *" search "* ]]; then
+echo
+echo "| backend    | resources | query  | req/s     | p50      | p99      | peak MiB | non-2xx |"
+echo "|------------|----------|--------|-----------|----------|----------|----------|---------|"
+if [[ " $BACKENDS " == *" sqlite "* ]]; then
+  run_search sqlite "sqlite://$WORK/search.db"
+fi
+if [[ " $BACKENDS " == *" postgres "* ]] && pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  psql "$PG_URL/postgres" -qc "DROP DATABASE IF EXISTS careplan_search" -c "CREATE DATABASE careplan_search" >/dev/null
+  run_search postgres "$PG_URL/careplan_search" careplan_search
+fi
+fi
+if [[ " $STAGES " == *" auth "* ]]; then
+echo
+echo "| backend    | scenario | req/s     | p50      | p99      | peak MiB | non-2xx |"
+echo "|------------|----------|-----------|----------|----------|----------|---------|"
+run_auth
 fi

@@ -9,6 +9,8 @@ pub(crate) struct TestApp {
     /// The FHIR base, e.g. `http://127.0.0.1:41234/fhir`.
     pub(crate) base: String,
     pub(crate) client: reqwest::Client,
+    /// The server's background jobs, to run on demand.
+    pub(crate) jobs: service::jobs::Jobs,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -33,8 +35,9 @@ pub(crate) async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     adjust(&mut settings);
     let app = Application::build(settings).await.expect("the server builds");
     let base = format!("http://127.0.0.1:{}/fhir", app.port());
+    let jobs = app.jobs();
     tokio::spawn(app.run_until_stopped());
-    TestApp { base, client: reqwest::Client::new(), _dir: dir }
+    TestApp { base, client: reqwest::Client::new(), jobs, _dir: dir }
 }
 
 impl TestApp {

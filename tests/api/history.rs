@@ -72,7 +72,8 @@ async fn system_history_spans_every_type_and_type_history_only_its_own() {
         .iter()
         .map(|e| e["resource"]["resourceType"].as_str().unwrap_or_default().to_owned())
         .collect();
-    assert_eq!(types, HashSet::from(["Task".to_owned(), "CarePlan".to_owned(), "CareTeam".to_owned()]));
+    let expected = ["Task", "CarePlan", "CareTeam", "Provenance"].map(str::to_owned);
+    assert_eq!(types, HashSet::from(expected), "each write is recorded with its Provenance");
 
     let plans: Value = app.get("CarePlan/_history").await.json().await.expect("Bundle");
     let entries = entries(&plans);

@@ -5,9 +5,15 @@
 mod bad_input;
 mod capabilities;
 mod concurrency;
+mod coordination;
 mod crud;
 mod examples;
 mod helpers;
 mod history;
 mod http_semantics;
+mod openapi;
+mod scenario;
 mod search;
+mod security;
+mod transactions;
+mod worklist;

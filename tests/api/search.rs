@@ -263,6 +263,55 @@ async fn paging_visits_every_match_exactly_once_while_others_insert() {
     assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), 7);
 }
 
+/// The ids of a page's matches, in order.
+fn page_ids(page: &Value) -> Vec<String> {
+    page["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["resource"]["id"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+async fn follow(app: &TestApp, page: &Value, relation: &str) -> Option<Value> {
+    let link = page["link"].as_array()?.iter().find(|l| l["relation"] == relation)?;
+    let response = app.client.get(link["url"].as_str()?).send().await.expect("sent");
+    assert_eq!(response.status(), 200, "{relation} link answers");
+    Some(response.json().await.expect("Bundle"))
+}
+
+#[tokio::test]
+async fn previous_links_walk_back_through_the_same_pages() {
+    let app = spawn_app().await;
+    for n in 0..8 {
+        let body = json!({"resourceType": "Task", "status": if n % 2 == 0 { "requested" } else { "accepted" },
+                          "intent": "order", "for": {"reference": "Patient/walk"}});
+        app.create(&body).await;
+    }
+
+    let mut forward = Vec::new();
+    let mut page: Value =
+        app.get("Task?patient=walk&_sort=status,-_lastUpdated&_count=3").await.json().await.expect("Bundle");
+    assert!(follow(&app, &page, "previous").await.is_none(), "the first page has no previous link");
+    loop {
+        forward.push(page_ids(&page));
+        match follow(&app, &page, "next").await {
+            Some(next) => page = next,
+            None => break,
+        }
+    }
+    let mut backward = vec![page_ids(&page)];
+    while let Some(previous) = follow(&app, &page, "previous").await {
+        page = previous;
+        backward.push(page_ids(&page));
+    }
+    backward.reverse();
+
+    assert_eq!(forward.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 2]);
+    assert_eq!(backward, forward, "walking back visits the same pages in the same order");
+    assert_eq!(forward.concat().iter().collect::<BTreeSet<_>>().len(), 8);
+}
+
 #[tokio::test]
 async fn sorting_by_a_date_and_by_last_updated_pages_in_order() {
     let app = spawn_app().await;

@@ -22,6 +22,19 @@ pub enum IngestMode<'a> {
     Create,
     /// `PUT [type]/[id]`: the body SHALL carry an id equal to the one in the URL.
     Update { id: &'a str },
+    /// `PUT [type]?criteria`: the id is not known yet; the caller compares `Prepared::body_id`
+    /// with the resource the criteria select.
+    Conditional,
+}
+
+/// `ingest` for a resource type known only at run time (Bundle entries).
+pub fn ingest_as(ty: ResourceType, body: &[u8], mode: IngestMode<'_>) -> Result<Prepared, Vec<Issue>> {
+    match ty {
+        ResourceType::CarePlan => ingest::<crate::CarePlan>(body, mode),
+        ResourceType::CareTeam => ingest::<crate::CareTeam>(body, mode),
+        ResourceType::Task => ingest::<crate::Task>(body, mode),
+        ResourceType::Provenance => ingest::<crate::Provenance>(body, mode),
+    }
 }
 
 /// Check `body` as a resource of type `R` and prepare it for storage.
@@ -74,7 +87,7 @@ fn parse_envelope(ty: ResourceType, body: &[u8], mode: IngestMode<'_>) -> Result
     let body_id = object.get("id");
     let id_path = format!("{ty}.id");
     match (mode, body_id) {
-        (IngestMode::Create, _) => {}
+        (IngestMode::Create | IngestMode::Conditional, _) => {}
         (IngestMode::Update { id }, Some(Value::String(body_id))) if body_id == id => {}
         (IngestMode::Update { id }, Some(Value::String(body_id))) => issues.push(Issue::error(
             IssueCode::Invalid,

@@ -6,6 +6,7 @@ pub enum Interaction {
     Read,
     Vread,
     Update,
+    Patch,
     Delete,
     HistoryInstance,
     HistoryType,
@@ -15,10 +16,11 @@ pub enum Interaction {
 
 impl Interaction {
     /// Every type-level interaction the generic pipeline serves, in CapabilityStatement order.
-    pub const ALL: [Interaction; 8] = [
+    pub const ALL: [Interaction; 9] = [
         Interaction::Read,
         Interaction::Vread,
         Interaction::Update,
+        Interaction::Patch,
         Interaction::Delete,
         Interaction::HistoryInstance,
         Interaction::HistoryType,
@@ -32,6 +34,7 @@ impl Interaction {
             Interaction::Read => "read",
             Interaction::Vread => "vread",
             Interaction::Update => "update",
+            Interaction::Patch => "patch",
             Interaction::Delete => "delete",
             Interaction::HistoryInstance => "history-instance",
             Interaction::HistoryType => "history-type",

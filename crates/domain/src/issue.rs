@@ -29,6 +29,7 @@ pub enum IssueCode {
     Deleted,
     Conflict,
     TooLong,
+    TooCostly,
     Processing,
     BusinessRule,
     Exception,

@@ -3,6 +3,7 @@
 //!
 //! Pure by design: no IO, no async, no HTTP and no SQL live here (see ARCHITECTURE.md).
 
+pub mod audit;
 pub mod careplan;
 pub mod careteam;
 pub mod id;
@@ -11,17 +12,30 @@ pub mod instant;
 pub mod interaction;
 pub mod issue;
 pub mod json_text;
+pub mod patch;
+pub mod plan_summary;
+pub mod provenance;
+pub mod references;
 pub mod resource;
 pub mod search;
+pub mod smart;
 pub mod stored;
 pub mod summary;
 pub mod task;
+pub mod workflow;
+pub mod worklist;
 
 pub use careplan::CarePlan;
 pub use careteam::CareTeam;
-pub use ingest::{ingest, IngestMode};
+pub use ingest::{ingest, ingest_as, IngestMode};
 pub use interaction::Interaction;
 pub use issue::{Issue, IssueCode, Severity};
+pub use patch::{fhirpath_patch, json_patch};
+pub use provenance::Provenance;
 pub use resource::{Resource, ResourceType};
-pub use stored::{subset, Prepared, VersionMeta};
+pub use stored::{subset, with_member, Prepared, VersionMeta};
 pub use task::Task;
+pub use workflow::{
+    cascade, check_task_change, decide, follow_work, task_to_store, Actor, HoldMemory, MembershipEvent, ParentChange,
+    ParentMove, Previous, Refusal, Role, TaskStatus, Work, WorkflowPolicy,
+};

@@ -12,11 +12,13 @@ pub enum ResourceType {
     CarePlan,
     CareTeam,
     Task,
+    Provenance,
 }
 
 impl ResourceType {
     /// Every type, in CapabilityStatement order.
-    pub const ALL: [ResourceType; 3] = [ResourceType::CarePlan, ResourceType::CareTeam, ResourceType::Task];
+    pub const ALL: [ResourceType; 4] =
+        [ResourceType::CarePlan, ResourceType::CareTeam, ResourceType::Task, ResourceType::Provenance];
 
     /// The FHIR name, as in URLs and `resourceType`.
     pub fn as_str(self) -> &'static str {
@@ -24,6 +26,7 @@ impl ResourceType {
             ResourceType::CarePlan => "CarePlan",
             ResourceType::CareTeam => "CareTeam",
             ResourceType::Task => "Task",
+            ResourceType::Provenance => "Provenance",
         }
     }
 

@@ -22,6 +22,8 @@ pub struct VersionMeta {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     resource_type: ResourceType,
+    /// The `id` the body carried, if any (the stored id is always the server's).
+    body_id: Option<String>,
     elements: Vec<(String, Box<RawValue>)>,
     client_meta: Vec<(String, Box<RawValue>)>,
     /// The search index values of the resource, written with it.
@@ -34,9 +36,11 @@ impl Prepared {
         let Ordered(all) = serde_json::from_str(text)?;
         let mut elements = Vec::with_capacity(all.len());
         let mut client_meta = Vec::new();
+        let mut body_id = None;
         for (key, value) in all {
             match key.as_str() {
-                "resourceType" | "id" => {}
+                "resourceType" => {}
+                "id" => body_id = serde_json::from_str::<String>(value.get()).ok(),
                 "meta" => {
                     let Ordered(meta) = serde_json::from_str(value.get())?;
                     client_meta = meta.into_iter().filter(|(k, _)| k != "versionId" && k != "lastUpdated").collect();
@@ -44,7 +48,7 @@ impl Prepared {
                 _ => elements.push((key, value)),
             }
         }
-        Ok(Self { resource_type, elements, client_meta, index: Vec::new() })
+        Ok(Self { resource_type, body_id, elements, client_meta, index: Vec::new() })
     }
 
     /// Attach the search index values of the resource.
@@ -56,6 +60,52 @@ impl Prepared {
     /// The search index values to write with the resource.
     pub fn index(&self) -> &[IndexEntry] {
         &self.index
+    }
+
+    /// The `id` the body carried, if any.
+    pub fn body_id(&self) -> Option<&str> {
+        self.body_id.as_deref()
+    }
+
+    /// Replace the `meta.extension` entries with `url` by `extension` (`None`: remove them),
+    /// keeping every other meta element and extension as the client sent it, to the byte. For
+    /// extensions the server owns, such as `workflow::RESUME_STATUS_URL`: a client copy never
+    /// survives. Fails only if `meta.extension` is not an array, which `ingest` has refused.
+    pub fn with_meta_extension(
+        mut self,
+        url: &str,
+        extension: Option<&serde_json::Value>,
+    ) -> Result<Self, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Url<'a> {
+            #[serde(borrow)]
+            url: Option<std::borrow::Cow<'a, str>>,
+        }
+        let at = self.client_meta.iter().position(|(key, _)| key == "extension");
+        let mut items: Vec<Box<RawValue>> = match at {
+            Some(i) => serde_json::from_str(self.client_meta[i].1.get())?,
+            None => Vec::new(),
+        };
+        let mut kept = Vec::with_capacity(items.len() + 1);
+        for item in items.drain(..) {
+            let Url { url: item_url } = serde_json::from_str(item.get())?;
+            if item_url.as_deref() != Some(url) {
+                kept.push(item);
+            }
+        }
+        if let Some(extension) = extension {
+            kept.push(serde_json::value::to_raw_value(extension)?);
+        }
+        let value = (!kept.is_empty()).then(|| serde_json::value::to_raw_value(&kept)).transpose()?;
+        match (at, value) {
+            (Some(i), Some(value)) => self.client_meta[i].1 = value,
+            (Some(i), None) => {
+                self.client_meta.remove(i);
+            }
+            (None, Some(value)) => self.client_meta.push(("extension".into(), value)),
+            (None, None) => {}
+        }
+        Ok(self)
     }
 
     /// The resource type this body holds.
@@ -127,6 +177,30 @@ pub fn subset(text: &str, keep: impl Fn(&str) -> bool) -> Option<String> {
     Some(out)
 }
 
+/// The JSON object `text` with its member `key` set to `value`: replaced where it stands, or
+/// added last. Every other member is kept as raw text, byte for byte (number literals, escapes
+/// the client chose, order). For the few elements the server itself sets on a stored resource.
+pub fn with_member(text: &str, key: &str, value: &serde_json::Value) -> Result<String, serde_json::Error> {
+    let Ordered(mut members) = serde_json::from_str(text)?;
+    let value = serde_json::value::to_raw_value(value)?;
+    match members.iter_mut().find(|(k, _)| k == key) {
+        Some((_, existing)) => *existing = value,
+        None => members.push((key.to_owned(), value)),
+    }
+    let mut out = String::with_capacity(text.len() + 64);
+    out.push('{');
+    for (i, (key, value)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_string(&mut out, key);
+        out.push(':');
+        out.push_str(value.get());
+    }
+    out.push('}');
+    Ok(out)
+}
+
 fn tagged_meta(meta: &str) -> Option<String> {
     let Ordered(members) = serde_json::from_str(meta).ok()?;
     let mut out = String::from("{");
@@ -190,6 +264,44 @@ impl<'de> Deserialize<'de> for Ordered {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_extension_in_meta_replaces_any_client_copy_and_keeps_the_rest_exact() {
+        let url = "http://careplan.example/x";
+        let text = r#"{"resourceType":"Task","meta":{"tag":[{"code":"t"}],"extension":[{"url":"http://careplan.example/x","valueCode":"forged"},{"url":"o","valueDecimal":1.50}]},"status":"on-hold"}"#;
+        let meta = VersionMeta { version_id: 1, last_updated_ms: 0 };
+        let render = |ext: Option<serde_json::Value>| {
+            let prepared = Prepared::from_minified(ResourceType::Task, text).expect("valid JSON");
+            prepared.with_meta_extension(url, ext.as_ref()).expect("array of extensions").render("a", meta)
+        };
+        assert_eq!(
+            render(Some(serde_json::json!({"url": url, "valueCode": "ready"}))),
+            r#"{"resourceType":"Task","id":"a","meta":{"versionId":"1","lastUpdated":"1970-01-01T00:00:00.000Z","tag":[{"code":"t"}],"extension":[{"url":"o","valueDecimal":1.50},{"url":"http://careplan.example/x","valueCode":"ready"}]},"status":"on-hold"}"#
+        );
+        assert_eq!(
+            render(None),
+            r#"{"resourceType":"Task","id":"a","meta":{"versionId":"1","lastUpdated":"1970-01-01T00:00:00.000Z","tag":[{"code":"t"}],"extension":[{"url":"o","valueDecimal":1.50}]},"status":"on-hold"}"#
+        );
+        let bare = Prepared::from_minified(
+            ResourceType::Task,
+            r#"{"meta":{"extension":[{"url":"http://careplan.example/x"}]}}"#,
+        )
+        .and_then(|p| p.with_meta_extension(url, None))
+        .expect("valid JSON");
+        assert!(bare.client_meta.is_empty());
+    }
+
+    #[test]
+    fn a_member_is_replaced_in_place_or_added_last_and_nothing_else_changes() {
+        let text = r#"{"a":"\u00e9","b":{"x":1},"c":[1.50,2e3]}"#;
+        let value = serde_json::json!({"y": "z"});
+        assert_eq!(with_member(text, "b", &value).expect("object"), r#"{"a":"\u00e9","b":{"y":"z"},"c":[1.50,2e3]}"#);
+        assert_eq!(
+            with_member(text, "d", &value).expect("object"),
+            r#"{"a":"\u00e9","b":{"x":1},"c":[1.50,2e3],"d":{"y":"z"}}"#
+        );
+        assert!(with_member("[1]", "d", &value).is_err());
+    }
 
     #[test]
     fn subsets_keep_the_mandatory_parts_and_say_so() {

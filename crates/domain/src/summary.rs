@@ -83,12 +83,19 @@ const CARETEAM_MANDATORY: &[&str] = &[];
 /// `Task` top-level elements with `min >= 1`, sorted for binary search.
 const TASK_MANDATORY: &[&str] = &["intent", "status"];
 
+/// `Provenance` top-level elements with `isSummary`, sorted for binary search.
+const PROVENANCE_SUMMARY: &[&str] = &["id", "implicitRules", "meta", "recorded", "target"];
+
+/// `Provenance` top-level elements with `min >= 1`, sorted for binary search.
+const PROVENANCE_MANDATORY: &[&str] = &["agent", "recorded", "target"];
+
 /// The sorted summary slice of `ty`.
 fn summary_elements(ty: ResourceType) -> &'static [&'static str] {
     match ty {
         ResourceType::CarePlan => CAREPLAN_SUMMARY,
         ResourceType::CareTeam => CARETEAM_SUMMARY,
         ResourceType::Task => TASK_SUMMARY,
+        ResourceType::Provenance => PROVENANCE_SUMMARY,
     }
 }
 
@@ -98,6 +105,7 @@ fn mandatory_elements(ty: ResourceType) -> &'static [&'static str] {
         ResourceType::CarePlan => CAREPLAN_MANDATORY,
         ResourceType::CareTeam => CARETEAM_MANDATORY,
         ResourceType::Task => TASK_MANDATORY,
+        ResourceType::Provenance => PROVENANCE_MANDATORY,
     }
 }
 
@@ -144,7 +152,9 @@ mod tests {
                 assert!(slice.windows(2).all(|w| w[0] < w[1]), "{ty}: {slice:?}");
             }
             assert!(summary_elements(ty).contains(&"id") && summary_elements(ty).contains(&"meta"), "{ty}");
-            for name in mandatory_elements(ty) {
+            // Mandatory elements are usually summary ones too; Provenance.agent is the exception
+            // the StructureDefinition makes (min 1, not isSummary).
+            for name in mandatory_elements(ty).iter().filter(|n| (ty, **n) != (ResourceType::Provenance, "agent")) {
                 assert!(summary_elements(ty).contains(name), "{ty}.{name} mandatory but not summary");
             }
         }

@@ -4,6 +4,7 @@
 //! This is the only crate that knows SQL or which backend is in use. Entities stay private:
 //! callers see `StoredVersion` and `HistoryEntry`, never a row.
 
+mod audit;
 mod cache;
 mod connect;
 mod entity;
@@ -13,9 +14,12 @@ pub mod migration;
 mod search;
 mod sql;
 mod store;
+mod tx;
 mod writer;
 
+pub use audit::{AuditEntry, AuditQuery, AuditRow};
 pub use connect::{Backend, StoreConfig};
 pub use error::StoreError;
 pub use search::SearchPage;
 pub use store::{DeleteOutcome, HistoryEntry, HistoryQuery, Method, Store, StoredVersion, WriteOutcome};
+pub use tx::{Current, Tx, TxWork};

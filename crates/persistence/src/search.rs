@@ -6,9 +6,10 @@
 
 use std::collections::HashSet;
 
+use domain::search::params::DateOrder;
 use domain::search::query::{
-    Clause, Criterion, Include, Prefix, ReferenceMatch, SearchRequest, SortKey, StringMode, SystemMatch, Target,
-    TokenMatch, TokenMode, UriMode,
+    Clause, Criterion, Include, Overdue, Prefix, ReferenceMatch, SearchRequest, SortKey, StringMode, SystemMatch,
+    Target, TokenMatch, TokenMode, UriMode,
 };
 use domain::search::{ParamType, SearchParam};
 use domain::ResourceType;
@@ -25,6 +26,8 @@ pub struct SearchPage {
     pub matches: Vec<StoredVersion>,
     /// The cursor of the next page, if there is one.
     pub next: Option<String>,
+    /// The cursor of the previous page, if there is one.
+    pub previous: Option<String>,
 }
 
 /// Most include rounds for `:iterate`.
@@ -38,44 +41,7 @@ impl Store {
         request: &SearchRequest,
         count: u64,
     ) -> Result<SearchPage, StoreError> {
-        let keys = sort_keys(request);
-        let cursor = match &request.cursor {
-            Some(text) => Some(parse_cursor(text, keys.len()).ok_or(StoreError::BadCursor)?),
-            None => None,
-        };
-        let mut sql = Sql::new(self.reader.get_database_backend());
-        sql.push("SELECT r.id, r.version_id, r.last_updated, r.body");
-        for (i, key) in keys.iter().enumerate() {
-            sql.push(", ");
-            key_expr(&mut sql, key, "r");
-            sql.push(&format!(" AS k{i}"));
-        }
-        sql.push(" FROM resources r WHERE ");
-        filter(&mut sql, ty, request, "r", &mut 0);
-        if let Some((values, last_id)) = &cursor {
-            sql.push(" AND (");
-            keyset(&mut sql, &keys, values, last_id);
-            sql.push(")");
-        }
-        sql.push(" ORDER BY ");
-        for (i, key) in keys.iter().enumerate() {
-            sql.push(&format!("k{i}{}, ", if key.descending() { " DESC" } else { "" }));
-        }
-        sql.push("r.id LIMIT ").bind(i64::try_from(count.saturating_add(1)).unwrap_or(i64::MAX));
-        let rows = self.reader.query_all(sql.statement()).await?;
-        let has_next = rows.len() as u64 > count;
-        let mut matches = Vec::with_capacity(rows.len());
-        let mut next = None;
-        for (n, row) in rows.iter().enumerate() {
-            if n as u64 == count {
-                break;
-            }
-            matches.push(version(ty, row)?);
-            if has_next && n as u64 + 1 == count {
-                next = Some(cursor_of(row, &keys)?);
-            }
-        }
-        Ok(SearchPage { matches, next })
+        page(&self.reader, ty, request, count).await
     }
 
     /// How many current resources of `ty` match `request`.
@@ -96,6 +62,19 @@ impl Store {
         matches: &[StoredVersion],
         request: &SearchRequest,
     ) -> Result<Vec<StoredVersion>, StoreError> {
+        self.includes_where(ty, matches, request, &|_| true).await
+    }
+
+    /// `includes`, keeping only resources `keep` accepts; a resource it refuses is neither
+    /// returned nor followed by `:iterate` (access control: what may not be seen does not lead
+    /// anywhere either).
+    pub async fn includes_where(
+        &self,
+        ty: ResourceType,
+        matches: &[StoredVersion],
+        request: &SearchRequest,
+        keep: &(dyn Fn(&StoredVersion) -> bool + Sync),
+    ) -> Result<Vec<StoredVersion>, StoreError> {
         if request.include.is_empty() && request.revinclude.is_empty() {
             return Ok(Vec::new());
         }
@@ -112,7 +91,7 @@ impl Store {
             }
             frontier.clear();
             for version in found {
-                if seen.insert((version.resource_type, version.id.clone())) {
+                if seen.insert((version.resource_type, version.id.clone())) && keep(&version) {
                     frontier.push((version.resource_type, version.id.clone()));
                     included.push(version);
                 }
@@ -222,6 +201,63 @@ impl Store {
     }
 }
 
+/// The page of current resources of `ty` matching `request` as `conn` sees them.
+pub(crate) async fn page<C: ConnectionTrait>(
+    conn: &C,
+    ty: ResourceType,
+    request: &SearchRequest,
+    count: u64,
+) -> Result<SearchPage, StoreError> {
+    let keys = sort_keys(request);
+    let cursor = match &request.cursor {
+        Some(text) => Some(Cursor::parse(text, keys.len()).ok_or(StoreError::BadCursor)?),
+        None => None,
+    };
+    // A backward cursor walks the sort order in reverse from its position, then the page is
+    // turned around so that every page reads in the requested order.
+    let backward = cursor.as_ref().is_some_and(|c| c.backward);
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push("SELECT r.id, r.version_id, r.last_updated, r.body");
+    for (i, key) in keys.iter().enumerate() {
+        sql.push(", ");
+        key_expr(&mut sql, key, "r");
+        sql.push(&format!(" AS k{i}"));
+    }
+    sql.push(" FROM resources r WHERE ");
+    filter(&mut sql, ty, request, "r", &mut 0);
+    if let Some(cursor) = &cursor {
+        sql.push(" AND (");
+        keyset(&mut sql, &keys, cursor);
+        sql.push(")");
+    }
+    sql.push(" ORDER BY ");
+    for (i, key) in keys.iter().enumerate() {
+        sql.push(&format!("k{i}{}, ", if key.descending() != backward { " DESC" } else { "" }));
+    }
+    sql.push(if backward { "r.id DESC" } else { "r.id" });
+    sql.push(" LIMIT ").bind(i64::try_from(count.saturating_add(1)).unwrap_or(i64::MAX));
+    let mut rows = conn.query_all(sql.statement()).await?;
+    let more = rows.len() as u64 > count;
+    rows.truncate(usize::try_from(count).unwrap_or(usize::MAX));
+    if backward {
+        rows.reverse();
+    }
+    let matches = rows.iter().map(|row| version(ty, row)).collect::<Result<Vec<_>, _>>()?;
+    let (first, last) = (rows.first(), rows.last());
+    // Going forward there is a previous page when we came from somewhere; going backward
+    // there is a next page (the one we came from).
+    let (has_previous, has_next) = if backward { (more, true) } else { (cursor.is_some(), more) };
+    let next = match last {
+        Some(row) if has_next => Some(cursor_of(row, &keys, false)?),
+        _ => None,
+    };
+    let previous = match first {
+        Some(row) if has_previous => Some(cursor_of(row, &keys, true)?),
+        _ => None,
+    };
+    Ok(SearchPage { matches, next, previous })
+}
+
 fn version(ty: ResourceType, row: &QueryResult) -> Result<StoredVersion, StoreError> {
     Ok(StoredVersion {
         resource_type: ty,
@@ -241,7 +277,8 @@ enum Key {
     LastUpdated {
         descending: bool,
     },
-    /// Date parameter: the earliest start ascending, the latest end descending; missing last.
+    /// Date parameter: the earliest start (or end, for `DateOrder::End`) ascending, the latest
+    /// end descending; missing last.
     Date {
         param: &'static SearchParam,
         descending: bool,
@@ -330,8 +367,13 @@ fn key_expr(sql: &mut Sql, key: &Key, alias: &str) {
             sql.push(alias).push(".last_updated");
         }
         Key::Date { param, descending } => {
+            let select = match (descending, param.order) {
+                (true, _) => "MAX(s.high)",
+                (false, DateOrder::Start) => "MIN(s.low)",
+                (false, DateOrder::End) => "MIN(s.high)",
+            };
             sql.push("COALESCE(");
-            correlated(sql, if descending { "MAX(s.high)" } else { "MIN(s.low)" }, param);
+            correlated(sql, select, param);
             sql.push(if descending { ", -9223372036854775808)" } else { ", 9223372036854775807)" });
         }
         Key::Missing { param } => {
@@ -349,8 +391,9 @@ fn key_expr(sql: &mut Sql, key: &Key, alias: &str) {
     }
 }
 
-/// `(k1 > v1) OR (k1 = v1 AND k2 > v2) OR … OR (all equal AND id > last)`.
-fn keyset(sql: &mut Sql, keys: &[Key], values: &[Json], last_id: &str) {
+/// `(k1 > v1) OR (k1 = v1 AND k2 > v2) OR … OR (all equal AND id > last)`, with every
+/// comparison turned around for a descending key and again for a backward cursor.
+fn keyset(sql: &mut Sql, keys: &[Key], cursor: &Cursor) {
     for i in 0..=keys.len() {
         if i > 0 {
             sql.push(" OR ");
@@ -359,17 +402,17 @@ fn keyset(sql: &mut Sql, keys: &[Key], values: &[Json], last_id: &str) {
         for (j, key) in keys.iter().enumerate().take(i) {
             key_expr(sql, key, "r");
             sql.push(" = ");
-            bind_json(sql, &values[j], key.is_text());
+            bind_json(sql, &cursor.values[j], key.is_text());
             sql.push(" AND ");
         }
         match keys.get(i) {
             Some(key) => {
                 key_expr(sql, key, "r");
-                sql.push(if key.descending() { " < " } else { " > " });
-                bind_json(sql, &values[i], key.is_text());
+                sql.push(if key.descending() != cursor.backward { " < " } else { " > " });
+                bind_json(sql, &cursor.values[i], key.is_text());
             }
             None => {
-                sql.push("r.id > ").bind(last_id.to_owned());
+                sql.push(if cursor.backward { "r.id < " } else { "r.id > " }).bind(cursor.last_id.clone());
             }
         }
         sql.push(")");
@@ -384,7 +427,34 @@ fn bind_json(sql: &mut Sql, value: &Json, text: bool) {
     }
 }
 
-fn cursor_of(row: &QueryResult, keys: &[Key]) -> Result<String, StoreError> {
+/// A paging position: the sort-key values and id of a row, and which way to walk from it.
+struct Cursor {
+    values: Vec<Json>,
+    last_id: String,
+    backward: bool,
+}
+
+impl Cursor {
+    /// A forward cursor is the JSON array `[k1, …, id]`; a backward one is `{"before": [...]}`.
+    fn parse(text: &str, keys: usize) -> Option<Cursor> {
+        let (values, backward) = match serde_json::from_str(text).ok()? {
+            Json::Array(values) => (values, false),
+            Json::Object(mut object) if object.len() == 1 => match object.remove("before")? {
+                Json::Array(values) => (values, true),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        let mut values = values;
+        if values.len() != keys + 1 {
+            return None;
+        }
+        let last_id = values.pop()?.as_str()?.to_owned();
+        Some(Cursor { values, last_id, backward })
+    }
+}
+
+fn cursor_of(row: &QueryResult, keys: &[Key], backward: bool) -> Result<String, StoreError> {
     let mut values = Vec::with_capacity(keys.len() + 1);
     for (i, key) in keys.iter().enumerate() {
         let column = format!("k{i}");
@@ -400,16 +470,8 @@ fn cursor_of(row: &QueryResult, keys: &[Key]) -> Result<String, StoreError> {
         });
     }
     values.push(Json::from(row.try_get::<String>("", "id")?));
-    Ok(Json::Array(values).to_string())
-}
-
-fn parse_cursor(text: &str, keys: usize) -> Option<(Vec<Json>, String)> {
-    let Json::Array(mut values) = serde_json::from_str(text).ok()? else { return None };
-    if values.len() != keys + 1 {
-        return None;
-    }
-    let last = values.pop()?.as_str()?.to_owned();
-    Some((values, last))
+    let values = Json::Array(values);
+    Ok(if backward { serde_json::json!({ "before": values }) } else { values }.to_string())
 }
 
 /// `alias.resource_type = ty AND NOT alias.deleted AND <every clause>`.
@@ -489,7 +551,34 @@ fn clause_sql(sql: &mut Sql, ty: ResourceType, clause: &Clause, alias: &str, dep
             sql.push(")");
         }
         Target::Param(param) => param_sql(sql, param, &clause.values, alias, n),
+        Target::Overdue(overdue) => overdue_sql(sql, overdue, &clause.values, alias, n),
     }
+}
+
+/// `overdue=true|false` at `overdue.at` (or now): the status is open, and a range of the due
+/// parameter ends before that instant (true) or none does (false); both values: open.
+fn overdue_sql(sql: &mut Sql, overdue: &Overdue, values: &[Criterion], alias: &str, n: usize) {
+    let at = overdue.at.unwrap_or_else(|| domain::instant::from_system_time(std::time::SystemTime::now()));
+    let wants = |flag: bool| values.contains(&Criterion::Flag(flag));
+    let (s, d) = (format!("s{n}"), format!("d{n}"));
+    sql.push("(EXISTS (SELECT 1 FROM ").push(index_table(overdue.status.kind)).push(" ").push(&s).push(" WHERE ");
+    correlate(sql, &s, alias);
+    sql.push(" AND ").push(&s).push(".param = ").bind(overdue.status.name);
+    sql.push(" AND ").push(&s).push(".code IN (").bind_list(overdue.open.iter().map(|st| st.as_str())).push(")");
+    sql.push(")");
+    let past_due = |sql: &mut Sql, negate: bool| {
+        sql.push(if negate { " AND NOT EXISTS (SELECT 1 FROM " } else { " AND EXISTS (SELECT 1 FROM " });
+        sql.push(index_table(overdue.due.kind)).push(" ").push(&d).push(" WHERE ");
+        correlate(sql, &d, alias);
+        sql.push(" AND ").push(&d).push(".param = ").bind(overdue.due.name);
+        sql.push(" AND ").push(&d).push(".high < ").bind(at).push(")");
+    };
+    match (wants(true), wants(false)) {
+        (true, false) => past_due(sql, false),
+        (false, true) => past_due(sql, true),
+        _ => {}
+    }
+    sql.push(")");
 }
 
 /// `s.resource_type = alias.resource_type AND s.resource_id = alias.id`.
@@ -528,6 +617,10 @@ fn criterion_sql(sql: &mut Sql, criterion: &Criterion, s: &str) {
     match criterion {
         Criterion::Missing(_) => {
             sql.push("1 = 1");
+        }
+        // Only computed parameters take flags, and they compile on their own (`overdue_sql`).
+        Criterion::Flag(_) => {
+            sql.push("1 = 0");
         }
         Criterion::Token(token) => match &token.mode {
             TokenMode::Text => {

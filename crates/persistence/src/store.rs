@@ -2,26 +2,18 @@
 //! database transaction that updates the current row and appends to history together.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use domain::{Prepared, ResourceType, VersionMeta};
-use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr,
-};
+use domain::{Prepared, ResourceType};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use sea_orm_migration::MigratorTrait;
 
 use crate::cache::{Body, Caches, Pointer};
 use crate::connect::{self, Backend, StoreConfig};
 use crate::entity::{history, resource};
 use crate::error::StoreError;
-use crate::index;
 use crate::migration::Migrator;
+use crate::tx::{Tx, TxWork, Written};
 use crate::writer::Writer;
-
-/// How many times a write is retried when a concurrent writer created the same id first.
-const WRITE_RETRIES: usize = 3;
 
 /// The resource store. Cheap to clone: connections are pooled.
 #[derive(Clone)]
@@ -30,7 +22,7 @@ pub struct Store {
     pub(crate) reader: DatabaseConnection,
     /// The write connection, used directly only for migrations.
     schema: DatabaseConnection,
-    writer: Writer,
+    pub(crate) writer: Writer,
     caches: Arc<Caches>,
 }
 
@@ -194,19 +186,37 @@ impl Store {
         Ok(stored(ty, id, version_id, &body))
     }
 
-    /// Store a new resource under a fresh server-assigned `id` as version 1.
-    pub async fn create(&self, prepared: Prepared, id: String) -> Result<StoredVersion, StoreError> {
-        let version = self
+    /// Run `work` in one database transaction: everything it writes commits together, or
+    /// nothing does (when it returns `Err` or the commit fails).
+    pub async fn transaction<T, E>(&self, work: TxWork<T, E>) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (value, written) = self
             .writer
             .write(Box::new(move |txn| {
                 Box::pin(async move {
-                    let ty = prepared.resource_type();
-                    write_version(txn, ty, &id, Some(&prepared), 1, Method::Post, None).await
+                    let tx = Tx::new(txn);
+                    let value = work(&tx).await?;
+                    Ok::<_, E>((value, tx.into_written()))
                 })
             }))
             .await?;
-        self.publish(&version);
-        Ok(version)
+        for change in written {
+            match change {
+                Written::Version(version) => self.publish(&version),
+                Written::Deleted { ty, id, version_id, last_updated_ms } => {
+                    self.caches.publish(ty, &id, Pointer { version_id, last_updated_ms, deleted: true }, None)
+                }
+            }
+        }
+        Ok(value)
+    }
+
+    /// Store a new resource under a fresh server-assigned `id` as version 1.
+    pub async fn create(&self, prepared: Prepared, id: String) -> Result<StoredVersion, StoreError> {
+        self.transaction(Box::new(move |tx| Box::pin(async move { tx.create(&prepared, &id).await }))).await
     }
 
     /// Store a new version of `id`, creating the resource if it does not exist. With
@@ -217,37 +227,13 @@ impl Store {
         id: String,
         if_match: Option<i64>,
     ) -> Result<WriteOutcome, StoreError> {
-        let prepared = Arc::new(prepared);
-        let id: Arc<str> = Arc::from(id);
-        let mut attempt = 0;
-        loop {
-            let (prepared, id) = (prepared.clone(), id.clone());
-            let result = self
-                .writer
-                .write(Box::new(move |txn| Box::pin(async move { update_in(txn, &prepared, &id, if_match).await })))
-                .await;
-            match result {
-                Err(StoreError::Database(err)) if is_unique_violation(&err) && attempt < WRITE_RETRIES => attempt += 1,
-                Ok(outcome) => {
-                    self.publish(&outcome.version);
-                    return Ok(outcome);
-                }
-                Err(other) => return Err(other),
-            }
-        }
+        self.transaction(Box::new(move |tx| Box::pin(async move { tx.update(&prepared, &id, if_match).await }))).await
     }
 
     /// Delete `id` logically: a deletion version is written and history keeps every version.
     pub async fn delete(&self, ty: ResourceType, id: &str, if_match: Option<i64>) -> Result<DeleteOutcome, StoreError> {
-        let owned = id.to_owned();
-        let outcome = self
-            .writer
-            .write(Box::new(move |txn| Box::pin(async move { delete_in(txn, ty, &owned, if_match).await })))
-            .await?;
-        if let DeleteOutcome::Deleted { version_id, last_updated_ms } = outcome {
-            self.caches.publish(ty, id, Pointer { version_id, last_updated_ms, deleted: true }, None);
-        }
-        Ok(outcome)
+        let id = id.to_owned();
+        self.transaction(Box::new(move |tx| Box::pin(async move { tx.delete(ty, &id, if_match).await }))).await
     }
 
     fn publish(&self, version: &StoredVersion) {
@@ -293,17 +279,15 @@ impl Store {
                 })
                 .collect();
             let n = batch.len() as u64;
-            self.writer
-                .write(Box::new(move |txn| {
-                    Box::pin(async move {
-                        for (ty, id, entries) in &batch {
-                            index::clear(txn, *ty, id).await?;
-                            index::insert(txn, *ty, id, entries).await?;
-                        }
-                        Ok(())
-                    })
-                }))
-                .await?;
+            self.transaction(Box::new(move |tx| {
+                Box::pin(async move {
+                    for (ty, id, entries) in &batch {
+                        tx.reindex(*ty, id, entries).await?;
+                    }
+                    Ok::<_, StoreError>(())
+                })
+            }))
+            .await?;
             done += n;
         }
         Ok(done)
@@ -356,40 +340,6 @@ fn deleted(version_id: i64, last_updated_ms: i64) -> StoreError {
     StoreError::Deleted { version_id, last_updated_ms }
 }
 
-async fn update_in(
-    txn: &DatabaseTransaction,
-    prepared: &Prepared,
-    id: &str,
-    if_match: Option<i64>,
-) -> Result<WriteOutcome, StoreError> {
-    let ty = prepared.resource_type();
-    let current = lock_current(txn, ty, id).await?;
-    check_precondition(if_match, current.as_ref())?;
-    let (next, created) = match &current {
-        None => (1, true),
-        Some(row) => (row.version_id + 1, row.deleted),
-    };
-    let version = write_version(txn, ty, id, Some(prepared), next, Method::Put, current.as_ref()).await?;
-    Ok(WriteOutcome { version, created })
-}
-
-async fn delete_in(
-    txn: &DatabaseTransaction,
-    ty: ResourceType,
-    id: &str,
-    if_match: Option<i64>,
-) -> Result<DeleteOutcome, StoreError> {
-    let Some(row) = lock_current(txn, ty, id).await? else {
-        return Err(StoreError::NotFound);
-    };
-    check_precondition(if_match, Some(&row))?;
-    if row.deleted {
-        return Ok(DeleteOutcome::AlreadyDeleted { version_id: row.version_id, last_updated_ms: row.last_updated });
-    }
-    let version = write_version(txn, ty, id, None, row.version_id + 1, Method::Delete, Some(&row)).await?;
-    Ok(DeleteOutcome::Deleted { version_id: version.version_id, last_updated_ms: version.last_updated_ms })
-}
-
 fn history_version(ty: ResourceType, row: history::Model) -> StoredVersion {
     StoredVersion {
         resource_type: ty,
@@ -398,94 +348,6 @@ fn history_version(ty: ResourceType, row: history::Model) -> StoredVersion {
         last_updated_ms: row.last_updated,
         body: row.body,
     }
-}
-
-/// The current row, locked against concurrent writers until the transaction ends
-/// (`FOR UPDATE` on PostgreSQL; SQLite has a single writer connection).
-async fn lock_current(txn: &DatabaseTransaction, ty: ResourceType, id: &str) -> Result<Option<resource::Model>, DbErr> {
-    let select = resource::Entity::find_by_id((ty.as_str().to_owned(), id.to_owned()));
-    let select =
-        if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres { select.lock_exclusive() } else { select };
-    select.one(txn).await
-}
-
-fn check_precondition(if_match: Option<i64>, current: Option<&resource::Model>) -> Result<(), StoreError> {
-    match (if_match, current) {
-        (Some(expected), Some(row)) if row.version_id != expected => {
-            Err(StoreError::VersionConflict { expected, current: Some(row.version_id) })
-        }
-        (Some(expected), None) => Err(StoreError::VersionConflict { expected, current: None }),
-        _ => Ok(()),
-    }
-}
-
-/// Write version `version_id` of a resource (a deletion when `prepared` is `None`) to the
-/// current table and to history.
-async fn write_version(
-    txn: &DatabaseTransaction,
-    ty: ResourceType,
-    id: &str,
-    prepared: Option<&Prepared>,
-    version_id: i64,
-    method: Method,
-    current: Option<&resource::Model>,
-) -> Result<StoredVersion, StoreError> {
-    // lastUpdated never goes backwards for one resource, even if the clock does.
-    let now = now_ms().max(current.map_or(0, |row| row.last_updated));
-    let meta = VersionMeta { version_id, last_updated_ms: now };
-    let body = prepared.map(|p| p.render(id, meta));
-    let row = resource::ActiveModel {
-        resource_type: Set(ty.as_str().to_owned()),
-        id: Set(id.to_owned()),
-        version_id: Set(version_id),
-        last_updated: Set(now),
-        deleted: Set(body.is_none()),
-        body: Set(body.clone()),
-    };
-    if current.is_some() {
-        resource::Entity::update_many()
-            .col_expr(resource::Column::VersionId, Expr::value(version_id))
-            .col_expr(resource::Column::LastUpdated, Expr::value(now))
-            .col_expr(resource::Column::Deleted, Expr::value(body.is_none()))
-            .col_expr(resource::Column::Body, Expr::value(body.clone()))
-            .filter(resource::Column::ResourceType.eq(ty.as_str()))
-            .filter(resource::Column::Id.eq(id))
-            .exec(txn)
-            .await?;
-    } else {
-        resource::Entity::insert(row)
-            .on_conflict(OnConflict::new().do_nothing().to_owned())
-            .exec_without_returning(txn)
-            .await
-            .and_then(|inserted| if inserted == 1 { Ok(()) } else { Err(DbErr::RecordNotInserted) })?;
-    }
-    if current.is_some() {
-        index::clear(txn, ty, id).await?;
-    }
-    if let Some(prepared) = prepared {
-        index::insert(txn, ty, id, prepared.index()).await?;
-    }
-    history::Entity::insert(history::ActiveModel {
-        seq: sea_orm::ActiveValue::NotSet,
-        resource_type: Set(ty.as_str().to_owned()),
-        id: Set(id.to_owned()),
-        version_id: Set(version_id),
-        last_updated: Set(now),
-        method: Set(method.as_str().to_owned()),
-        deleted: Set(body.is_none()),
-        body: Set(body.clone()),
-    })
-    .exec_without_returning(txn)
-    .await?;
-    Ok(StoredVersion { resource_type: ty, id: id.to_owned(), version_id, last_updated_ms: now, body })
-}
-
-fn is_unique_violation(err: &DbErr) -> bool {
-    matches!(err, DbErr::RecordNotInserted) || matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
-}
-
-fn now_ms() -> i64 {
-    domain::instant::from_system_time(SystemTime::now())
 }
 
 #[cfg(test)]

@@ -22,8 +22,7 @@ type Ran = (bool, Box<dyn FnOnce(Result<(), String>) + Send>);
 type Job = Box<dyn for<'a> FnOnce(&'a DatabaseTransaction) -> BoxFuture<'a, Ran> + Send>;
 
 /// A unit of work run inside a write transaction.
-pub(crate) type Work<T> =
-    Box<dyn for<'a> FnOnce(&'a DatabaseTransaction) -> BoxFuture<'a, Result<T, StoreError>> + Send>;
+pub(crate) type Work<T, E> = Box<dyn for<'a> FnOnce(&'a DatabaseTransaction) -> BoxFuture<'a, Result<T, E>> + Send>;
 
 /// Where writes go.
 #[derive(Clone)]
@@ -43,17 +42,22 @@ impl Writer {
     }
 
     /// Run `work` in a write transaction and return its result once committed.
-    pub(crate) async fn write<T: Send + 'static>(&self, work: Work<T>) -> Result<T, StoreError> {
+    pub(crate) async fn write<T, E>(&self, work: Work<T, E>) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let database = |err: DbErr| E::from(StoreError::Database(err));
         match self {
             Writer::Direct(db) => {
-                let txn = db.begin().await?;
+                let txn = db.begin().await.map_err(database)?;
                 match work(&txn).await {
                     Ok(value) => {
-                        txn.commit().await?;
+                        txn.commit().await.map_err(database)?;
                         Ok(value)
                     }
                     Err(err) => {
-                        txn.rollback().await?;
+                        txn.rollback().await.map_err(database)?;
                         Err(err)
                     }
                 }
@@ -67,7 +71,7 @@ impl Writer {
                         let reply: Box<dyn FnOnce(Result<(), String>) + Send> = Box::new(move |committed| {
                             let outcome = match committed {
                                 Ok(()) => result,
-                                Err(message) => Err(StoreError::Database(DbErr::Custom(message))),
+                                Err(message) => Err(database(DbErr::Custom(message))),
                             };
                             // The caller may have gone (timeout); the write stands regardless.
                             let _ = answer.send(outcome);
@@ -75,8 +79,8 @@ impl Writer {
                         (ok, reply)
                     })
                 });
-                sender.send(job).await.map_err(|_| unavailable())?;
-                answered.await.map_err(|_| unavailable())?
+                sender.send(job).await.map_err(|_| E::from(unavailable()))?;
+                answered.await.map_err(|_| E::from(unavailable()))?
             }
         }
     }

@@ -26,6 +26,7 @@ struct Bundle<'a> {
     type_: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     total: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     link: Vec<Link>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     entry: Vec<Entry<'a>>,
@@ -46,7 +47,8 @@ struct Link {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Entry<'a> {
-    full_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    full_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     resource: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -54,7 +56,7 @@ struct Entry<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     request: Option<Request>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    response: Option<Response>,
+    response: Option<Response<'a>>,
 }
 
 #[derive(Serialize)]
@@ -70,19 +72,27 @@ struct Request {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Response {
-    status: &'static str,
-    etag: String,
-    last_modified: String,
+struct Response<'a> {
+    status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_modified: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<&'a RawValue>,
 }
 
 /// Render one page of history; `entries` holds up to `query.count + 1` versions, the extra one
-/// signalling that a next page exists.
+/// signalling that a next page exists. Entries whose `visible` flag is false (access control)
+/// are left out of the page but still move the paging cursor, so a page may hold fewer.
 pub(crate) fn history(
     req: &HttpRequest,
     state: &AppState,
     query: &HistoryQuery,
     mut entries: Vec<HistoryEntry>,
+    visible: &[bool],
     neg: Negotiation,
 ) -> HttpResponse {
     let base = base_url(req, state);
@@ -103,6 +113,8 @@ pub(crate) fn history(
         next.push_str(&format!("&{CURSOR}={}", last.seq));
         link.push(Link { relation: "next", url: next });
     }
+    let mut shown = visible.iter().copied().chain(std::iter::repeat(true));
+    entries.retain(|_| shown.next().unwrap_or(true));
     let raw: Vec<Option<Box<RawValue>>> =
         entries.iter_mut().map(|e| e.version.body.take().and_then(|b| RawValue::from_string(b).ok())).collect();
     let entry = entries
@@ -117,14 +129,16 @@ pub(crate) fn history(
                 (Method::Delete, _) => (format!("{}/{}", v.resource_type, v.id), "204 No Content"),
             };
             Entry {
-                full_url: format!("{base}/{}/{}", v.resource_type, v.id),
+                full_url: Some(format!("{base}/{}/{}", v.resource_type, v.id)),
                 resource: resource.as_deref(),
                 search: None,
                 request: Some(Request { method: e.method.as_str(), url }),
                 response: Some(Response {
-                    status,
-                    etag: etag(v.version_id),
-                    last_modified: domain::instant::to_fhir(v.last_updated_ms),
+                    status: status.to_owned(),
+                    location: None,
+                    etag: Some(etag(v.version_id)),
+                    last_modified: Some(domain::instant::to_fhir(v.last_updated_ms)),
+                    outcome: None,
                 }),
             }
         })
@@ -142,17 +156,15 @@ pub(crate) struct SearchEntry {
 /// parameters that were understood, and a warning entry naming any that were ignored.
 #[allow(clippy::too_many_arguments)] // one call site; the pieces are all different things
 pub(crate) fn searchset(
-    req: &HttpRequest,
-    state: &AppState,
+    base: &str,
     ty: ResourceType,
     request: &SearchRequest,
     count: u64,
     total: Option<u64>,
     mut entries: Vec<SearchEntry>,
     next: Option<String>,
-    neg: Negotiation,
-) -> HttpResponse {
-    let base = base_url(req, state);
+    previous: Option<String>,
+) -> String {
     let mut query = form_urlencoded::Serializer::new(String::new());
     for (key, value) in &request.understood {
         if key != "_count" {
@@ -162,9 +174,11 @@ pub(crate) fn searchset(
     query.append_pair("_count", &count.to_string());
     let query = query.finish();
     let mut link = vec![Link { relation: "self", url: format!("{base}/{ty}?{query}") }];
-    if let Some(cursor) = next {
-        let cursor: String = form_urlencoded::byte_serialize(cursor.as_bytes()).collect();
-        link.push(Link { relation: "next", url: format!("{base}/{ty}?{query}&{CURSOR}={cursor}") });
+    for (relation, cursor) in [("next", next), ("previous", previous)] {
+        if let Some(cursor) = cursor {
+            let cursor: String = form_urlencoded::byte_serialize(cursor.as_bytes()).collect();
+            link.push(Link { relation, url: format!("{base}/{ty}?{query}&{CURSOR}={cursor}") });
+        }
     }
     let outcome = (!request.ignored.is_empty()).then(|| {
         let issue = Issue {
@@ -185,7 +199,7 @@ pub(crate) fn searchset(
         .iter()
         .zip(&raw)
         .map(|(e, resource)| Entry {
-            full_url: format!("{base}/{}/{}", e.version.resource_type, e.version.id),
+            full_url: Some(format!("{base}/{}/{}", e.version.resource_type, e.version.id)),
             resource: resource.as_deref(),
             search: Some(Search { mode: if e.include { "include" } else { "match" } }),
             request: None,
@@ -194,14 +208,111 @@ pub(crate) fn searchset(
         .collect();
     if let Some(outcome) = &outcome_raw {
         entry.push(Entry {
-            full_url: format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+            full_url: Some(format!("urn:uuid:{}", uuid::Uuid::new_v4())),
             resource: Some(outcome),
             search: Some(Search { mode: "outcome" }),
             request: None,
             response: None,
         });
     }
-    render("searchset", total, link, entry, neg)
+    render_text("searchset", total, link, entry)
+}
+
+/// Render a `collection` Bundle: `head` (a resource generated for this answer, under a fresh
+/// `urn:uuid`) first, then `versions` as stored, each under its URL on this server.
+pub(crate) fn collection(
+    base: &str,
+    head: String,
+    head_url: String,
+    mut versions: Vec<StoredVersion>,
+    neg: Negotiation,
+) -> HttpResponse {
+    let head = RawValue::from_string(head).ok();
+    let raw: Vec<Option<Box<RawValue>>> =
+        versions.iter_mut().map(|v| v.body.take().and_then(|b| RawValue::from_string(b).ok())).collect();
+    let entry = std::iter::once(Entry {
+        full_url: Some(head_url),
+        resource: head.as_deref(),
+        search: None,
+        request: None,
+        response: None,
+    })
+    .chain(versions.iter().zip(&raw).map(|(v, resource)| Entry {
+        full_url: Some(full_url(base, v)),
+        resource: resource.as_deref(),
+        search: None,
+        request: None,
+        response: None,
+    }))
+    .collect();
+    render("collection", None, Vec::new(), entry, neg)
+}
+
+/// Render a `searchset` Bundle of `matches` (full URL, resource text) with `links` (relation,
+/// URL), for resources kept outside the versioned store (the audit trail).
+pub(crate) fn matches(
+    links: Vec<(&'static str, String)>,
+    matches: Vec<(String, String)>,
+    neg: Negotiation,
+) -> HttpResponse {
+    let link = links.into_iter().map(|(relation, url)| Link { relation, url }).collect();
+    let raw: Vec<(String, Option<Box<RawValue>>)> =
+        matches.into_iter().map(|(url, text)| (url, RawValue::from_string(text).ok())).collect();
+    let entry = raw
+        .iter()
+        .map(|(url, resource)| Entry {
+            full_url: Some(url.clone()),
+            resource: resource.as_deref(),
+            search: Some(Search { mode: "match" }),
+            request: None,
+            response: None,
+        })
+        .collect();
+    render("searchset", None, link, entry, neg)
+}
+
+/// `[base]/[type]/[id]`, the `fullUrl` of a stored resource.
+pub(crate) fn full_url(base: &str, version: &StoredVersion) -> String {
+    format!("{base}/{}/{}", version.resource_type, version.id)
+}
+
+/// One entry of a `transaction-response` or `batch-response` Bundle.
+pub(crate) struct ResponseEntry {
+    pub(crate) full_url: Option<String>,
+    /// The resource text, when the client prefers it returned.
+    pub(crate) resource: Option<String>,
+    /// `201 Created`, `412 Precondition Failed`, ...
+    pub(crate) status: String,
+    pub(crate) location: Option<String>,
+    /// `(versionId, lastUpdated ms)` of the version the entry produced or read.
+    pub(crate) version: Option<(i64, i64)>,
+    /// An OperationOutcome's text.
+    pub(crate) outcome: Option<String>,
+}
+
+/// Render a `transaction-response` or `batch-response` Bundle.
+pub(crate) fn response(type_: &'static str, entries: Vec<ResponseEntry>, neg: Negotiation) -> HttpResponse {
+    let raw = |text: &Option<String>| text.clone().and_then(|t| RawValue::from_string(t).ok());
+    type Raw = Option<Box<RawValue>>;
+    let bodies: Vec<(Raw, Raw)> = entries.iter().map(|e| (raw(&e.resource), raw(&e.outcome))).collect();
+    let entry = entries
+        .into_iter()
+        .zip(&bodies)
+        .map(|(e, (resource, outcome))| Entry {
+            full_url: e.full_url,
+            resource: resource.as_deref(),
+            search: None,
+            request: None,
+            response: Some(Response {
+                status: e.status,
+                location: e.location,
+                etag: e.version.map(|(v, _)| etag(v)),
+                last_modified: e.version.map(|(_, ms)| domain::instant::to_fhir(ms)),
+                outcome: outcome.as_deref(),
+            }),
+        })
+        .collect();
+    render(type_, None, Vec::new(), entry, neg)
 }
 
 /// The Bundle envelope around `entry`: a fresh id, `meta.lastUpdated` now, rendered as negotiated.
@@ -212,6 +323,11 @@ fn render(
     entry: Vec<Entry<'_>>,
     neg: Negotiation,
 ) -> HttpResponse {
+    json_body(HttpResponse::Ok(), render_text(type_, total, link, entry), neg)
+}
+
+/// The Bundle envelope around `entry` as text.
+fn render_text(type_: &'static str, total: Option<u64>, link: Vec<Link>, entry: Vec<Entry<'_>>) -> String {
     let now = domain::instant::from_system_time(std::time::SystemTime::now());
     let bundle = Bundle {
         resource_type: "Bundle",
@@ -222,5 +338,5 @@ fn render(
         link,
         entry,
     };
-    json_body(HttpResponse::Ok(), serde_json::to_string(&bundle).unwrap_or_default(), neg)
+    serde_json::to_string(&bundle).unwrap_or_default()
 }

@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use domain::{Interaction, ResourceType};
 use serde_json::{json, Value};
 
+use crate::error::ApiError;
 use crate::extract::Negotiation;
 use crate::responder::{base_url, json_body};
 use crate::state::AppState;
@@ -13,7 +14,7 @@ use crate::state::AppState;
 const DATE: &str = "2026-11-24";
 
 /// The CapabilityStatement for a server reachable at `base`.
-pub fn capability_statement(base: &str) -> Value {
+pub fn capability_statement(base: &str, multiple_delete: bool) -> Value {
     let resources: Vec<Value> = ResourceType::ALL
         .into_iter()
         .map(|ty| {
@@ -24,15 +25,15 @@ pub fn capability_statement(base: &str) -> Value {
                 "versioning": "versioned-update",
                 "readHistory": true,
                 "updateCreate": true,
-                "conditionalCreate": false,
+                "conditionalCreate": true,
                 "conditionalRead": "full-support",
-                "conditionalUpdate": false,
-                "conditionalDelete": "not-supported",
+                "conditionalUpdate": true,
+                "conditionalDelete": if multiple_delete { "multiple" } else { "single" },
                 "searchInclude": search_includes(ty),
                 "searchRevInclude": rev_includes(ty),
                 "searchParam": domain::search::params::for_type(ty).iter().map(|p| json!({
                     "name": p.name,
-                    "definition": definition(ty, p.name),
+                    "definition": p.definition(ty),
                     "type": p.kind.code(),
                     "documentation": p.description,
                 })).chain([json!({
@@ -56,17 +57,9 @@ pub fn capability_statement(base: &str) -> Value {
         "rest": [{
             "mode": "server",
             "resource": resources,
-            "interaction": [{ "code": "history-system" }],
+            "interaction": [{ "code": "transaction" }, { "code": "batch" }, { "code": "history-system" }],
         }],
     })
-}
-
-/// The canonical URL of a search parameter's definition.
-fn definition(ty: ResourceType, name: &str) -> String {
-    match name.strip_prefix('_') {
-        Some(common) => format!("http://hl7.org/fhir/SearchParameter/Resource-{common}"),
-        None => format!("http://hl7.org/fhir/SearchParameter/{ty}-{name}"),
-    }
 }
 
 fn reference_params(ty: ResourceType) -> impl Iterator<Item = &'static domain::search::SearchParam> {
@@ -74,12 +67,12 @@ fn reference_params(ty: ResourceType) -> impl Iterator<Item = &'static domain::s
 }
 
 /// `_include` values a search of `ty` understands.
-fn search_includes(ty: ResourceType) -> Vec<String> {
+pub(crate) fn search_includes(ty: ResourceType) -> Vec<String> {
     std::iter::once("*".to_owned()).chain(reference_params(ty).map(|p| format!("{ty}:{}", p.name))).collect()
 }
 
 /// `_revinclude` values: every reference parameter of a held type that may point at `ty`.
-fn rev_includes(ty: ResourceType) -> Vec<String> {
+pub(crate) fn rev_includes(ty: ResourceType) -> Vec<String> {
     ResourceType::ALL
         .into_iter()
         .flat_map(|source| {
@@ -90,8 +83,22 @@ fn rev_includes(ty: ResourceType) -> Vec<String> {
         .collect()
 }
 
+/// `GET [base]/SearchParameter/[Type]-[name]`: the definition of a search parameter this server
+/// defines (the CapabilityStatement's `definition` of it); the specification's own are not served.
+pub(crate) async fn search_parameter(path: web::Path<String>, neg: Negotiation) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let resource = domain::search::params::defined_here(&id)
+        .and_then(|(ty, param)| param.resource(ty))
+        .ok_or_else(|| ApiError::NotFound(format!("SearchParameter/{id}")))?;
+    Ok(json_body(HttpResponse::Ok(), resource.to_string(), neg))
+}
+
 /// The handler for `GET [base]/metadata`.
 pub(crate) async fn metadata(req: HttpRequest, state: web::Data<AppState>, neg: Negotiation) -> HttpResponse {
-    let statement = capability_statement(&base_url(&req, &state));
+    let mut statement = capability_statement(&base_url(&req, &state), state.settings.multiple_delete);
+    let cors = !state.settings.hardening.cors_origins.is_empty();
+    if let Some(security) = crate::auth::discovery::capability_security(&state.settings.auth, cors) {
+        statement["rest"][0]["security"] = security;
+    }
     json_body(HttpResponse::Ok(), statement.to_string(), neg)
 }

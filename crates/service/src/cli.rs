@@ -1,13 +1,17 @@
-//! The command line: `careplan serve` and `careplan migrate`, each flag mirroring a
+//! The command line: `careplan serve`, `migrate`, `reindex` and `openapi`, each flag mirroring a
 //! `CAREPLAN_*` environment variable.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use persistence::{Store, StoreConfig};
 
-use crate::config::Settings;
+use domain::workflow::WorkflowPolicy;
+
+use crate::config::{AuditSettings, AuthSettings, Hardening, RateLimit, Settings};
+use crate::coordination::{RuleMode, Rules};
 use crate::startup::Application;
 use crate::telemetry;
 
@@ -21,11 +25,13 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve the FHIR API (applies pending migrations first unless --no-migrate).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
     /// Rebuild the search index of every stored resource (after search-parameter definitions change).
     Reindex(DatabaseArgs),
+    /// Print the OpenAPI description of the HTTP API as YAML (what openapi/openapi.yaml holds).
+    Openapi,
 }
 
 #[derive(Args, Debug)]
@@ -81,12 +87,113 @@ struct ServeArgs {
     /// Largest page size a client may ask for with _count.
     #[arg(long, env = "CAREPLAN_MAX_COUNT", default_value_t = 1000)]
     max_count: u64,
+    /// Plan and team consistency rules: enforce (422), warn, or off.
+    #[arg(long, env = "CAREPLAN_REFERENCE_RULES", value_enum, default_value_t = RuleMode::Warn)]
+    reference_rules: RuleMode,
+    /// Let the requester reopen rejected, cancelled, failed or completed Tasks.
+    #[arg(long, env = "CAREPLAN_REOPEN_TERMINAL_TASKS")]
+    reopen_terminal_tasks: bool,
+    /// Create Tasks only in requested, ready or draft (default: any status; transitions are
+    /// always checked).
+    #[arg(long, env = "CAREPLAN_STRICT_TASK_CREATE")]
+    strict_task_create: bool,
+    /// Header naming the acting Practitioner (`Practitioner/123`) for the Task role rules, for
+    /// development and trusted gateways (e.g. x-careplan-actor). Unset: no identity.
+    #[arg(long, env = "CAREPLAN_ACTOR_HEADER")]
+    actor_header: Option<String>,
+    /// Do not record a Provenance with every change (they are recorded by default).
+    #[arg(long, env = "CAREPLAN_NO_PROVENANCE")]
+    no_provenance: bool,
+    /// Most entries a transaction or batch Bundle may hold.
+    #[arg(long, env = "CAREPLAN_MAX_BUNDLE_ENTRIES", default_value_t = 1000)]
+    max_bundle_entries: usize,
+    /// Let a conditional delete remove every match (otherwise several matches answer 412).
+    #[arg(long, env = "CAREPLAN_MULTIPLE_DELETE")]
+    multiple_delete: bool,
     /// Seconds one request may take before it is answered with 503.
     #[arg(long, env = "CAREPLAN_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     request_timeout_secs: u64,
     /// HTTP worker threads (default: one per CPU core).
     #[arg(long, env = "CAREPLAN_WORKERS")]
     workers: Option<usize>,
+    /// Seconds between runs of the job that marks newly overdue Tasks (0 disables it).
+    #[arg(long, env = "CAREPLAN_OVERDUE_INTERVAL_SECS", default_value_t = 60)]
+    overdue_interval_secs: u64,
+    #[command(flatten)]
+    auth: AuthArgs,
+    /// Origins allowed to call the API from a browser, comma-separated (`*`: any). Default: none.
+    #[arg(long, env = "CAREPLAN_CORS_ORIGINS", value_delimiter = ',')]
+    cors_origins: Vec<String>,
+    /// Largest total size of the request headers in bytes (larger get 431).
+    #[arg(long, env = "CAREPLAN_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    max_header_bytes: usize,
+    /// Requests per second allowed per client (token subject, else IP address); 0: no limit.
+    #[arg(long, env = "CAREPLAN_RATE_LIMIT_PER_SECOND", default_value_t = 0)]
+    rate_limit_per_second: u32,
+    /// Requests a client may send at once above the rate (default: the rate).
+    #[arg(long, env = "CAREPLAN_RATE_LIMIT_BURST")]
+    rate_limit_burst: Option<u32>,
+    /// Also write every audit record to the log.
+    #[arg(long, env = "CAREPLAN_AUDIT_LOG")]
+    audit_log: bool,
+    /// Audit records queued for the background writer before requests wait for it.
+    #[arg(long, env = "CAREPLAN_AUDIT_QUEUE", default_value_t = 8192)]
+    audit_queue: usize,
+}
+
+#[derive(Args, Debug)]
+struct AuthArgs {
+    /// Turn authorization off: every request may do everything. Local use only.
+    #[arg(long, env = "CAREPLAN_AUTH_DISABLED")]
+    auth_disabled: bool,
+    /// The token issuer (`iss`) to accept: the authorization server.
+    #[arg(long, env = "CAREPLAN_AUTH_ISSUER")]
+    auth_issuer: Option<String>,
+    /// The audience (`aud`) tokens must name: this server.
+    #[arg(long, env = "CAREPLAN_AUTH_AUDIENCE")]
+    auth_audience: Option<String>,
+    /// The authorization server's JWKS URL.
+    #[arg(long, env = "CAREPLAN_AUTH_JWKS_URL")]
+    auth_jwks_url: Option<String>,
+    /// PEM files with public keys (RSA or EC), comma-separated.
+    #[arg(long, env = "CAREPLAN_AUTH_PUBLIC_KEYS", value_delimiter = ',')]
+    auth_public_keys: Vec<std::path::PathBuf>,
+    /// Accepted signing algorithms, comma-separated (a subset of RS256, RS384, ES256, ES384).
+    #[arg(long, env = "CAREPLAN_AUTH_ALGORITHMS", value_delimiter = ',', default_value = "RS256,RS384,ES256,ES384")]
+    auth_algorithms: Vec<String>,
+    /// Seconds of clock skew allowed on exp and nbf.
+    #[arg(long, env = "CAREPLAN_AUTH_LEEWAY_SECS", default_value_t = 60)]
+    auth_leeway_secs: u64,
+    /// Least seconds between JWKS fetches caused by unknown key ids.
+    #[arg(long, env = "CAREPLAN_AUTH_JWKS_MIN_REFRESH_SECS", default_value_t = 30)]
+    auth_jwks_min_refresh_secs: u64,
+    /// Seconds after which cached JWKS keys are fetched again.
+    #[arg(long, env = "CAREPLAN_AUTH_JWKS_MAX_AGE_SECS", default_value_t = 3600)]
+    auth_jwks_max_age_secs: u64,
+    /// The authorization server's authorize endpoint (published in the SMART configuration).
+    #[arg(long, env = "CAREPLAN_AUTH_AUTHORIZE_URL")]
+    auth_authorize_url: Option<String>,
+    /// The authorization server's token endpoint (published in the SMART configuration).
+    #[arg(long, env = "CAREPLAN_AUTH_TOKEN_URL")]
+    auth_token_url: Option<String>,
+}
+
+impl AuthArgs {
+    fn settings(&self) -> AuthSettings {
+        AuthSettings {
+            disabled: self.auth_disabled,
+            issuer: self.auth_issuer.clone(),
+            audience: self.auth_audience.clone(),
+            jwks_url: self.auth_jwks_url.clone(),
+            public_key_files: self.auth_public_keys.clone(),
+            algorithms: self.auth_algorithms.iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect(),
+            leeway: Duration::from_secs(self.auth_leeway_secs),
+            jwks_min_refresh: Duration::from_secs(self.auth_jwks_min_refresh_secs),
+            jwks_max_age: Duration::from_secs(self.auth_jwks_max_age_secs.max(1)),
+            authorize_url: self.auth_authorize_url.clone(),
+            token_url: self.auth_token_url.clone(),
+        }
+    }
 }
 
 impl ServeArgs {
@@ -99,8 +206,30 @@ impl ServeArgs {
             base_url: self.base_url.clone(),
             default_count: self.default_count.max(1),
             max_count: self.max_count.max(1),
+            rules: Rules {
+                references: self.reference_rules,
+                policy: WorkflowPolicy {
+                    allow_reopen_terminal: self.reopen_terminal_tasks,
+                    strict_create: self.strict_task_create,
+                },
+            },
+            actor_header: self.actor_header.clone(),
+            provenance: !self.no_provenance,
+            max_bundle_entries: self.max_bundle_entries.max(1),
+            multiple_delete: self.multiple_delete,
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
             workers: self.workers,
+            overdue_interval: Duration::from_secs(self.overdue_interval_secs),
+            auth: self.auth.settings(),
+            hardening: Hardening {
+                cors_origins: self.cors_origins.iter().map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect(),
+                max_header_bytes: self.max_header_bytes.max(1024),
+                rate_limit: (self.rate_limit_per_second > 0).then(|| RateLimit {
+                    per_second: self.rate_limit_per_second,
+                    burst: self.rate_limit_burst.unwrap_or(self.rate_limit_per_second).max(1),
+                }),
+            },
+            audit: AuditSettings { log: self.audit_log, queue: self.audit_queue.max(1) },
         }
     }
 }
@@ -109,6 +238,9 @@ impl ServeArgs {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init();
+    if let Command::Openapi = cli.command {
+        return print_openapi();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -128,6 +260,8 @@ pub fn run() -> ExitCode {
                 tracing::info!("migrations applied");
                 Ok(())
             }
+            // Answered above, before a runtime starts.
+            Command::Openapi => Ok(()),
             Command::Reindex(args) => {
                 let store = Store::connect(&args.store_config()).await?;
                 store.migrate().await?;
@@ -141,6 +275,18 @@ pub fn run() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "careplan failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `careplan openapi`: the document on stdout; no runtime, no database.
+fn print_openapi() -> ExitCode {
+    let written = crate::openapi::to_yaml().and_then(|yaml| Ok(std::io::stdout().lock().write_all(yaml.as_bytes())?));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "cannot print the OpenAPI description");
             ExitCode::FAILURE
         }
     }

@@ -1,9 +1,12 @@
 //! `Settings`: everything the server is configured with, from `CAREPLAN_*` environment variables
 //! or the `--flags` that mirror them (see `cli.rs` and the README's table).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use persistence::StoreConfig;
+
+use crate::coordination::Rules;
 
 /// The running server's configuration.
 #[derive(Debug, Clone)]
@@ -21,10 +24,116 @@ pub struct Settings {
     /// Default and maximum page size of history Bundles.
     pub default_count: u64,
     pub max_count: u64,
+    /// Care-coordination rules: plan and team consistency, terminal-state reopening.
+    pub rules: Rules,
+    /// A request header naming the acting Practitioner/Organization (`Type/id`) for the Task
+    /// role rules, for development until tokens carry `fhirUser`. Unset: no identity.
+    pub actor_header: Option<String>,
+    /// Record a Provenance with every change of a CarePlan, CareTeam or Task.
+    pub provenance: bool,
+    /// Most entries a transaction or batch Bundle may hold.
+    pub max_bundle_entries: usize,
+    /// Whether a conditional delete may delete several matches (otherwise 412).
+    pub multiple_delete: bool,
     /// Longest time one request may take before it is answered with 503.
     pub request_timeout: Duration,
     /// HTTP worker threads; the number of CPU cores when unset.
     pub workers: Option<usize>,
+    /// How often the overdue job marks newly overdue Tasks (`jobs.rs`); zero disables it.
+    pub overdue_interval: Duration,
+    /// SMART on FHIR bearer-token authorization.
+    pub auth: AuthSettings,
+    /// Request limits, CORS and the rate limit.
+    pub hardening: Hardening,
+    /// The audit trail.
+    pub audit: AuditSettings,
+}
+
+/// How bearer tokens are checked (see `auth/`). On unless `disabled`.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// No authorization at all: every request may do everything. For local use only.
+    pub disabled: bool,
+    /// The `iss` every token must carry (the authorization server).
+    pub issuer: Option<String>,
+    /// The `aud` every token must carry (this server).
+    pub audience: Option<String>,
+    /// Where the authorization server publishes its signing keys (JWKS).
+    pub jwks_url: Option<String>,
+    /// PEM files holding public keys (RSA or EC), instead of or besides the JWKS.
+    pub public_key_files: Vec<PathBuf>,
+    /// The accepted signing algorithms, a subset of RS256, RS384, ES256, ES384.
+    pub algorithms: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// Least time between two JWKS fetches caused by unknown key ids.
+    pub jwks_min_refresh: Duration,
+    /// Keys older than this are fetched again on the next request that needs them.
+    pub jwks_max_age: Duration,
+    /// The authorization server's endpoints, published in the SMART configuration.
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+}
+
+impl AuthSettings {
+    /// Authorization switched off (tests of other concerns; `make run`).
+    pub fn disabled() -> Self {
+        Self {
+            disabled: true,
+            issuer: None,
+            audience: None,
+            jwks_url: None,
+            public_key_files: Vec::new(),
+            algorithms: DEFAULT_ALGORITHMS.iter().map(|a| (*a).to_owned()).collect(),
+            leeway: Duration::from_secs(60),
+            jwks_min_refresh: Duration::from_secs(30),
+            jwks_max_age: Duration::from_secs(3600),
+            authorize_url: None,
+            token_url: None,
+        }
+    }
+}
+
+/// The signing algorithms accepted unless configured otherwise: never `none`, never HMAC.
+pub const DEFAULT_ALGORITHMS: [&str; 4] = ["RS256", "RS384", "ES256", "ES384"];
+
+/// Limits and browser-facing policy.
+#[derive(Debug, Clone)]
+pub struct Hardening {
+    /// Origins allowed to call the API from a browser (`*` for any); empty: CORS closed.
+    pub cors_origins: Vec<String>,
+    /// Largest total size of the request headers; larger get 431.
+    pub max_header_bytes: usize,
+    /// Requests per second per client (token subject, else IP); `None`: no limit.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A per-client token bucket.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl Default for Hardening {
+    fn default() -> Self {
+        Self { cors_origins: Vec::new(), max_header_bytes: 16 * 1024, rate_limit: None }
+    }
+}
+
+/// Where audit records go besides the database.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// Also write each record to the log (no bodies, names or identifiers: the record only).
+    pub log: bool,
+    /// Records waiting for the background writer; a full queue makes requests wait.
+    pub queue: usize,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self { log: false, queue: 8192 }
+    }
 }
 
 impl Settings {
@@ -44,8 +153,18 @@ impl Settings {
             base_url: None,
             default_count: 50,
             max_count: 1000,
+            rules: Rules::default(),
+            actor_header: Some("x-careplan-actor".into()),
+            provenance: true,
+            max_bundle_entries: 1000,
+            multiple_delete: false,
             request_timeout: Duration::from_secs(30),
             workers: Some(2),
+            // Tests run the job themselves (`Application::jobs`), when they choose.
+            overdue_interval: Duration::ZERO,
+            auth: AuthSettings::disabled(),
+            hardening: Hardening::default(),
+            audit: AuditSettings::default(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Extractors: what an HTTP request says, parsed into types before a handler runs.
-//! `Negotiation` (_format, _pretty, Accept; 406), `Prefer`, `FhirBody` (Content-Type, size; 415
-//! and 413) and the version preconditions (`If-Match`, `If-None-Match`, `If-Modified-Since`).
+//! `Negotiation` (_format, _pretty, Accept; 406), `Prefer`, `FhirBody` and `FormBody` (Content-Type,
+//! size; 415 and 413) and the version preconditions (`If-Match`, `If-None-Match`, `If-Modified-Since`).
 
 use std::future::{ready, Ready};
 
@@ -12,6 +12,7 @@ use domain::IssueCode;
 use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt;
 
+use crate::engine::PatchFormat;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -117,53 +118,98 @@ impl FromRequest for FhirBody {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req.app_data::<web::Data<AppState>>().map_or(10 * 1024 * 1024, |s| s.settings.max_body_bytes);
-        let checked = check_content_type(req.headers()).and_then(|()| {
-            let declared = req
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<usize>().ok());
-            match declared {
-                Some(length) if length > limit => Err(ApiError::PayloadTooLarge(limit)),
-                _ => Ok(()),
-            }
-        });
-        let mut payload = payload.take();
-        Box::pin(async move {
-            checked?;
-            let mut body = BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|err| {
-                    ApiError::invalid(
-                        IssueCode::Structure,
-                        "body",
-                        format!("the request body could not be read: {err}"),
-                    )
-                })?;
-                if body.len() + chunk.len() > limit {
-                    return Err(ApiError::PayloadTooLarge(limit));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(FhirBody(body.freeze()))
-        })
+        let body = read_body(req, payload, &JSON_TYPES, "application/fhir+json");
+        Box::pin(async move { body.await.map(FhirBody) })
     }
 }
 
-fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+/// A PATCH body: a JSON Patch (`application/json-patch+json`) or a FHIRPath Patch
+/// `Parameters` resource (`application/fhir+json`), within the size limit.
+pub(crate) struct PatchBody {
+    pub(crate) format: PatchFormat,
+    pub(crate) body: Bytes,
+}
+
+/// What a PATCH body may be.
+const PATCH_TYPES: [&str; 4] =
+    ["application/json-patch+json", "application/fhir+json", "application/json", "application/json+fhir"];
+
+impl FromRequest for PatchBody {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let text = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let media = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        let format = if media == "application/json-patch+json" { PatchFormat::Json } else { PatchFormat::FhirPath };
+        let body = read_body(req, payload, &PATCH_TYPES, "application/json-patch+json or application/fhir+json");
+        Box::pin(async move { Ok(PatchBody { format, body: body.await? }) })
+    }
+}
+
+/// The body of `POST [type]/_search`: `application/x-www-form-urlencoded` (or no Content-Type)
+/// within the size limit.
+pub(crate) struct FormBody(pub(crate) Bytes);
+
+impl FromRequest for FormBody {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        const FORM: &str = "application/x-www-form-urlencoded";
+        let body = read_body(req, payload, &[FORM], FORM);
+        Box::pin(async move { body.await.map(FormBody) })
+    }
+}
+
+/// Read the whole body, refusing (415) a Content-Type not in `accepted` and (413) a body larger
+/// than the configured limit, whether declared by Content-Length or found while reading.
+fn read_body(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    accepted: &'static [&'static str],
+    wanted: &'static str,
+) -> LocalBoxFuture<'static, Result<Bytes, ApiError>> {
+    let limit = req.app_data::<web::Data<AppState>>().map_or(10 * 1024 * 1024, |s| s.settings.max_body_bytes);
+    let checked = check_content_type(req.headers(), accepted, wanted).and_then(|()| {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        match declared {
+            Some(length) if length > limit => Err(ApiError::PayloadTooLarge(limit)),
+            _ => Ok(()),
+        }
+    });
+    let mut payload = payload.take();
+    Box::pin(async move {
+        checked?;
+        let mut body = BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|err| {
+                ApiError::invalid(IssueCode::Structure, "body", format!("the request body could not be read: {err}"))
+            })?;
+            if body.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    })
+}
+
+fn check_content_type(headers: &HeaderMap, accepted: &[&str], wanted: &str) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        // Many clients omit it on small bodies; FHIR JSON is all we take, so assume it.
+        // Many clients omit it on small bodies; there is one kind of body we take, so assume it.
         return Ok(());
     };
     let text = value.to_str().unwrap_or_default();
     let media = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    if JSON_TYPES.contains(&media.as_str()) {
+    if accepted.contains(&media.as_str()) {
         Ok(())
     } else {
-        Err(ApiError::UnsupportedMediaType(format!(
-            "Content-Type '{text}' is not supported; send application/fhir+json"
-        )))
+        Err(ApiError::UnsupportedMediaType(format!("Content-Type '{text}' is not supported; send {wanted}")))
     }
 }
 
@@ -196,7 +242,7 @@ pub(crate) fn not_modified(req: &HttpRequest, version_id: i64, last_updated_ms: 
     since.is_some_and(|since| last_updated_ms / 1000 <= domain::instant::from_system_time(since) / 1000)
 }
 
-fn parse_etag(text: &str) -> Option<i64> {
+pub(crate) fn parse_etag(text: &str) -> Option<i64> {
     let text = text.trim();
     let text = text.strip_prefix("W/").unwrap_or(text);
     let text = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);

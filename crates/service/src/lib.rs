@@ -3,14 +3,23 @@
 //! Only this crate knows HTTP. Handlers are generic over `domain::Resource` and a few lines
 //! each: extractors parse the request, the domain checks, the store persists, a responder renders.
 
+mod audit;
+mod auth;
 mod bundle;
 pub mod capabilities;
 pub mod cli;
 pub mod config;
+pub mod coordination;
+mod docs;
+mod engine;
 mod error;
 mod extract;
+mod hardening;
 mod health;
 mod interactions;
+pub mod jobs;
+pub mod openapi;
+mod plan_summary;
 mod responder;
 mod routes;
 mod search;
@@ -18,6 +27,7 @@ pub mod startup;
 mod state;
 pub mod telemetry;
 mod timeout;
+mod transaction;
 
 pub use config::Settings;
 pub use error::ApiError;

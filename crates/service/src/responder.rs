@@ -8,6 +8,7 @@ use domain::{json_text, Issue, ResourceType};
 use persistence::StoredVersion;
 use serde::Serialize;
 
+use crate::engine::EntryResult;
 use crate::extract::{Negotiation, Prefer, Return};
 use crate::state::AppState;
 
@@ -117,22 +118,38 @@ pub(crate) fn written(
     }
 }
 
-/// The answer to a delete: 204, or 200 with an OperationOutcome when asked for.
+/// The answer to a delete: 204, or 200 with an OperationOutcome when asked for. `version` is
+/// the deletion's (version, lastUpdated), `None` when a conditional delete matched nothing.
 pub(crate) fn deleted(
-    version_id: i64,
-    last_updated_ms: i64,
+    version: Option<(i64, i64)>,
     message: String,
     negotiation: Negotiation,
     prefer: Prefer,
 ) -> HttpResponse {
-    if prefer.return_ == Return::OperationOutcome {
-        let mut builder = HttpResponse::Ok();
+    let mut builder =
+        if prefer.return_ == Return::OperationOutcome { HttpResponse::Ok() } else { HttpResponse::NoContent() };
+    if let Some((version_id, last_updated_ms)) = version {
         version_headers(&mut builder, version_id, last_updated_ms);
+    }
+    if prefer.return_ == Return::OperationOutcome {
         return json_body(builder, operation_outcome(&[Issue::information(message)]), negotiation);
     }
-    let mut builder = HttpResponse::NoContent();
-    version_headers(&mut builder, version_id, last_updated_ms);
     builder.finish()
+}
+
+/// The HTTP answer to one carried-out interaction.
+pub(crate) fn entry_result(result: EntryResult, base: &str, negotiation: Negotiation, prefer: Prefer) -> HttpResponse {
+    match result {
+        EntryResult::Written { version, created, .. } => {
+            let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+            written(status, version, base, negotiation, prefer)
+        }
+        EntryResult::Existing(version) => written(StatusCode::OK, version, base, negotiation, prefer),
+        EntryResult::Deleted { version, message } => deleted(version, message, negotiation, prefer),
+        EntryResult::Read(version) => read(version, negotiation),
+        EntryResult::NotModified(version) => not_modified(version.version_id, version.last_updated_ms),
+        EntryResult::Searched(bundle) => json_body(HttpResponse::Ok(), bundle, negotiation),
+    }
 }
 
 /// `[base]/[type]/[id]/_history/[vid]`.

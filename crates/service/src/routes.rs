@@ -1,27 +1,52 @@
 //! The whole HTTP surface on one screen. Each resource type is one line: `resource::<R>`.
 
 use actix_web::web::{self, ServiceConfig};
-use domain::{CarePlan, CareTeam, Resource, Task};
+use domain::{CarePlan, CareTeam, Provenance, Resource, Task};
 
+use crate::audit::trail;
+use crate::auth::discovery;
 use crate::interactions::{self as i, method_not_allowed, unknown_type};
-use crate::{capabilities, health, search};
+use crate::{capabilities, docs, health, openapi, plan_summary, search, transaction};
 
-/// Register every route under the FHIR base `/fhir`.
+/// Register the operational routes and every route under the FHIR base `/fhir`.
 pub(crate) fn configure(cfg: &mut ServiceConfig) {
     cfg.route("/livez", web::get().to(health::livez))
         .route("/readyz", web::get().to(health::readyz))
+        .route("/openapi.json", web::get().to(openapi::serve))
+        .route("/docs", web::get().to(docs::redirect))
+        .route("/docs/{file:[^/]*}", web::get().to(docs::asset))
+        .route("/.well-known/smart-configuration", web::get().to(discovery::well_known))
         .service(
             web::scope("/fhir")
+                .service(web::resource("").post(transaction::bundle).default_service(web::to(method_not_allowed)))
+                .service(web::resource("/").post(transaction::bundle).default_service(web::to(method_not_allowed)))
                 .service(
                     web::resource("/metadata").get(capabilities::metadata).default_service(web::to(method_not_allowed)),
                 )
                 .service(web::resource("/_history").get(i::history_system).default_service(web::to(method_not_allowed)))
+                .service(
+                    web::resource("/.well-known/smart-configuration")
+                        .get(discovery::well_known)
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(web::resource("/AuditEvent").get(trail::search).default_service(web::to(method_not_allowed)))
+                .service(
+                    web::resource("/AuditEvent/{id}").get(trail::read).default_service(web::to(method_not_allowed)),
+                )
+                .service(operation("/SearchParameter/{id}", web::get().to(capabilities::search_parameter)))
                 .configure(resource::<CarePlan>)
+                .service(operation("/CarePlan/{id}/$summary", web::get().to(plan_summary::summary)))
                 .configure(resource::<CareTeam>)
                 .configure(resource::<Task>)
+                .configure(resource::<Provenance>)
                 .default_service(web::to(unknown_type)),
         )
         .default_service(web::to(unknown_type));
+}
+
+/// One operation or read-only path: `route`, and 405 for any other method.
+fn operation(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path).route(route).default_service(web::to(method_not_allowed))
 }
 
 /// The interactions of one resource type.
@@ -29,7 +54,13 @@ fn resource<R: Resource>(cfg: &mut ServiceConfig) {
     let base = format!("/{}", R::TYPE);
     let not_allowed = || web::to(method_not_allowed);
     cfg.service(
-        web::resource(base.clone()).post(i::create::<R>).get(search::search_get::<R>).default_service(not_allowed()),
+        web::resource(base.clone())
+            .post(i::create::<R>)
+            .get(search::search_get::<R>)
+            .put(i::update_conditional::<R>)
+            .patch(i::patch_conditional::<R>)
+            .delete(i::delete_conditional::<R>)
+            .default_service(not_allowed()),
     )
     .service(web::resource(format!("{base}/_search")).post(search::search_post::<R>).default_service(not_allowed()))
     .service(web::resource(format!("{base}/_history")).get(i::history_type::<R>).default_service(not_allowed()))
@@ -37,6 +68,7 @@ fn resource<R: Resource>(cfg: &mut ServiceConfig) {
         web::resource(format!("{base}/{{id}}"))
             .get(i::read::<R>)
             .put(i::update::<R>)
+            .patch(i::patch::<R>)
             .delete(i::delete::<R>)
             .default_service(not_allowed()),
     )

@@ -1,15 +1,18 @@
 //! Search interactions: `GET [base]/[type]?…` and `POST [base]/[type]/_search`
 //! (http://hl7.org/fhir/R4/search.html), answered with a `searchset` Bundle.
 
-use actix_web::web::{self, Bytes};
+use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 use domain::search::query::{self, SearchRequest, Summary, Total};
+use domain::smart::Letter;
 use domain::{Resource, ResourceType};
 use persistence::{SearchPage, StoredVersion};
 
+use crate::auth::Access;
 use crate::bundle::{self, SearchEntry};
 use crate::error::ApiError;
-use crate::extract::{query_pairs, Negotiation, Prefer};
+use crate::extract::{query_pairs, FormBody, Negotiation, Prefer};
+use crate::responder::{base_url, json_body};
 use crate::state::AppState;
 
 type Answer = Result<HttpResponse, ApiError>;
@@ -18,11 +21,12 @@ type Answer = Result<HttpResponse, ApiError>;
 pub(crate) async fn search_get<R: Resource>(
     req: HttpRequest,
     state: web::Data<AppState>,
+    access: Access,
     neg: Negotiation,
     prefer: Prefer,
 ) -> Answer {
     let pairs = query_pairs(req.query_string());
-    run(R::TYPE, &req, &state, &pairs, neg, prefer).await
+    run(R::TYPE, &req, &state, &access, &pairs, neg, prefer).await
 }
 
 /// `POST [base]/[type]/_search` with `application/x-www-form-urlencoded` parameters (and any
@@ -30,35 +34,54 @@ pub(crate) async fn search_get<R: Resource>(
 pub(crate) async fn search_post<R: Resource>(
     req: HttpRequest,
     state: web::Data<AppState>,
+    access: Access,
     neg: Negotiation,
     prefer: Prefer,
-    body: Bytes,
+    body: FormBody,
 ) -> Answer {
     let mut pairs = query_pairs(req.query_string());
-    pairs.extend(form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())));
-    run(R::TYPE, &req, &state, &pairs, neg, prefer).await
+    pairs.extend(form_urlencoded::parse(&body.0).map(|(k, v)| (k.into_owned(), v.into_owned())));
+    run(R::TYPE, &req, &state, &access, &pairs, neg, prefer).await
 }
 
+#[allow(clippy::too_many_arguments)] // two callers; the pieces are all different things
 async fn run(
     ty: ResourceType,
     req: &HttpRequest,
     state: &AppState,
+    access: &Access,
     pairs: &[(String, String)],
     neg: Negotiation,
     prefer: Prefer,
 ) -> Answer {
-    let request = query::parse(ty, pairs, prefer.strict).map_err(ApiError::Invalid)?;
+    let text = searchset(state, access, &base_url(req, state), ty, pairs, prefer.strict).await?;
+    Ok(json_body(HttpResponse::Ok(), text, neg))
+}
+
+/// The searchset Bundle answering `pairs` on `ty` for `access`, as text.
+pub(crate) async fn searchset(
+    state: &AppState,
+    access: &Access,
+    base: &str,
+    ty: ResourceType,
+    pairs: &[(String, String)],
+    strict: bool,
+) -> Result<String, ApiError> {
+    access.require(ty, Letter::Search)?;
+    let mut request = query::parse(ty, pairs, strict).map_err(ApiError::Invalid)?;
+    // Narrowed after parsing: the self link shows what the client asked, the SQL what it may see.
+    access.narrow(ty, &mut request)?;
     let settings = &state.settings;
     let count = request.count.unwrap_or(settings.default_count).min(settings.max_count);
     let only_count = request.summary == Summary::Count || count == 0;
     let total =
         if request.total != Total::None || only_count { Some(state.store.count(ty, &request).await?) } else { None };
     let page = if only_count {
-        SearchPage { matches: Vec::new(), next: None }
+        SearchPage { matches: Vec::new(), next: None, previous: None }
     } else {
         state.store.search(ty, &request, count).await?
     };
-    let included = state.store.includes(ty, &page.matches, &request).await?;
+    let included = state.store.includes_where(ty, &page.matches, &request, &|v| access.sees(v)).await?;
     let shape = |v: StoredVersion| shaped(v, &request);
     let entries: Vec<SearchEntry> = page
         .matches
@@ -66,7 +89,7 @@ async fn run(
         .map(|v| SearchEntry { version: shape(v), include: false })
         .chain(included.into_iter().map(|v| SearchEntry { version: shape(v), include: true }))
         .collect();
-    Ok(bundle::searchset(req, state, ty, &request, count, total, entries, page.next, neg))
+    Ok(bundle::searchset(base, ty, &request, count, total, entries, page.next, page.previous))
 }
 
 /// Apply `_elements` and `_summary` to one resource.

@@ -5,19 +5,26 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{from_fn, Compat};
+use actix_web::middleware::{from_fn, Compat, Condition};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use persistence::Store;
 
+use crate::audit::{self, Auditor};
+use crate::auth::{self, Authenticator};
 use crate::config::Settings;
+use crate::jobs::Jobs;
 use crate::state::AppState;
-use crate::{routes, telemetry, timeout};
+use crate::{hardening, routes, telemetry, timeout};
 
-/// A built, bound, not yet running server.
+/// A built, bound, not yet running server, and its background jobs.
 pub struct Application {
     port: u16,
     server: Server,
+    audit: audit::Drain,
+    jobs: Jobs,
+    /// The overdue job on its timer, when enabled; stopped with the server.
+    overdue: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -34,13 +41,35 @@ impl Application {
         let workers = settings.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
         let request_timeout = settings.request_timeout;
         let max_body = settings.max_body_bytes;
+        let authenticator = web::Data::new(Authenticator::new(&settings.auth).await?);
+        let (auditor, audit) = Auditor::start(store.clone(), settings.audit.queue, settings.audit.log);
+        let auditor = web::Data::from(auditor);
+        let limiter = settings.hardening.rate_limit.map(|limit| web::Data::from(hardening::Limiter::new(limit)));
+        let header_limit = web::Data::new(hardening::HeaderLimit(settings.hardening.max_header_bytes));
+        let hardening = settings.hardening.clone();
+        let jobs = Jobs::new(store.clone());
+        let overdue_interval = settings.overdue_interval;
         let state = web::Data::new(AppState { store, settings });
         let server = HttpServer::new(move || {
-            App::new()
+            let cors = hardening::cors(&hardening);
+            // Innermost first: the last `wrap` sees the request first.
+            let mut app = App::new()
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(max_body))
-                .wrap(Compat::new(from_fn(timeout::limit)))
+                .app_data(authenticator.clone())
+                .app_data(auditor.clone())
+                .app_data(header_limit.clone());
+            if let Some(limiter) = &limiter {
+                app = app.app_data(limiter.clone());
+            }
+            app.wrap(Compat::new(from_fn(timeout::limit)))
+                .wrap(from_fn(hardening::rate_limit))
+                .wrap(from_fn(auth::authenticate))
+                .wrap(from_fn(hardening::header_limit))
+                .wrap(from_fn(audit::record))
                 .wrap(from_fn(telemetry::log_request))
+                .wrap(Condition::new(cors.is_some(), cors.unwrap_or_default()))
+                .wrap(from_fn(hardening::headers))
                 .app_data(web::Data::new(timeout::Limit(request_timeout)))
                 .configure(routes::configure)
         })
@@ -50,7 +79,9 @@ impl Application {
         .listen(listener)?
         .run();
         tracing::info!(port, workers, "careplan listening");
-        Ok(Self { port, server })
+        // Started last, so a build that fails leaves no job behind.
+        let overdue = jobs.spawn(overdue_interval);
+        Ok(Self { port, server, audit, jobs, overdue })
     }
 
     /// The port the server listens on.
@@ -58,8 +89,19 @@ impl Application {
         self.port
     }
 
-    /// Serve until the process is told to stop (SIGINT/SIGTERM stop gracefully).
+    /// The application's background jobs, to run on demand.
+    pub fn jobs(&self) -> Jobs {
+        self.jobs.clone()
+    }
+
+    /// Serve until the process is told to stop (SIGINT/SIGTERM stop gracefully); the background
+    /// jobs stop with the server.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.server.await.context("the HTTP server failed")
+        let served = self.server.await.context("the HTTP server failed");
+        if let Some(overdue) = self.overdue {
+            overdue.abort();
+        }
+        self.audit.finish(Duration::from_secs(10)).await;
+        served
     }
 }

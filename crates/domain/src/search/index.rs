@@ -57,12 +57,10 @@ pub struct IndexEntry {
 pub fn extract(ty: ResourceType, resource: &Value) -> Vec<IndexEntry> {
     let mut entries: Vec<IndexEntry> = Vec::new();
     for param in params::for_type(ty) {
-        let mut nodes = Vec::new();
-        walk(resource, param.path, None, &mut nodes);
-        let mut values = Vec::new();
-        for node in nodes {
-            values_of(param, node, &mut values);
+        if matches!(param.shape, Shape::Computed(_)) {
+            continue;
         }
+        let values = extract_param(param, resource);
         let first = entries.len();
         for value in values {
             if !entries[first..].iter().any(|entry| entry.value == value) {
@@ -71,6 +69,17 @@ pub fn extract(ty: ResourceType, resource: &Value) -> Vec<IndexEntry> {
         }
     }
     entries
+}
+
+/// The index values `resource` yields for one parameter (with repeats).
+pub fn extract_param(param: &SearchParam, resource: &Value) -> Vec<IndexValue> {
+    let mut nodes = Vec::new();
+    walk(resource, param.path, None, &mut nodes);
+    let mut values = Vec::new();
+    for node in nodes {
+        values_of(param, node, &mut values);
+    }
+    values
 }
 
 /// A value found at the end of a path, with the type suffix of the last choice element on the
@@ -152,6 +161,8 @@ fn values_of(param: &SearchParam, node: Node<'_>, out: &mut Vec<IndexValue>) {
             // `scheduledString` is free text ("daily"): nothing to index.
             _ => {}
         },
+        // Evaluated when a search runs, from other parameters' values.
+        Shape::Computed(_) => {}
     }
 }
 
@@ -621,6 +632,7 @@ mod tests {
                 business-status token | text="waiting for specimen"
                 code token | text="Lipid Panel"
                 encounter reference Encounter/example -> Encounter/example
+                execution-period date 2016-10-30T22:25:05Z..+inf
                 focus reference ServiceRequest/lipid -> ServiceRequest/lipid
                 group-identifier token http:/goodhealth.org/accession/identifiers|G20170201-001
                 identifier token http:/goodhealth.org/identifiers|20170201-001
@@ -629,7 +641,7 @@ mod tests {
                 owner reference Organization/1832473e-2fe0-452d-abe9-3cdb9879522f -> Organization/1832473e-2fe0-452d-abe9-3cdb9879522f
                 patient reference Patient/example -> Patient/example
                 performer token http://terminology.hl7.org/CodeSystem/task-performer-type|performer text="Performer"
-                period date 2016-10-30T22:25:05Z..+inf
+                period date -inf..2016-11-01T23:45:05.999Z
                 priority token |routine
                 requester reference Practitioner/example -> Practitioner/example
                 status token |in-progress
@@ -649,6 +661,7 @@ mod tests {
                 business-status token | text="waiting for patient"
                 code token | text="Specimen Collection"
                 encounter reference Encounter/example -> Encounter/example
+                execution-period date 2016-10-30T22:45:05Z..+inf
                 group-identifier token http:/goodhealth.org/accession/identifiers|G20170201-001
                 identifier token http:/goodhealth.org/identifiers|20170201-002
                 intent token |filler-order
@@ -657,7 +670,7 @@ mod tests {
                 part-of reference Task/example1 -> Task/example1
                 patient reference Patient/example -> Patient/example
                 performer token http://terminology.hl7.org/CodeSystem/task-performer-type|performer text="Performer"
-                period date 2016-10-30T22:45:05Z..+inf
+                period date -inf..2016-10-31T23:45:05.999Z
                 priority token |routine
                 requester reference Organization/1832473e-2fe0-452d-abe9-3cdb9879522f -> Organization/1832473e-2fe0-452d-abe9-3cdb9879522f
                 status token |accepted
@@ -682,6 +695,7 @@ mod tests {
                 based-on reference CarePlan/cp1/_history/2 -> CarePlan/cp1
                 business-status token http://example.org/business|waiting text="Waiting for a slot"
                 code token http://hl7.org/fhir/CodeSystem/task-code|fulfill text="Fulfill the focal request"
+                execution-period date -inf..2026-05-31T23:59:59.999Z
                 focus reference urn:uuid:0c5e3f3a-52b4-4a41-9f0a-000000000002
                 identifier token http://example.org/tasks|t-1 text="Placer" type=http://terminology.hl7.org/CodeSystem/v2-0203|PLAC
                 identifier token |t-2
@@ -691,7 +705,6 @@ mod tests {
                 part-of reference https://other.example.org/fhir/Task/t0 -> Task/t0
                 performer token http://terminology.hl7.org/CodeSystem/task-performer-type|requester
                 performer token |scheduler text="Scheduler"
-                period date -inf..2026-05-31T23:59:59.999Z
                 priority token |urgent
                 status token |ready
                 subject reference Group/g1 -> Group/g1
@@ -749,6 +762,33 @@ mod tests {
         );
     }
 
+    /// A Provenance with every searchable element.
+    const PROVENANCE_EDGES: &str = r#"{
+        "resourceType": "Provenance",
+        "id": "prov-1",
+        "meta": {"lastUpdated": "2026-11-24T10:00:02Z", "source": "http://ehr.example/fhir", "profile": ["http://example.org/p"],
+                 "tag": [{"system": "http://example.org/tags", "code": "t"}], "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N"}]},
+        "target": [{"reference": "Task/t1/_history/2"}, {"reference": "Patient/p1"}],
+        "occurredDateTime": "2026-11-24T10:00:00Z",
+        "recorded": "2026-11-24T10:00:01.123Z",
+        "location": {"reference": "Location/clinic"},
+        "agent": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "author"}]},
+                   "role": [{"text": "coordinator"}], "who": {"reference": "Practitioner/pr1"}}],
+        "entity": [{"role": "source", "what": {"reference": "DocumentReference/d1"}}],
+        "signature": [{"type": [{"system": "urn:iso-astm:E1762-95:2013", "code": "1.2.840.10065.1.12.1.1"}],
+                       "when": "2026-11-24T10:00:00Z", "who": {"reference": "Practitioner/pr1"}}]
+    }"#;
+
+    #[test]
+    fn provenance_edges() {
+        let value: serde_json::Value = serde_json::from_str(PROVENANCE_EDGES).expect("JSON");
+        let entries = extract(ResourceType::Provenance, &value);
+        let targets: Vec<&super::IndexEntry> = entries.iter().filter(|e| e.param == "target").collect();
+        assert_eq!(targets.len(), 2, "{entries:?}");
+        let patients: Vec<&super::IndexEntry> = entries.iter().filter(|e| e.param == "patient").collect();
+        assert_eq!(patients.len(), 1, "only the Patient target is the patient: {entries:?}");
+    }
+
     /// Every search parameter of every type yields a value for at least one fixture above.
     #[test]
     fn every_parameter_is_exercised() {
@@ -762,6 +802,7 @@ mod tests {
             (ResourceType::Task, TASK_EXAMPLE1),
             (ResourceType::Task, TASK_EXAMPLE2),
             (ResourceType::Task, TASK_EDGES),
+            (ResourceType::Provenance, PROVENANCE_EDGES),
         ];
         for ty in ResourceType::ALL {
             let seen: Vec<&str> = fixtures
@@ -770,8 +811,12 @@ mod tests {
                 .flat_map(|(_, json)| extract(ty, &serde_json::from_str(json).expect("fixture is JSON")))
                 .map(|entry| entry.param)
                 .collect();
-            let missing: Vec<&str> =
-                super::params::for_type(ty).iter().map(|p| p.name).filter(|name| !seen.contains(name)).collect();
+            let missing: Vec<&str> = super::params::for_type(ty)
+                .iter()
+                .filter(|p| !matches!(p.shape, super::Shape::Computed(_)))
+                .map(|p| p.name)
+                .filter(|name| !seen.contains(name))
+                .collect();
             assert!(missing.is_empty(), "{ty}: no fixture yields {missing:?}");
         }
     }

@@ -1,6 +1,13 @@
-//! The search parameters of CarePlan, CareTeam and Task (FHIR R4 4.0.1), and the common ones.
+//! The search parameters of CarePlan, CareTeam and Task (FHIR R4 4.0.1), the common ones, and
+//! the few this server defines itself (`Origin::Server`, served as SearchParameter resources).
+
+use serde_json::{json, Value};
 
 use crate::resource::ResourceType;
+
+/// Where the SearchParameter resources of `Origin::Server` parameters live (their canonical URLs
+/// are `{DEFINITION_BASE}/{Type}-{name}`, and `GET [base]/SearchParameter/{Type}-{name}` serves them).
+pub const DEFINITION_BASE: &str = "http://careplan.example/fhir/SearchParameter";
 
 /// A FHIR search parameter type (http://hl7.org/fhir/R4/search.html#ptypes) this server indexes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +57,36 @@ pub enum Shape {
     Scheduled,
     /// `string`.
     String,
+    /// No value is read from the resource: the parameter is evaluated when a search runs.
+    Computed(Computed),
+}
+
+/// A parameter whose value depends on more than the stored resource (the current time), so it
+/// is not indexed; the query compiles it from the index values of other parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Computed {
+    /// `overdue` (token `true`/`false`): whether an open Task is past its due date. `due` names
+    /// the date parameter whose range ends at the due date, `status` the status parameter.
+    Overdue { due: &'static str, status: &'static str },
+}
+
+/// Who defines a parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The FHIR specification: http://hl7.org/fhir/SearchParameter/{Type}-{name}.
+    Spec,
+    /// This server (see `DEFINITION_BASE`).
+    Server,
+}
+
+/// Which end of a date range `_sort` orders by when ascending (descending always orders by the
+/// latest end). Resources without a value come last either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateOrder {
+    /// By the earliest start: when something began.
+    Start,
+    /// By the earliest end: when something is due (an open end sorts after every date).
+    End,
 }
 
 /// One search parameter, declared once: everything the index, the query parser, the
@@ -70,6 +107,50 @@ pub struct SearchParam {
     pub restrict: bool,
     /// The spec's description, for the CapabilityStatement.
     pub description: &'static str,
+    pub origin: Origin,
+    /// For date parameters: what an ascending `_sort` orders by.
+    pub order: DateOrder,
+}
+
+impl SearchParam {
+    /// The canonical URL of this parameter's SearchParameter resource, as `ty` declares it.
+    pub fn definition(&self, ty: ResourceType) -> String {
+        match (self.origin, self.name.strip_prefix('_')) {
+            (Origin::Server, _) => format!("{DEFINITION_BASE}/{ty}-{}", self.name),
+            (Origin::Spec, Some(common)) => format!("http://hl7.org/fhir/SearchParameter/Resource-{common}"),
+            (Origin::Spec, None) => format!("http://hl7.org/fhir/SearchParameter/{ty}-{}", self.name),
+        }
+    }
+
+    /// The SearchParameter resource (http://hl7.org/fhir/R4/searchparameter.html) of a
+    /// parameter this server defines, `None` for the specification's own.
+    pub fn resource(&self, ty: ResourceType) -> Option<Value> {
+        if self.origin != Origin::Server {
+            return None;
+        }
+        let id = format!("{ty}-{}", self.name);
+        Some(json!({
+            "resourceType": "SearchParameter",
+            "id": id,
+            "url": self.definition(ty),
+            "name": id,
+            "status": "active",
+            "publisher": "careplan",
+            "description": self.description,
+            "code": self.name,
+            "base": [ty.as_str()],
+            "type": self.kind.code(),
+            "expression": self.expression,
+            "xpathUsage": "normal",
+        }))
+    }
+}
+
+/// The parameter this server defines under the SearchParameter id `{Type}-{name}`.
+pub fn defined_here(id: &str) -> Option<(ResourceType, &'static SearchParam)> {
+    let (ty, name) = id.split_once('-')?;
+    let ty = ResourceType::parse(ty)?;
+    find(ty, name).filter(|p| p.origin == Origin::Server).map(|p| (ty, p))
 }
 
 /// Every search parameter of `ty`, including the common ones (`_id`, `_lastUpdated`, `_tag`,
@@ -80,6 +161,7 @@ pub fn for_type(ty: ResourceType) -> &'static [SearchParam] {
         ResourceType::CarePlan => CARE_PLAN,
         ResourceType::CareTeam => CARE_TEAM,
         ResourceType::Task => TASK,
+        ResourceType::Provenance => PROVENANCE,
     }
 }
 
@@ -250,6 +332,16 @@ static TASK: &[SearchParam] = with_common![
     ),
     token("code", "Task.code", &["code"], Shape::CodeableConcept, "Search by task code"),
     reference("encounter", "Task.encounter", &["encounter"], &["Encounter"], "Search by encounter"),
+    SearchParam {
+        origin: Origin::Server,
+        ..date(
+            "execution-period",
+            "Task.executionPeriod",
+            &["executionPeriod"],
+            Shape::Period,
+            "Search by period Task is/was underway (R4's Task period)",
+        )
+    },
     reference("focus", "Task.focus", &["focus"], &[], "Search by task focus"),
     token(
         "group-identifier",
@@ -267,6 +359,7 @@ static TASK: &[SearchParam] = with_common![
     ),
     token("intent", "Task.intent", &["intent"], Shape::Code, "Search by task intent"),
     date("modified", "Task.lastModified", &["lastModified"], Shape::DateTime, "Search by last modification date"),
+    overdue(),
     reference(
         "owner",
         "Task.owner",
@@ -292,13 +385,22 @@ static TASK: &[SearchParam] = with_common![
         Shape::CodeableConcept,
         "Search by recommended type of performer (e.g., Requester, Performer, Scheduler).",
     ),
-    date(
-        "period",
-        "Task.executionPeriod",
-        &["executionPeriod"],
-        Shape::Period,
-        "Search by period Task is/was underway"
-    ),
+    // R4's `period` is `Task.executionPeriod`; here it is the period over which fulfilment is
+    // sought, whose end is the due date (reference §5.2), so the coordinator's worklist can
+    // `_sort=period` by due date. `execution-period` keeps R4's meaning under another name.
+    SearchParam {
+        origin: Origin::Server,
+        order: DateOrder::End,
+        ..date(
+            "period",
+            "Task.restriction.period",
+            &["restriction", "period"],
+            Shape::Period,
+            "Search by the period over which fulfilment is sought; its end is the due date, and an \
+             ascending _sort=period orders by due date, Tasks without one last (R4's period is \
+             execution-period here)",
+        )
+    },
     token("priority", "Task.priority", &["priority"], Shape::Code, "Search by task priority"),
     reference(
         "requester",
@@ -311,6 +413,60 @@ static TASK: &[SearchParam] = with_common![
     reference("subject", "Task.for", &["for"], &[], "Search by subject"),
 ];
 
+/// http://hl7.org/fhir/R4/provenance.html#search
+static PROVENANCE: &[SearchParam] = with_common![
+    reference(
+        "agent",
+        "Provenance.agent.who",
+        &["agent", "who"],
+        &["Practitioner", "Organization", "Device", "Patient", "PractitionerRole", "RelatedPerson"],
+        "Who participated",
+    ),
+    token(
+        "agent-role",
+        "Provenance.agent.role",
+        &["agent", "role"],
+        Shape::CodeableConcept,
+        "What the agents role was"
+    ),
+    token(
+        "agent-type",
+        "Provenance.agent.type",
+        &["agent", "type"],
+        Shape::CodeableConcept,
+        "How the agent participated"
+    ),
+    reference("entity", "Provenance.entity.what", &["entity", "what"], &[], "Identity of entity"),
+    reference(
+        "location",
+        "Provenance.location",
+        &["location"],
+        &["Location"],
+        "Where the activity occurred, if relevant"
+    ),
+    patient(
+        "Provenance.target.where(resolve() is Patient)",
+        &["target"],
+        "Target Reference(s) (usually version specific)"
+    ),
+    date("recorded", "Provenance.recorded", &["recorded"], Shape::DateTime, "When the activity was recorded / updated"),
+    token(
+        "signature-type",
+        "Provenance.signature.type",
+        &["signature", "type"],
+        Shape::Coding,
+        "Indication of the reason the entity signed the object(s)",
+    ),
+    reference("target", "Provenance.target", &["target"], &[], "Target Reference(s) (usually version specific)"),
+    date(
+        "when",
+        "(Provenance.occurred as dateTime)",
+        &["occurredDateTime"],
+        Shape::DateTime,
+        "When the activity occurred"
+    ),
+];
+
 const fn token(
     name: &'static str,
     expression: &'static str,
@@ -318,7 +474,18 @@ const fn token(
     shape: Shape,
     description: &'static str,
 ) -> SearchParam {
-    SearchParam { name, kind: ParamType::Token, expression, path, shape, targets: &[], restrict: false, description }
+    SearchParam {
+        name,
+        kind: ParamType::Token,
+        expression,
+        path,
+        shape,
+        targets: &[],
+        restrict: false,
+        description,
+        origin: Origin::Spec,
+        order: DateOrder::Start,
+    }
 }
 
 const fn date(
@@ -328,7 +495,7 @@ const fn date(
     shape: Shape,
     description: &'static str,
 ) -> SearchParam {
-    SearchParam { name, kind: ParamType::Date, expression, path, shape, targets: &[], restrict: false, description }
+    SearchParam { kind: ParamType::Date, ..token(name, expression, path, shape, description) }
 }
 
 const fn uri(
@@ -337,16 +504,7 @@ const fn uri(
     path: &'static [&'static str],
     description: &'static str,
 ) -> SearchParam {
-    SearchParam {
-        name,
-        kind: ParamType::Uri,
-        expression,
-        path,
-        shape: Shape::Uri,
-        targets: &[],
-        restrict: false,
-        description,
-    }
+    SearchParam { kind: ParamType::Uri, ..token(name, expression, path, Shape::Uri, description) }
 }
 
 const fn reference(
@@ -356,16 +514,7 @@ const fn reference(
     targets: &'static [&'static str],
     description: &'static str,
 ) -> SearchParam {
-    SearchParam {
-        name,
-        kind: ParamType::Reference,
-        expression,
-        path,
-        shape: Shape::Reference,
-        targets,
-        restrict: false,
-        description,
-    }
+    SearchParam { kind: ParamType::Reference, targets, ..token(name, expression, path, Shape::Reference, description) }
 }
 
 /// `patient`: the subject, only where it is a Patient (`.where(resolve() is Patient)`). The
@@ -375,9 +524,28 @@ const fn patient(expression: &'static str, path: &'static [&'static str], descri
     SearchParam { targets: &["Patient"], restrict: true, ..reference("patient", expression, path, &[], description) }
 }
 
+/// `overdue` (Task): open work past its due date, as of when the search runs (reference §5.2).
+/// The expression is FHIRPath for what the server computes: a closed Task (and a draft) has no
+/// value, so neither `true` nor `false` finds it.
+const fn overdue() -> SearchParam {
+    SearchParam {
+        shape: Shape::Computed(Computed::Overdue { due: "period", status: "status" }),
+        origin: Origin::Server,
+        ..token(
+            "overdue",
+            "Task.where(status in ('requested' | 'received' | 'accepted' | 'ready' | 'in-progress' | 'on-hold'))\
+             .select(restriction.period.end.exists() and restriction.period.end < now())",
+            &[],
+            Shape::Code,
+            "Open Tasks (requested, received, accepted, ready, in-progress, on-hold) whose due date \
+             (restriction.period.end) has passed: true; open Tasks not yet due or without a due date: false",
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{find, for_type, ParamType, Shape};
+    use super::{defined_here, find, for_type, Computed, Origin, ParamType, Shape};
     use crate::resource::ResourceType;
 
     /// Checks the parameters of `ty`, one line each: `name type expression`, in table order.
@@ -447,16 +615,18 @@ mod tests {
             business-status token Task.businessStatus
             code token Task.code
             encounter reference Task.encounter
+            execution-period date Task.executionPeriod
             focus reference Task.focus
             group-identifier token Task.groupIdentifier
             identifier token Task.identifier
             intent token Task.intent
             modified date Task.lastModified
+            overdue token Task.where(status in ('requested' | 'received' | 'accepted' | 'ready' | 'in-progress' | 'on-hold')).select(restriction.period.end.exists() and restriction.period.end < now())
             owner reference Task.owner
             part-of reference Task.partOf
             patient reference Task.for.where(resolve() is Patient)
             performer token Task.performerType
-            period date Task.executionPeriod
+            period date Task.restriction.period
             priority token Task.priority
             requester reference Task.requester
             status token Task.status
@@ -477,7 +647,20 @@ mod tests {
                 assert!(std::ptr::eq(find(ty, p.name).expect("found"), p), "{what}: find");
                 assert!(!p.description.is_empty(), "{what}: no description");
 
+                if let Shape::Computed(Computed::Overdue { due, status }) = p.shape {
+                    assert!(p.path.is_empty(), "{what}: a computed parameter reads no path");
+                    assert_eq!(find(ty, due).map(|d| d.kind), Some(ParamType::Date), "{what}: due");
+                    assert_eq!(find(ty, status).map(|s| s.kind), Some(ParamType::Token), "{what}: status");
+                    assert_eq!(p.kind, ParamType::Token, "{what}: true/false is a token");
+                    assert_eq!(p.origin, Origin::Server, "{what}: no specification defines it");
+                    continue;
+                }
                 let expression = p.expression.strip_suffix(".where(resolve() is Patient)").unwrap_or(p.expression);
+                // `(X.occurred as dateTime)` is the choice element `occurredDateTime`.
+                let expression = match expression.strip_prefix('(').and_then(|e| e.strip_suffix(" as dateTime)")) {
+                    Some(base) => format!("{base}DateTime"),
+                    None => expression.to_owned(),
+                };
                 let path: Vec<&str> = p.path.iter().map(|s| s.strip_suffix("[x]").unwrap_or(s)).collect();
                 let root = if p.name.starts_with('_') { "Resource" } else { ty.as_str() };
                 assert_eq!(expression, format!("{root}.{}", path.join(".")), "{what}: path");
@@ -503,5 +686,30 @@ mod tests {
         }
         assert!(find(ResourceType::Task, "date").is_none());
         assert!(find(ResourceType::CarePlan, "_content").is_none());
+    }
+
+    /// Parameters of our own have our canonical URL and a SearchParameter resource; the
+    /// specification's have neither.
+    #[test]
+    fn definitions_name_who_defines_the_parameter() {
+        let check = |ty: ResourceType, name: &str, expect: &str| {
+            let param = find(ty, name).expect("declared");
+            assert_eq!(param.definition(ty), expect, "{ty}.{name}");
+            assert_eq!(param.resource(ty).is_some(), param.origin == Origin::Server, "{ty}.{name}");
+        };
+        check(ResourceType::Task, "_lastUpdated", "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated");
+        check(ResourceType::Task, "owner", "http://hl7.org/fhir/SearchParameter/Task-owner");
+        check(ResourceType::Task, "overdue", "http://careplan.example/fhir/SearchParameter/Task-overdue");
+        check(ResourceType::Task, "period", "http://careplan.example/fhir/SearchParameter/Task-period");
+
+        let (ty, overdue) = defined_here("Task-overdue").expect("ours");
+        let resource = overdue.resource(ty).expect("a resource");
+        assert_eq!(resource["url"], overdue.definition(ty));
+        assert_eq!(resource["id"], "Task-overdue");
+        assert_eq!(resource["type"], "token");
+        assert_eq!(resource["base"], serde_json::json!(["Task"]));
+        assert!(defined_here("Task-owner").is_none(), "the specification's");
+        assert!(defined_here("Task-nothing").is_none());
+        assert!(defined_here("Patient-overdue").is_none());
     }
 }

@@ -5,7 +5,9 @@
 use crate::issue::{Issue, IssueCode};
 use crate::resource::ResourceType;
 use crate::search::dates;
-use crate::search::params::{self, ParamType, SearchParam};
+use crate::search::params::{self, Computed, ParamType, SearchParam, Shape};
+use crate::workflow::TaskStatus;
+use crate::worklist;
 
 /// A parsed search: AND of clauses, plus result controls.
 #[derive(Debug, Clone, Default)]
@@ -49,6 +51,38 @@ pub enum Target {
     /// Reverse chain `_has:Type:reference:param=value`: a resource of `source_type` that
     /// references this one through `reference` matches `inner`.
     Has { source_type: ResourceType, reference: &'static SearchParam, inner: Box<Clause> },
+    /// `overdue` (`Computed::Overdue`), with `Criterion::Flag` values.
+    Overdue(Overdue),
+}
+
+/// Whether open work is past due, judged at an instant: a Task is overdue when its status is
+/// one of `open` and the range of its `due` parameter ends before that instant; it is not
+/// overdue when its status is open and no range of `due` ends before it (no due date included).
+/// Tasks in any other status match neither.
+#[derive(Debug, Clone, Copy)]
+pub struct Overdue {
+    /// The date parameter whose range ends at the due date.
+    pub due: &'static SearchParam,
+    /// The token parameter holding the status code.
+    pub status: &'static SearchParam,
+    pub open: &'static [TaskStatus],
+    /// The instant to judge against (epoch ms); `None`: the time the search runs.
+    pub at: Option<i64>,
+}
+
+impl Overdue {
+    /// The `overdue` criterion of Task at `at` (`None`: when the search runs).
+    pub fn task(at: Option<i64>) -> Option<Self> {
+        let param = params::find(ResourceType::Task, "overdue")?;
+        Self::of(ResourceType::Task, param, at)
+    }
+
+    fn of(ty: ResourceType, param: &SearchParam, at: Option<i64>) -> Option<Self> {
+        let Shape::Computed(Computed::Overdue { due, status }) = param.shape else {
+            return None;
+        };
+        Some(Self { due: params::find(ty, due)?, status: params::find(ty, status)?, open: &worklist::OPEN, at })
+    }
 }
 
 /// One value of a clause, typed by the parameter type and modifier.
@@ -72,6 +106,8 @@ pub enum Criterion {
         value: String,
         mode: StringMode,
     },
+    /// `true` or `false` of a computed parameter.
+    Flag(bool),
 }
 
 /// A token test: `[system]|[code]`, `:not`, `:text`, `:of-type`.
@@ -281,6 +317,9 @@ fn parse_result_param(ty: ResourceType, key: &str, value: &str, request: &mut Se
                     "_id" => SortKey::Id,
                     "_lastUpdated" => SortKey::LastUpdated,
                     _ => match params::find(ty, name) {
+                        Some(SearchParam { shape: Shape::Computed(_), .. }) => {
+                            return Err(bad(key, format!("{ty} cannot be sorted by '{name}'")))
+                        }
                         Some(p)
                             if matches!(
                                 p.kind,
@@ -379,6 +418,9 @@ fn clause(ty: ResourceType, key: &str, value: &str) -> Result<Option<Clause>, Is
         None => (key, None),
     };
     let values: Vec<&str> = split_or(value);
+    if let Some(param) = params::find(ty, name).filter(|p| matches!(p.shape, Shape::Computed(_))) {
+        return computed_clause(ty, key, param, modifier, &values).map(Some);
+    }
     if modifier == Some("missing") {
         let missing = match value {
             "true" => true,
@@ -424,6 +466,30 @@ fn clause(ty: ResourceType, key: &str, value: &str) -> Result<Option<Clause>, Is
     };
     let criteria = values.iter().map(|v| criterion(key, param, modifier, v)).collect::<Result<Vec<_>, _>>()?;
     Ok(Some(Clause { target: Target::Param(param), values: criteria }))
+}
+
+/// A computed parameter: `true`, `false` or both, without modifiers.
+fn computed_clause(
+    ty: ResourceType,
+    key: &str,
+    param: &'static SearchParam,
+    modifier: Option<&str>,
+    values: &[&str],
+) -> Result<Clause, Issue> {
+    if let Some(modifier) = modifier {
+        return Err(bad(key, format!("{} takes no modifier (':{modifier}')", param.name)));
+    }
+    let flags = values
+        .iter()
+        .map(|v| match *v {
+            "true" => Ok(Criterion::Flag(true)),
+            "false" => Ok(Criterion::Flag(false)),
+            other => Err(bad(key, format!("{} takes true or false, not '{other}'", param.name))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let overdue = Overdue::of(ty, param, None)
+        .ok_or_else(|| Issue::error(IssueCode::Exception, key, format!("{ty}.{} is declared wrongly", param.name)))?;
+    Ok(Clause { target: Target::Overdue(overdue), values: flags })
 }
 
 fn has_clause(ty: ResourceType, key: &str, rest: &str, value: &str) -> Result<Option<Clause>, Issue> {
@@ -676,6 +742,27 @@ mod tests {
         for bad in ["_count=x", "_total=most", "_summary=some"] {
             assert!(parse(ResourceType::Task, &pairs(bad), false).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn overdue_is_a_typed_flag_over_the_due_date_and_status() {
+        let request = parse(ResourceType::Task, &pairs("overdue=true,false"), true).expect("valid");
+        let [Clause { target: Target::Overdue(overdue), values }] = request.clauses.as_slice() else {
+            panic!("one overdue clause: {:?}", request.clauses);
+        };
+        assert_eq!(values, &[Criterion::Flag(true), Criterion::Flag(false)]);
+        assert_eq!((overdue.due.name, overdue.status.name, overdue.at), ("period", "status", None));
+        assert!(overdue.open.contains(&TaskStatus::OnHold) && !overdue.open.contains(&TaskStatus::Draft));
+
+        let chained = parse(ResourceType::Task, &pairs("part-of:Task.overdue=true"), true).expect("chain");
+        assert!(
+            matches!(&chained.clauses[0].target, Target::Chain { inner, .. } if matches!(inner.target, Target::Overdue(_)))
+        );
+
+        for bad in ["overdue=yes", "overdue:missing=true", "overdue:not=true", "_sort=overdue", "overdue="] {
+            assert!(parse(ResourceType::Task, &pairs(bad), true).is_err(), "{bad}");
+        }
+        assert!(parse(ResourceType::CarePlan, &pairs("overdue=true"), true).is_err(), "Task only");
     }
 
     #[test]

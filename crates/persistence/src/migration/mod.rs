@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_resources;
 mod m20261124_000002_search_index;
+mod m20261124_000003_audit;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -11,6 +12,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_resources::Migration), Box::new(m20261124_000002_search_index::Migration)]
+        vec![
+            Box::new(m20261124_000001_resources::Migration),
+            Box::new(m20261124_000002_search_index::Migration),
+            Box::new(m20261124_000003_audit::Migration),
+        ]
     }
 }

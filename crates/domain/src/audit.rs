@@ -1,0 +1,237 @@
+//! The audit record of one RESTful interaction and its rendering as an R4 `AuditEvent` in the
+//! style of IHE Basic Audit Log Patterns (https://profiles.ihe.net/ITI/BALP/): type `rest`,
+//! subtype the interaction, action C/R/U/D/E, outcome from the HTTP status, the requesting
+//! user and client, this server as observer, the resource (never the query text: only the
+//! names of the parameters, since values can be PHI) and the patient.
+
+use serde_json::{json, Value};
+
+use crate::instant;
+
+/// `AuditEvent.action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Read,
+    Update,
+    Delete,
+    Execute,
+}
+
+impl Action {
+    pub fn code(self) -> &'static str {
+        match self {
+            Action::Create => "C",
+            Action::Read => "R",
+            Action::Update => "U",
+            Action::Delete => "D",
+            Action::Execute => "E",
+        }
+    }
+}
+
+/// `AuditEvent.outcome`, from the HTTP status: 0 success, 4 minor failure (the client's
+/// request was refused), 8 serious failure (the server failed).
+pub fn outcome(status: u16) -> u8 {
+    match status {
+        0..=399 => 0,
+        400..=499 => 4,
+        _ => 8,
+    }
+}
+
+/// Who asked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Agent {
+    /// The token's `fhirUser` (a reference such as `Practitioner/123`), if any.
+    pub fhir_user: Option<String>,
+    /// The token's `sub` and `iss`.
+    pub subject: Option<String>,
+    pub issuer: Option<String>,
+    /// The OAuth client (`client_id` or `azp`).
+    pub client_id: Option<String>,
+    /// The client's network address.
+    pub address: Option<String>,
+}
+
+impl Agent {
+    /// The value `agent=` searches match: the FHIR user, else the subject.
+    pub fn who(&self) -> Option<&str> {
+        self.fhir_user.as_deref().or(self.subject.as_deref())
+    }
+}
+
+/// One audited interaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub id: String,
+    pub recorded_ms: i64,
+    pub action: Action,
+    /// The `restful-interaction` code: `read`, `search-type`, `transaction`, …
+    pub subtype: &'static str,
+    pub status: u16,
+    pub agent: Agent,
+    /// `Type/id` of the resource acted on, or `Type` for type-level interactions.
+    pub entity: Option<String>,
+    /// Names of the query parameters (never their values).
+    pub parameters: Vec<String>,
+    /// The Patient id the interaction concerned, when known.
+    pub patient: Option<String>,
+    /// The `X-Request-Id`, correlating this record with the logs.
+    pub request_id: Option<String>,
+}
+
+const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
+
+impl AuditRecord {
+    /// The record as AuditEvent JSON text.
+    pub fn render(&self) -> String {
+        let recorded = instant::to_fhir(self.recorded_ms);
+        let mut agents = Vec::new();
+        let user_who = match (&self.agent.fhir_user, &self.agent.subject) {
+            (Some(user), _) => Some(json!({ "reference": user })),
+            (None, Some(subject)) => Some(identifier(self.agent.issuer.as_deref(), subject)),
+            (None, None) => None,
+        };
+        if let Some(who) = user_who {
+            agents.push(json!({
+                "type": { "coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                    "code": "IRCP", "display": "information recipient" }] },
+                "who": who,
+                "requestor": true,
+            }));
+        }
+        let mut client = json!({
+            "type": { "coding": [{ "system": DCM, "code": "110153", "display": "Source Role ID" }] },
+            "requestor": agents.is_empty(),
+        });
+        match &self.agent.client_id {
+            Some(client_id) => client["who"] = identifier(None, client_id),
+            None if agents.is_empty() => client["who"] = json!({ "display": "anonymous" }),
+            None => {}
+        }
+        if let Some(address) = &self.agent.address {
+            client["network"] = json!({ "address": address, "type": "2" });
+        }
+        agents.push(client);
+        agents.push(json!({
+            "type": { "coding": [{ "system": DCM, "code": "110152", "display": "Destination Role ID" }] },
+            "who": { "display": "careplan" },
+            "requestor": false,
+        }));
+        let mut entities = Vec::new();
+        if let Some(request_id) = &self.request_id {
+            entities.push(json!({
+                "what": { "identifier": { "value": request_id } },
+                "type": { "system": "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType",
+                          "code": "XrequestId" },
+            }));
+        }
+        if let Some(entity) = &self.entity {
+            let query = self.action == Action::Execute && !entity.contains('/');
+            let mut data = json!({
+                "what": if query { json!({ "type": entity }) } else { json!({ "reference": entity }) },
+                "type": { "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                          "code": "2", "display": "System Object" },
+                "role": if query {
+                    json!({ "system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "24", "display": "Query" })
+                } else {
+                    json!({ "system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "4", "display": "Domain Resource" })
+                },
+            });
+            if !self.parameters.is_empty() {
+                data["detail"] = json!([{ "type": "query-parameters", "valueString": self.parameters.join(",") }]);
+            }
+            entities.push(data);
+        }
+        if let Some(patient) = &self.patient {
+            entities.push(json!({
+                "what": { "reference": format!("Patient/{patient}") },
+                "type": { "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                          "code": "1", "display": "Person" },
+                "role": { "system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient" },
+            }));
+        }
+        let mut event = json!({
+            "resourceType": "AuditEvent",
+            "id": self.id,
+            "meta": { "versionId": "1", "lastUpdated": recorded },
+            "type": { "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+                      "code": "rest", "display": "Restful Operation" },
+            "subtype": [{ "system": "http://hl7.org/fhir/restful-interaction", "code": self.subtype }],
+            "action": self.action.code(),
+            "recorded": recorded,
+            "outcome": outcome(self.status).to_string(),
+            "outcomeDesc": format!("HTTP {}", self.status),
+            "agent": agents,
+            "source": {
+                "observer": { "display": "careplan" },
+                "type": [{ "system": "http://terminology.hl7.org/CodeSystem/security-source-type",
+                           "code": "4", "display": "Application Server" }],
+            },
+        });
+        if !entities.is_empty() {
+            event["entity"] = Value::Array(entities);
+        }
+        event.to_string()
+    }
+}
+
+fn identifier(system: Option<&str>, value: &str) -> Value {
+    match system {
+        Some(system) => json!({ "identifier": { "system": system, "value": value } }),
+        None => json!({ "identifier": { "value": value } }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(action: Action, subtype: &'static str, status: u16, entity: Option<&str>) -> AuditRecord {
+        AuditRecord {
+            id: "a1".into(),
+            recorded_ms: 1_795_000_000_000,
+            action,
+            subtype,
+            status,
+            agent: Agent {
+                fhir_user: Some("Practitioner/nurse-lee".into()),
+                subject: Some("u-1".into()),
+                issuer: Some("https://idp.example".into()),
+                client_id: Some("ehr-app".into()),
+                address: Some("10.0.0.7".into()),
+            },
+            entity: entity.map(str::to_owned),
+            parameters: vec!["patient".into(), "status".into()],
+            patient: Some("amy".into()),
+            request_id: Some("req-9".into()),
+        }
+    }
+
+    #[test]
+    fn outcomes_follow_the_http_status() {
+        for (status, expected) in [(200, 0), (201, 0), (304, 0), (401, 4), (403, 4), (404, 4), (500, 8), (503, 8)] {
+            assert_eq!(outcome(status), expected, "{status}");
+        }
+    }
+
+    #[test]
+    fn the_record_renders_as_an_audit_event_the_model_accepts() {
+        for (action, subtype, status, entity) in [
+            (Action::Read, "read", 200, Some("Task/t1")),
+            (Action::Execute, "search-type", 200, Some("Task")),
+            (Action::Create, "create", 403, Some("CarePlan")),
+            (Action::Execute, "transaction", 500, None),
+        ] {
+            let text = record(action, subtype, status, entity).render();
+            let parsed: Result<fhir_sdk::r4b::resources::AuditEvent, _> = serde_json::from_str(&text);
+            assert!(parsed.is_ok(), "{text}: {:?}", parsed.err());
+            let value: Value = serde_json::from_str(&text).expect("JSON");
+            assert_eq!(value["action"], action.code());
+            assert_eq!(value["outcome"], outcome(status).to_string());
+            assert!(!text.contains("status="), "no query values: {text}");
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The audit trail: append batches of AuditEvents (rendered by the domain) and read them back,
+//! newest first, by date, patient, agent and entity. Append-only: nothing here updates or
+//! deletes a row.
+
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
+
+use crate::error::StoreError;
+use crate::sql::Sql;
+use crate::store::Store;
+
+/// One audit record as stored: the searchable columns and the AuditEvent text.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub id: String,
+    pub recorded_ms: i64,
+    /// Patient id.
+    pub patient: Option<String>,
+    /// `fhirUser` or subject.
+    pub agent: Option<String>,
+    pub client: Option<String>,
+    /// `Type/id` or `Type`.
+    pub entity: Option<String>,
+    pub action: &'static str,
+    pub outcome: u8,
+    pub body: String,
+}
+
+/// Which audit records to read: every filter given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Recorded at or after / at or before (epoch ms).
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub patient: Option<String>,
+    /// Matches the agent (`fhirUser` or subject) or the client id.
+    pub agent: Option<String>,
+    pub entity: Option<String>,
+    /// Only records older than this position (the paging cursor).
+    pub before_seq: Option<i64>,
+    pub count: u64,
+}
+
+/// A stored audit record with its position.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub body: String,
+}
+
+/// Rows per INSERT statement (10 values each: far below both backends' parameter limits).
+const CHUNK: usize = 200;
+
+impl Store {
+    /// Append `rows` in one transaction (through the writer on SQLite, so audit batches share
+    /// the group commit with resource writes).
+    pub async fn append_audit(&self, rows: Vec<AuditRow>) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.writer.write(Box::new(move |txn| Box::pin(async move { insert(txn, &rows).await }))).await
+    }
+
+    /// The AuditEvent text with this id.
+    pub async fn read_audit(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let mut sql = Sql::new(self.reader.get_database_backend());
+        sql.push("SELECT body FROM audit_event WHERE id = ").bind(id);
+        let row = self.reader.query_one(sql.statement()).await?;
+        Ok(row.map(|r| r.try_get::<String>("", "body")).transpose()?)
+    }
+
+    /// Matching records newest first, at most `query.count + 1` (the extra one tells the
+    /// caller that a next page exists).
+    pub async fn search_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut sql = Sql::new(self.reader.get_database_backend());
+        sql.push("SELECT seq, body FROM audit_event WHERE 1 = 1");
+        if let Some(from) = query.from_ms {
+            sql.push(" AND recorded >= ").bind(from);
+        }
+        if let Some(to) = query.to_ms {
+            sql.push(" AND recorded <= ").bind(to);
+        }
+        if let Some(patient) = &query.patient {
+            sql.push(" AND patient = ").bind(patient.clone());
+        }
+        if let Some(agent) = &query.agent {
+            sql.push(" AND (agent = ").bind(agent.clone()).push(" OR client = ").bind(agent.clone()).push(")");
+        }
+        if let Some(entity) = &query.entity {
+            sql.push(" AND entity = ").bind(entity.clone());
+        }
+        if let Some(before) = query.before_seq {
+            sql.push(" AND seq < ").bind(before);
+        }
+        sql.push(" ORDER BY seq DESC LIMIT ").bind(i64::try_from(query.count.saturating_add(1)).unwrap_or(i64::MAX));
+        let rows = self.reader.query_all(sql.statement()).await?;
+        rows.iter().map(|row| Ok(AuditEntry { seq: row.try_get("", "seq")?, body: row.try_get("", "body")? })).collect()
+    }
+}
+
+async fn insert(txn: &DatabaseTransaction, rows: &[AuditRow]) -> Result<(), StoreError> {
+    for chunk in rows.chunks(CHUNK) {
+        let mut sql = Sql::new(txn.get_database_backend());
+        sql.push(
+            "INSERT INTO audit_event (id, recorded, patient, agent, client, entity, action, outcome, body) VALUES ",
+        );
+        for (i, row) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind(row.id.clone())
+                .push(", ")
+                .bind(row.recorded_ms)
+                .push(", ")
+                .bind(row.patient.clone())
+                .push(", ")
+                .bind(row.agent.clone())
+                .push(", ")
+                .bind(row.client.clone())
+                .push(", ")
+                .bind(row.entity.clone())
+                .push(", ")
+                .bind(row.action)
+                .push(", ")
+                .bind(i32::from(row.outcome))
+                .push(", ")
+                .bind(row.body.clone())
+                .push(")");
+        }
+        txn.execute(sql.statement()).await?;
+    }
+    Ok(())
+}

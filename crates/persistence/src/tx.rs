@@ -1,0 +1,260 @@
+//! `Tx`: the writes of one database transaction. Every write of the service goes through it, a
+//! single create as much as a 1,000-entry transaction Bundle: it locks the current row, checks
+//! `If-Match`, writes the current row, the history row and the search index together, and can
+//! search and take criteria locks inside the same transaction, so conditional interactions are
+//! decided and carried out without a gap another writer could slip through.
+
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use domain::search::query::SearchRequest;
+use domain::{Prepared, ResourceType, VersionMeta};
+use futures_util::future::BoxFuture;
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, QuerySelect,
+};
+
+use crate::entity::{history, resource};
+use crate::error::StoreError;
+use crate::index;
+use crate::search;
+use crate::sql::Sql;
+use crate::store::{DeleteOutcome, Method, StoredVersion, WriteOutcome};
+
+/// Work to run in one transaction: it commits when the work returns `Ok`, and nothing of it
+/// stands when it returns `Err`.
+pub type TxWork<T, E> = Box<dyn for<'a> FnOnce(&'a Tx<'a>) -> BoxFuture<'a, Result<T, E>> + Send>;
+
+/// The current row of a resource, locked until the transaction ends.
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub version_id: i64,
+    pub last_updated_ms: i64,
+    /// The text of the current version; `None` when it is a deletion.
+    pub body: Option<String>,
+}
+
+/// What a committed transaction changed, for the caches.
+#[derive(Debug, Clone)]
+pub(crate) enum Written {
+    Version(StoredVersion),
+    Deleted { ty: ResourceType, id: String, version_id: i64, last_updated_ms: i64 },
+}
+
+/// A transaction in progress.
+pub struct Tx<'a> {
+    txn: &'a DatabaseTransaction,
+    written: Mutex<Vec<Written>>,
+}
+
+impl<'a> Tx<'a> {
+    pub(crate) fn new(txn: &'a DatabaseTransaction) -> Self {
+        Self { txn, written: Mutex::new(Vec::new()) }
+    }
+
+    pub(crate) fn into_written(self) -> Vec<Written> {
+        self.written.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn record(&self, written: Written) {
+        self.written.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(written);
+    }
+
+    /// The current row of `ty/id`, locked against concurrent writers until the transaction
+    /// ends (`FOR UPDATE` on PostgreSQL; SQLite has a single writer connection).
+    pub async fn current(&self, ty: ResourceType, id: &str) -> Result<Option<Current>, StoreError> {
+        Ok(lock_current(self.txn, ty, id).await?.map(|row| Current {
+            version_id: row.version_id,
+            last_updated_ms: row.last_updated,
+            body: row.body,
+        }))
+    }
+
+    /// Serialise every transaction that takes the same `key` until this one ends: conditional
+    /// creates, updates and deletes lock their criteria so that two racing with the same
+    /// criteria cannot both find nothing and both create. (PostgreSQL advisory transaction
+    /// lock; on SQLite every write transaction is already serial.)
+    pub async fn lock(&self, key: &str) -> Result<(), StoreError> {
+        if self.txn.get_database_backend() == DatabaseBackend::Postgres {
+            let mut sql = Sql::new(DatabaseBackend::Postgres);
+            sql.push("SELECT pg_advisory_xact_lock(").bind(fnv1a(key)).push(")");
+            self.txn.execute(sql.statement()).await?;
+        }
+        Ok(())
+    }
+
+    /// Current resources of `ty` matching `request`, as this transaction sees them, at most
+    /// `limit` of them.
+    pub async fn find(
+        &self,
+        ty: ResourceType,
+        request: &SearchRequest,
+        limit: u64,
+    ) -> Result<Vec<StoredVersion>, StoreError> {
+        Ok(search::page(self.txn, ty, request, limit).await?.matches)
+    }
+
+    /// Store a new resource under `id` as version 1.
+    pub async fn create(&self, prepared: &Prepared, id: &str) -> Result<StoredVersion, StoreError> {
+        let version = write_version(self.txn, prepared.resource_type(), id, Some(prepared), 1, Method::Post, None)
+            .await?
+            .ok_or(StoreError::Database(DbErr::RecordNotInserted))?;
+        self.record(Written::Version(version.clone()));
+        Ok(version)
+    }
+
+    /// Store a new version of `id`, creating the resource if it does not exist. With
+    /// `if_match`, the write happens only if the current version is exactly that one.
+    pub async fn update(
+        &self,
+        prepared: &Prepared,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let ty = prepared.resource_type();
+        // Two attempts: when a concurrent transaction creates the same id between our lookup
+        // and our insert, the insert does nothing and the second lookup finds its row.
+        for _ in 0..2 {
+            let current = lock_current(self.txn, ty, id).await?;
+            check_precondition(if_match, current.as_ref())?;
+            let (next, created) = match &current {
+                None => (1, true),
+                Some(row) => (row.version_id + 1, row.deleted),
+            };
+            if let Some(version) =
+                write_version(self.txn, ty, id, Some(prepared), next, Method::Put, current.as_ref()).await?
+            {
+                self.record(Written::Version(version.clone()));
+                return Ok(WriteOutcome { version, created });
+            }
+        }
+        Err(StoreError::Database(DbErr::RecordNotInserted))
+    }
+
+    /// Delete `id` logically: a deletion version is written and history keeps every version.
+    pub async fn delete(&self, ty: ResourceType, id: &str, if_match: Option<i64>) -> Result<DeleteOutcome, StoreError> {
+        let Some(row) = lock_current(self.txn, ty, id).await? else {
+            return Err(StoreError::NotFound);
+        };
+        check_precondition(if_match, Some(&row))?;
+        if row.deleted {
+            return Ok(DeleteOutcome::AlreadyDeleted { version_id: row.version_id, last_updated_ms: row.last_updated });
+        }
+        let version = write_version(self.txn, ty, id, None, row.version_id + 1, Method::Delete, Some(&row))
+            .await?
+            .ok_or(StoreError::Database(DbErr::RecordNotInserted))?;
+        self.record(Written::Deleted {
+            ty,
+            id: id.to_owned(),
+            version_id: version.version_id,
+            last_updated_ms: version.last_updated_ms,
+        });
+        Ok(DeleteOutcome::Deleted { version_id: version.version_id, last_updated_ms: version.last_updated_ms })
+    }
+
+    /// Replace the search index of `ty/id` (reindexing).
+    pub(crate) async fn reindex(
+        &self,
+        ty: ResourceType,
+        id: &str,
+        entries: &[domain::search::IndexEntry],
+    ) -> Result<(), StoreError> {
+        index::clear(self.txn, ty, id).await?;
+        index::insert(self.txn, ty, id, entries).await?;
+        Ok(())
+    }
+}
+
+/// 64-bit FNV-1a, a stable hash for advisory-lock keys.
+fn fnv1a(key: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+async fn lock_current(txn: &DatabaseTransaction, ty: ResourceType, id: &str) -> Result<Option<resource::Model>, DbErr> {
+    let select = resource::Entity::find_by_id((ty.as_str().to_owned(), id.to_owned()));
+    let select = if txn.get_database_backend() == DatabaseBackend::Postgres { select.lock_exclusive() } else { select };
+    select.one(txn).await
+}
+
+fn check_precondition(if_match: Option<i64>, current: Option<&resource::Model>) -> Result<(), StoreError> {
+    match (if_match, current) {
+        (Some(expected), Some(row)) if row.version_id != expected => {
+            Err(StoreError::VersionConflict { expected, current: Some(row.version_id) })
+        }
+        (Some(expected), None) => Err(StoreError::VersionConflict { expected, current: None }),
+        _ => Ok(()),
+    }
+}
+
+/// Write version `version_id` of a resource (a deletion when `prepared` is `None`) to the
+/// current table, the search index and history. `None` when the resource was to be inserted
+/// but a concurrent transaction inserted the same id first (nothing was written).
+async fn write_version(
+    txn: &DatabaseTransaction,
+    ty: ResourceType,
+    id: &str,
+    prepared: Option<&Prepared>,
+    version_id: i64,
+    method: Method,
+    current: Option<&resource::Model>,
+) -> Result<Option<StoredVersion>, StoreError> {
+    // lastUpdated never goes backwards for one resource, even if the clock does.
+    let now = now_ms().max(current.map_or(0, |row| row.last_updated));
+    let meta = VersionMeta { version_id, last_updated_ms: now };
+    let body = prepared.map(|p| p.render(id, meta));
+    if current.is_some() {
+        resource::Entity::update_many()
+            .col_expr(resource::Column::VersionId, Expr::value(version_id))
+            .col_expr(resource::Column::LastUpdated, Expr::value(now))
+            .col_expr(resource::Column::Deleted, Expr::value(body.is_none()))
+            .col_expr(resource::Column::Body, Expr::value(body.clone()))
+            .filter(resource::Column::ResourceType.eq(ty.as_str()))
+            .filter(resource::Column::Id.eq(id))
+            .exec(txn)
+            .await?;
+        index::clear(txn, ty, id).await?;
+    } else {
+        let row = resource::ActiveModel {
+            resource_type: Set(ty.as_str().to_owned()),
+            id: Set(id.to_owned()),
+            version_id: Set(version_id),
+            last_updated: Set(now),
+            deleted: Set(body.is_none()),
+            body: Set(body.clone()),
+        };
+        let inserted = resource::Entity::insert(row)
+            .on_conflict(OnConflict::new().do_nothing().to_owned())
+            .exec_without_returning(txn)
+            .await?;
+        if inserted != 1 {
+            return Ok(None);
+        }
+    }
+    if let Some(prepared) = prepared {
+        index::insert(txn, ty, id, prepared.index()).await?;
+    }
+    history::Entity::insert(history::ActiveModel {
+        seq: sea_orm::ActiveValue::NotSet,
+        resource_type: Set(ty.as_str().to_owned()),
+        id: Set(id.to_owned()),
+        version_id: Set(version_id),
+        last_updated: Set(now),
+        method: Set(method.as_str().to_owned()),
+        deleted: Set(body.is_none()),
+        body: Set(body.clone()),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(Some(StoredVersion { resource_type: ty, id: id.to_owned(), version_id, last_updated_ms: now, body }))
+}
+
+fn now_ms() -> i64 {
+    domain::instant::from_system_time(SystemTime::now())
+}

@@ -1,0 +1,397 @@
+//! The audit trail: one AuditEvent (IHE BALP style, rendered by `domain::audit`) for every FHIR
+//! request, success or failure, recorded once the response status is known, and readable at
+//! `/fhir/AuditEvent` with an audit scope (`trail.rs`).
+//!
+//! Durability trade-off: the middleware hands each record to a bounded queue and a background
+//! task appends them in batches (one INSERT of up to 200 rows, one transaction per batch), so
+//! the response does not wait for the audit write. A record is therefore durable a few
+//! milliseconds after its response left; a crash in that window loses the records still
+//! queued. Records are never dropped otherwise: a full queue makes requests wait for room
+//! (back-pressure), and on shutdown the queue is drained before the process exits.
+
+pub(crate) mod trail;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage, HttpRequest};
+use domain::audit::{self, Action, Agent, AuditRecord};
+use persistence::{AuditRow, Store};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::auth::Access;
+use crate::extract::query_pairs;
+
+/// Records per batch written.
+const BATCH: usize = 512;
+
+/// Hands audit records to the background writer.
+pub(crate) struct Auditor {
+    queue: mpsc::Sender<AuditRow>,
+    log: bool,
+}
+
+impl Auditor {
+    /// Start the writer task; it ends once every `Auditor` clone is gone and the queue is
+    /// drained. Await the returned handle to be sure the last records are stored.
+    pub(crate) fn start(store: Store, queue: usize, log: bool) -> (Arc<Self>, Drain) {
+        let (sender, receiver) = mpsc::channel(queue);
+        let (stop, stopped) = oneshot::channel();
+        let handle = tokio::spawn(write(store, receiver, stopped));
+        (Arc::new(Self { queue: sender, log }), Drain { stop, handle })
+    }
+}
+
+/// Stops the writer once the server has stopped, after it stored what is queued.
+pub(crate) struct Drain {
+    stop: oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Drain {
+    /// Close the queue and wait (at most `limit`) for the records in it to be stored.
+    pub(crate) async fn finish(self, limit: Duration) {
+        let _ = self.stop.send(());
+        if tokio::time::timeout(limit, self.handle).await.is_err() {
+            tracing::error!("the audit queue could not be drained in time; queued records were lost");
+        }
+    }
+}
+
+async fn write(store: Store, mut receiver: mpsc::Receiver<AuditRow>, mut stop: oneshot::Receiver<()>) {
+    let mut rows = Vec::with_capacity(BATCH);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            n = receiver.recv_many(&mut rows, BATCH) => {
+                if n == 0 {
+                    break;
+                }
+            }
+            _ = &mut stop, if !stopping => {
+                // No new records; the ones queued are still received, then recv_many gives 0.
+                receiver.close();
+                stopping = true;
+                continue;
+            }
+        }
+        let batch = std::mem::take(&mut rows);
+        let n = batch.len();
+        // One retry after a pause: a busy or restarting database should not cost records.
+        let mut result = store.append_audit(batch.clone()).await;
+        if result.is_err() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            result = store.append_audit(batch).await;
+        }
+        if let Err(err) = result {
+            tracing::error!(error = format!("{err:#}"), records = n, "audit records could not be stored");
+        }
+    }
+}
+
+/// What the request's handlers learned that its audit record should carry. Shared through
+/// the request extensions as an `Rc` slot: the middleware must not hold the request itself
+/// while it is routed (actix needs it unshared), and a request that ends in an error (a
+/// timeout) comes back without it.
+#[derive(Debug, Clone, Default)]
+struct Note {
+    access: Option<Access>,
+    patient: Option<String>,
+    subtype: Option<&'static str>,
+}
+
+#[derive(Clone, Default)]
+struct Slot(Rc<RefCell<Note>>);
+
+fn with_note(req: &HttpRequest, change: impl FnOnce(&mut Note)) {
+    if let Some(slot) = req.extensions().get::<Slot>() {
+        change(&mut slot.0.borrow_mut());
+    }
+}
+
+/// Record who asked (the authentication middleware calls this).
+pub(crate) fn note_access(req: &HttpRequest, access: &Access) {
+    with_note(req, |note| note.access = Some(access.clone()));
+}
+
+/// Record the patient a request concerned (a handler found it in the resource).
+pub(crate) fn note_patient(req: &HttpRequest, patient: Option<String>) {
+    if patient.is_some() {
+        with_note(req, |note| note.patient = patient);
+    }
+}
+
+/// Record the interaction when the route alone does not tell it (`batch` vs `transaction`).
+pub(crate) fn note_subtype(req: &HttpRequest, subtype: &'static str) {
+    with_note(req, |note| note.subtype = Some(subtype));
+}
+
+/// What the middleware keeps of the request while it is served.
+struct Asked {
+    method: Method,
+    path: String,
+    query: String,
+    address: Option<String>,
+    request_id: String,
+}
+
+/// Middleware: record every request to the FHIR API, once its status is known.
+pub(crate) async fn record(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let path = req.path();
+    let audited = (path == "/fhir" || path.starts_with("/fhir/"))
+        && path != "/fhir/metadata"
+        && !path.starts_with("/fhir/.well-known/");
+    let Some(auditor) = req.app_data::<web::Data<Auditor>>().cloned().filter(|_| audited) else {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    };
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let asked = Asked {
+        method: req.method().clone(),
+        path: req.path().to_owned(),
+        query: req.query_string().to_owned(),
+        address: req.peer_addr().map(|a| a.ip().to_string()),
+        request_id: request_id.clone(),
+    };
+    let slot = Slot::default();
+    req.extensions_mut().insert(slot.clone());
+    let result = next.call(req).await;
+    let note = slot.0.borrow().clone();
+    let (status, route) = match &result {
+        Ok(response) => {
+            let request = response.request();
+            let location = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let route = Route {
+                pattern: request.match_pattern(),
+                id: request.match_info().get("id").map(str::to_owned),
+                location,
+            };
+            (response.status().as_u16(), route)
+        }
+        Err(err) => (err.as_response_error().status_code().as_u16(), Route::default()),
+    };
+    // Refused before routing (401, 429, 431) or failed (timeout): read the route off the path.
+    // (A refused request has a pattern, which actix matches on demand, but no parameters.)
+    let routed = route.pattern.as_deref().is_some_and(|p| route.id.is_some() || !p.contains("{id}"));
+    let route = if routed { route } else { Route::of_path(&asked.path) };
+    let record = describe(&asked, route, note, status);
+    if auditor.log {
+        log(&record);
+    }
+    let row = AuditRow {
+        id: record.id.clone(),
+        recorded_ms: record.recorded_ms,
+        patient: record.patient.clone(),
+        agent: record.agent.who().map(str::to_owned),
+        client: record.agent.client_id.clone(),
+        entity: record.entity.clone(),
+        action: record.action.code(),
+        outcome: audit::outcome(status),
+        body: record.render(),
+    };
+    if auditor.queue.send(row).await.is_err() {
+        tracing::error!("the audit writer has stopped; a record was lost");
+    }
+    let mut response = result?.map_into_boxed_body();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
+    }
+    Ok(response)
+}
+
+/// Where the request was routed.
+#[derive(Default)]
+struct Route {
+    pattern: Option<String>,
+    id: Option<String>,
+    location: Option<String>,
+}
+
+impl Route {
+    /// The route of a request that never reached the router, read off its path as far as it
+    /// names a type this server serves.
+    fn of_path(path: &str) -> Route {
+        let segments: Vec<&str> = path.trim_start_matches("/fhir").split('/').filter(|s| !s.is_empty()).collect();
+        let known = |s: &str| domain::ResourceType::parse(s).is_some() || s == "AuditEvent";
+        match segments.as_slice() {
+            [] => Route { pattern: Some("/fhir".into()), ..Route::default() },
+            ["_history"] => Route { pattern: Some("/fhir/_history".into()), ..Route::default() },
+            [ty, rest @ ..] if known(ty) => {
+                let id =
+                    rest.first().filter(|s| !s.starts_with('_') && domain::id::is_valid(s)).map(|s| (*s).to_owned());
+                let tail: Vec<&str> = rest.iter().map(|s| if s.starts_with('_') { *s } else { "{}" }).collect();
+                let pattern = std::iter::once(format!("/fhir/{ty}"))
+                    .chain(tail.iter().map(|s| (*s).to_owned()))
+                    .collect::<Vec<_>>()
+                    .join("/");
+                Route { pattern: Some(pattern), id, location: None }
+            }
+            _ => Route::default(),
+        }
+    }
+}
+
+/// The audit record of a request that was answered with `status`.
+fn describe(asked: &Asked, route: Route, note: Note, status: u16) -> AuditRecord {
+    let (action, subtype, ty) = classify(&asked.method, route.pattern.as_deref());
+    let mut agent = Agent { address: asked.address.clone(), ..Agent::default() };
+    let mut patient = note.patient;
+    if let Some(principal) = note.access.as_ref().and_then(Access::principal) {
+        agent.fhir_user = principal.fhir_user.clone();
+        agent.subject = principal.subject.clone();
+        agent.issuer = principal.issuer.clone();
+        agent.client_id = principal.client_id.clone();
+        patient = patient.or_else(|| principal.policy.patient().map(str::to_owned));
+    }
+    let pairs = query_pairs(&asked.query);
+    if patient.is_none() {
+        patient = pairs.iter().find_map(|(k, v)| patient_parameter(k, v));
+    }
+    let mut names: Vec<String> = pairs.into_iter().map(|(k, _)| k).collect();
+    names.dedup();
+    let entity = match (ty, route.id, route.location) {
+        (Some(ty), Some(id), _) => Some(format!("{ty}/{id}")),
+        (Some(_), None, Some(location)) if action == Action::Create => created(&location),
+        (Some(ty), None, _) => Some(ty),
+        _ => None,
+    };
+    AuditRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        recorded_ms: domain::instant::from_system_time(std::time::SystemTime::now()),
+        action,
+        subtype: note.subtype.unwrap_or(subtype),
+        status,
+        agent,
+        entity,
+        parameters: if action == Action::Execute { names } else { Vec::new() },
+        patient,
+        request_id: Some(asked.request_id.clone()),
+    }
+}
+
+/// The action, restful-interaction code and resource type of a route.
+fn classify(method: &Method, pattern: Option<&str>) -> (Action, &'static str, Option<String>) {
+    let rest = pattern.and_then(|p| p.strip_prefix("/fhir")).unwrap_or_default();
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let by_method = || match *method {
+        Method::POST => (Action::Create, "create"),
+        Method::PUT => (Action::Update, "update"),
+        Method::PATCH => (Action::Update, "patch"),
+        Method::DELETE => (Action::Delete, "delete"),
+        _ => (Action::Read, "read"),
+    };
+    let (action, subtype) = match segments.as_slice() {
+        _ if pattern.is_none() => by_method(),
+        [] => (Action::Execute, "transaction"),
+        ["_history"] => (Action::Read, "history-system"),
+        [_] if *method == Method::GET => (Action::Execute, "search-type"),
+        [_, "_search"] => (Action::Execute, "search-type"),
+        [_, "_history"] => (Action::Read, "history-type"),
+        [_, _, "_history"] => (Action::Read, "history-instance"),
+        [_, _, "_history", _] => (Action::Read, "vread"),
+        _ => by_method(),
+    };
+    let ty = segments.first().filter(|s| **s != "_history").map(|s| (*s).to_owned());
+    (action, subtype, ty)
+}
+
+/// `Type/id` of a created resource, from its `Location` (`…/Type/id/_history/n`).
+fn created(location: &str) -> Option<String> {
+    let path = location.split("/_history/").next()?;
+    let mut parts = path.rsplit('/');
+    let id = parts.next()?;
+    let ty = parts.next()?;
+    Some(format!("{ty}/{id}"))
+}
+
+/// A Patient id named by a search parameter (`patient=123`, `subject=Patient/123`).
+fn patient_parameter(key: &str, value: &str) -> Option<String> {
+    let name = key.split(':').next().unwrap_or(key);
+    if !matches!(name, "patient" | "subject" | "for") {
+        return None;
+    }
+    let value = value.split(',').next()?;
+    match value.rsplit_once('/') {
+        Some((head, id)) if head.ends_with("Patient") => Some(id.to_owned()),
+        None if name == "patient" && domain::id::is_valid(value) => Some(value.to_owned()),
+        _ => None,
+    }
+}
+
+/// The record in the log: no body, name or identifier; the patient only as a hash.
+fn log(record: &AuditRecord) {
+    tracing::info!(
+        target: "careplan::audit",
+        audit_id = %record.id,
+        action = record.action.code(),
+        subtype = record.subtype,
+        status = record.status,
+        outcome = audit::outcome(record.status),
+        entity = record.entity.as_deref().unwrap_or(""),
+        client = record.agent.client_id.as_deref().unwrap_or(""),
+        patient_hash = %record.patient.as_deref().map(hash).unwrap_or_default(),
+        request_id = record.request_id.as_deref().unwrap_or(""),
+        "audit"
+    );
+}
+
+/// A stable, non-reversible-at-a-glance key for a patient id in logs (FNV-1a, 64 bits).
+fn hash(text: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_map_to_balp_actions_and_subtypes() {
+        let check = |method: Method, pattern: Option<&str>, action: Action, subtype: &str, ty: Option<&str>| {
+            let got = classify(&method, pattern);
+            assert_eq!((got.0, got.1, got.2.as_deref()), (action, subtype, ty), "{method} {pattern:?}");
+        };
+        check(Method::GET, Some("/fhir/Task/{id}"), Action::Read, "read", Some("Task"));
+        check(Method::GET, Some("/fhir/Task/{id}/_history/{vid}"), Action::Read, "vread", Some("Task"));
+        check(Method::GET, Some("/fhir/Task/{id}/_history"), Action::Read, "history-instance", Some("Task"));
+        check(Method::GET, Some("/fhir/Task/_history"), Action::Read, "history-type", Some("Task"));
+        check(Method::GET, Some("/fhir/_history"), Action::Read, "history-system", None);
+        check(Method::GET, Some("/fhir/Task"), Action::Execute, "search-type", Some("Task"));
+        check(Method::POST, Some("/fhir/Task/_search"), Action::Execute, "search-type", Some("Task"));
+        check(Method::POST, Some("/fhir/Task"), Action::Create, "create", Some("Task"));
+        check(Method::PUT, Some("/fhir/Task/{id}"), Action::Update, "update", Some("Task"));
+        check(Method::PATCH, Some("/fhir/Task/{id}"), Action::Update, "patch", Some("Task"));
+        check(Method::DELETE, Some("/fhir/Task"), Action::Delete, "delete", Some("Task"));
+        check(Method::POST, Some("/fhir"), Action::Execute, "transaction", None);
+        check(Method::GET, None, Action::Read, "read", None);
+    }
+
+    #[test]
+    fn patients_are_read_from_search_parameters_and_locations_name_created_resources() {
+        assert_eq!(patient_parameter("patient", "p1").as_deref(), Some("p1"));
+        assert_eq!(patient_parameter("patient", "Patient/p1").as_deref(), Some("p1"));
+        assert_eq!(patient_parameter("subject:Patient", "Patient/p2,Patient/p3").as_deref(), Some("p2"));
+        assert_eq!(patient_parameter("subject", "Group/g"), None);
+        assert_eq!(patient_parameter("status", "Patient/p1"), None);
+        assert_eq!(created("http://h/fhir/Task/t1/_history/1").as_deref(), Some("Task/t1"));
+    }
+}

@@ -1,0 +1,2369 @@
+//! `GET /openapi.json`: the OpenAPI 3.0 description of the HTTP surface, generated from the same
+//! tables as the CapabilityStatement (`ResourceType::ALL`, `search::params::for_type`, the include
+//! lists) and from `ApiError`'s status table, so it cannot drift from what the server answers.
+//! `careplan openapi` prints it as YAML; `openapi/openapi.yaml` is that output, checked in and
+//! kept equal by a test.
+//!
+//! Each operation is a few builder calls in `operations` or `type_operations`, in route-table
+//! order: a new interaction is one more entry there and one line in `routes.rs`. Every status an
+//! operation lists is one its handler, extractors or middleware really answer.
+
+use std::sync::LazyLock;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use base64::Engine as _;
+use domain::search::{params, ParamType, SearchParam};
+use domain::ResourceType;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{json, Map, Value};
+
+use crate::capabilities;
+use crate::error::ApiError;
+use crate::responder;
+
+/// The version of the OpenAPI Specification the document follows: 3.0 rather than 3.1 because
+/// most client generators still read only 3.0.
+const OPENAPI: &str = "3.0.3";
+/// The media type of every FHIR body this server sends.
+const FHIR_JSON: &str = "application/fhir+json";
+/// Media types a FHIR request body may be sent as (the server also takes the legacy
+/// `application/json+fhir` and `text/json`, left out here).
+const REQUEST_TYPES: [&str; 2] = ["application/fhir+json", "application/json"];
+/// The FHIR `id` datatype, as `domain::id::is_valid` checks it.
+const ID_PATTERN: &str = r"^[A-Za-z0-9\-\.]{1,64}$";
+/// The id, time and base URL the examples use.
+const EXAMPLE_ID: &str = "example";
+const EXAMPLE_INSTANT: &str = "2026-11-24T10:00:00.000Z";
+const EXAMPLE_HTTP_DATE: &str = "Tue, 24 Nov 2026 10:00:00 GMT";
+const EXAMPLE_BASE: &str = "http://127.0.0.1:8080/fhir";
+
+/// Tags beside one per resource type.
+const SYSTEM: &str = "System";
+const OPERATIONS: &str = "Operations";
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for operation in operations() {
+        let (path, method) = (operation.path.clone(), operation.method.key());
+        paths.entry(path).or_insert_with(|| json!({}))[method] = operation.render();
+    }
+    json!({
+        "openapi": OPENAPI,
+        "info": {
+            "title": "careplan: FHIR R4 shared care plans",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": DESCRIPTION,
+            "license": { "name": "Apache-2.0", "url": "https://www.apache.org/licenses/LICENSE-2.0" },
+        },
+        "externalDocs": { "description": "FHIR R4 RESTful API", "url": "http://hl7.org/fhir/R4/http.html" },
+        "servers": [{ "url": "/", "description": "This server (the FHIR base is /fhir)" }],
+        "tags": tags(),
+        "paths": paths,
+        "components": components(),
+    })
+}
+
+/// The document as JSON text, keys in reading order (what `GET /openapi.json` serves).
+pub fn to_json() -> String {
+    serde_json::to_string(&Ordered(&document(), Order::Document)).unwrap_or_default()
+}
+
+/// The document as YAML, keys in reading order (what `careplan openapi` prints and
+/// `openapi/openapi.yaml` holds).
+pub fn to_yaml() -> anyhow::Result<String> {
+    Ok(quote_timestamps(&serde_norway::to_string(&Ordered(&document(), Order::Document))?))
+}
+
+/// The handler for `GET /openapi.json`; the document is built once.
+pub(crate) async fn serve() -> HttpResponse {
+    static JSON: LazyLock<String> = LazyLock::new(to_json);
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(JSON.as_str())
+}
+
+const DESCRIPTION: &str = "\
+A FHIR R4 (4.0.1) server for **CarePlan, CareTeam and Task**: create, read, vread, update \
+(and update-as-create), patch, logical delete, history and search, their conditional forms, and \
+transaction and batch Bundles, in JSON.
+
+- Every error is an `OperationOutcome` naming the element or parameter at fault.
+- A method a path does not list is answered with 405; a path no operation lists with 404.
+- Any request that touches the database may be answered with 503 when the database is \
+unreachable or the request outlives the server's time limit.
+- `Accept: application/json` and `_format=json` are accepted; responses are always \
+`application/fhir+json`. XML is not spoken (406).
+- Writes follow the care-coordination rules: the Task workflow (422, and 403 for the acting \
+practitioner's role), plan and team consistency (422 when the deployment enforces it) and \
+dependants that block deleting a plan or team (409). Each operation lists the ones that apply.
+- Search parameters are listed per type; modifiers (`name:modifier`), chains (`ref.param`), \
+reverse chains (`_has:Type:ref:param`) and `:iterate` are understood but not listed one by one.
+- Authentication is not enforced yet: the `smart` security scheme describes the bearer tokens \
+that will be required.";
+
+fn tags() -> Vec<Value> {
+    let mut tags: Vec<Value> = ResourceType::ALL
+        .into_iter()
+        .map(|ty| {
+            json!({
+                "name": ty.as_str(),
+                "description": type_description(ty),
+                "externalDocs": { "url": format!("http://hl7.org/fhir/R4/{}.html", ty.as_str().to_lowercase()) },
+            })
+        })
+        .collect();
+    tags.push(json!({
+        "name": SYSTEM,
+        "description": "The CapabilityStatement, transaction and batch Bundles, and whole-system history",
+    }));
+    tags.push(json!({ "name": OPERATIONS, "description": "Health probes and this description" }));
+    tags
+}
+
+/// The FHIR short definition of a type.
+fn type_description(ty: ResourceType) -> &'static str {
+    match ty {
+        ResourceType::CarePlan => "Healthcare plan for patient or group",
+        ResourceType::CareTeam => {
+            "Planned participants in the coordination and delivery of care for a patient or group"
+        }
+        ResourceType::Task => "A task to be performed",
+        ResourceType::Provenance => "Who, What, When for a set of resources",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operations: the route table, as OpenAPI sees it.
+
+/// Every documented operation, in route-table order.
+fn operations() -> Vec<Operation> {
+    use StatusCode as S;
+    let mut all = vec![
+        bundle_operation("/fhir", "transaction", TRANSACTION.to_owned()),
+        bundle_operation(
+            "/fhir/",
+            "transactionTrailingSlash",
+            format!(
+                "The same interaction as `POST /fhir`, for clients that write the base with a slash.\n\n{TRANSACTION}"
+            ),
+        ),
+        Operation::new(Method::Get, "/fhir/metadata", "capabilities")
+            .about(SYSTEM, "The CapabilityStatement")
+            .description("What this server supports, derived from the same tables as this document.")
+            .fhir()
+            .answers(S::OK, fhir_response("The CapabilityStatement", schema_ref("CapabilityStatement"), None)),
+        Operation::new(Method::Get, "/fhir/_history", "historySystem")
+            .about(SYSTEM, "History of every resource")
+            .description(HISTORY)
+            .fhir()
+            .params(history_params())
+            .answers(S::OK, bundle_response("A history Bundle, newest first", history_example()))
+            .fails(&[S::BAD_REQUEST])
+            .stored(),
+    ];
+    for ty in ResourceType::ALL {
+        all.extend(type_operations(ty));
+    }
+    all.extend([
+        Operation::new(Method::Get, "/livez", "livez")
+            .about(OPERATIONS, "Liveness")
+            .description("Answers while the process serves requests.")
+            .answers(S::OK, plain_json("The process is alive", schema_ref("Liveness"))),
+        Operation::new(Method::Get, "/readyz", "readyz")
+            .about(OPERATIONS, "Readiness")
+            .description("Ready when the database answers and every migration is applied.")
+            .answers(S::OK, plain_json("Ready", schema_ref("Readiness")))
+            .answers(S::SERVICE_UNAVAILABLE, plain_json("Not ready", schema_ref("Readiness"))),
+        Operation::new(Method::Get, "/openapi.json", "openapi")
+            .about(OPERATIONS, "This OpenAPI description")
+            .description("The document Swagger UI at /docs renders.")
+            .answers(S::OK, plain_json("The OpenAPI document", json!({ "type": "object" }))),
+    ]);
+    all
+}
+
+/// The interactions of one resource type, in route-table order.
+fn type_operations(ty: ResourceType) -> Vec<Operation> {
+    use StatusCode as S;
+    let tag = ty.as_str();
+    let base = format!("/fhir/{ty}");
+    let instance = format!("{base}/{{id}}");
+    let search = search_params(ty);
+    let (store_rules, delete_rules) = (rule_statuses(ty, Write::Store), rule_statuses(ty, Write::Delete));
+    let patch_rules = rule_statuses(ty, Write::Patch);
+    vec![
+        Operation::new(Method::Post, &base, format!("create{ty}"))
+            .about(tag, format!("Create a {ty}"))
+            .description(format!(
+                "The server assigns the id (an id in the body is ignored). {CONDITIONAL_CREATE} {} {}{WRITE}",
+                checked_by(ty),
+                rules_note(ty, Write::Store),
+            ))
+            .fhir()
+            .params([component_param("If-None-Exist"), component_param("Prefer-return")])
+            .params(actor_param(ty))
+            .body(resource_body(ty, None))
+            .answers(S::CREATED, written(ty, "Created"))
+            .answers(
+                S::OK,
+                written(ty, "`If-None-Exist` matched one resource: nothing was written, that resource is the answer"),
+            )
+            .fails(&[S::BAD_REQUEST, S::PRECONDITION_FAILED, S::PAYLOAD_TOO_LARGE, S::UNSUPPORTED_MEDIA_TYPE])
+            .fails(&store_rules)
+            .stored(),
+        Operation::new(Method::Get, &base, format!("search{ty}"))
+            .about(tag, format!("Search {ty}s"))
+            .description(SEARCH)
+            .fhir()
+            .param(component_param("Prefer-handling"))
+            .params(search.iter().map(QueryParam::parameter))
+            .answers(S::OK, bundle_response("A searchset Bundle: matches, then includes", search_example(ty)))
+            .fails(&[S::BAD_REQUEST])
+            .stored(),
+        Operation::new(Method::Put, &base, format!("conditionalUpdate{ty}"))
+            .about(tag, format!("Update the {ty} the criteria match (conditional update)"))
+            .description(format!(
+                "{} No match: the body is created, under its id if it carries one (201). One match: that {ty} \
+                 is updated (200); an id in the body must be the match's (400). Several matches: 412. With \
+                 `If-Match`, the write happens only if that is still the current version. {} {}{WRITE}",
+                criteria_note(ty),
+                checked_by(ty),
+                rules_note(ty, Write::Store),
+            ))
+            .fhir()
+            .params(criteria_params(ty))
+            .params([component_param("If-Match"), component_param("Prefer-return")])
+            .params(actor_param(ty))
+            .body(conditional_body(ty))
+            .answers(S::OK, written(ty, "The match, updated"))
+            .answers(S::CREATED, written(ty, "Nothing matched: created"))
+            .fails(&[
+                S::BAD_REQUEST,
+                S::METHOD_NOT_ALLOWED,
+                S::PRECONDITION_FAILED,
+                S::PAYLOAD_TOO_LARGE,
+                S::UNSUPPORTED_MEDIA_TYPE,
+            ])
+            .fails(&store_rules)
+            .stored(),
+        Operation::new(Method::Patch, &base, format!("conditionalPatch{ty}"))
+            .about(tag, format!("Patch the {ty} the criteria match (conditional patch)"))
+            .description(format!(
+                "{} No match: 404; several: 412. {PATCH} {}{WRITE}",
+                criteria_note(ty),
+                rules_note(ty, Write::Patch),
+            ))
+            .fhir()
+            .params(criteria_params(ty))
+            .params([component_param("If-Match"), component_param("Prefer-return")])
+            .params(actor_param(ty))
+            .body(patch_body(ty))
+            .answers(S::OK, written(ty, "The match, patched"))
+            .fails(&[
+                S::BAD_REQUEST,
+                S::NOT_FOUND,
+                S::METHOD_NOT_ALLOWED,
+                S::PRECONDITION_FAILED,
+                S::PAYLOAD_TOO_LARGE,
+                S::UNSUPPORTED_MEDIA_TYPE,
+            ])
+            .fails(&patch_rules)
+            .stored(),
+        Operation::new(Method::Delete, &base, format!("conditionalDelete{ty}"))
+            .about(tag, format!("Delete the {ty} the criteria match (conditional delete)"))
+            .description(format!(
+                "{} Logical delete of the one match; nothing matched is a success that deletes nothing \
+                 (204, without version headers). Several matches: 412, unless the deployment sets \
+                 `CAREPLAN_MULTIPLE_DELETE`, in which case every match is deleted. {}",
+                criteria_note(ty),
+                rules_note(ty, Write::Delete),
+            ))
+            .fhir()
+            .params(criteria_params(ty))
+            .params(cascade_param(ty))
+            .params([component_param("If-Match"), component_param("Prefer-return")])
+            .params(actor_param(ty))
+            .answers(S::OK, deleted_outcome(ty, false))
+            .answers(
+                S::NO_CONTENT,
+                json!({ "description": "Deleted, or nothing matched", "headers": deletion_headers(false) }),
+            )
+            .fails(&[S::BAD_REQUEST, S::METHOD_NOT_ALLOWED, S::PRECONDITION_FAILED])
+            .fails(&delete_rules)
+            .stored(),
+        Operation::new(Method::Post, format!("{base}/_search"), format!("search{ty}Post"))
+            .about(tag, format!("Search {ty}s (form)"))
+            .description(format!("{SEARCH}\n\nThe parameters come as a form body (and any in the query string)."))
+            .fhir()
+            .param(component_param("Prefer-handling"))
+            .body(form_body(ty, &search))
+            .answers(S::OK, bundle_response("A searchset Bundle: matches, then includes", search_example(ty)))
+            .fails(&[S::BAD_REQUEST, S::PAYLOAD_TOO_LARGE, S::UNSUPPORTED_MEDIA_TYPE])
+            .stored(),
+        Operation::new(Method::Get, format!("{base}/_history"), format!("history{ty}"))
+            .about(tag, format!("History of every {ty}"))
+            .description(HISTORY)
+            .fhir()
+            .params(history_params())
+            .answers(S::OK, bundle_response("A history Bundle, newest first", history_example()))
+            .fails(&[S::BAD_REQUEST])
+            .stored(),
+        Operation::new(Method::Get, &instance, format!("read{ty}"))
+            .about(tag, format!("Read a {ty}"))
+            .description(
+                "The current version. 304 when `If-None-Match` names it or nothing changed since `If-Modified-Since`.",
+            )
+            .fhir()
+            .params([component_param("id"), component_param("If-None-Match"), component_param("If-Modified-Since")])
+            .answers(S::OK, resource_response(ty, "The current version"))
+            .answers(S::NOT_MODIFIED, json!({ "description": "Not modified", "headers": version_headers(false) }))
+            .fails(&[S::NOT_FOUND, S::GONE])
+            .stored(),
+        Operation::new(Method::Put, &instance, format!("update{ty}"))
+            .about(tag, format!("Update a {ty}"))
+            .description(format!(
+                "Update, or create with the client's id (update-as-create). The body must carry the id of \
+                 the URL. With `If-Match`, the write happens only if that is still the current version. {} {}{WRITE}",
+                checked_by(ty),
+                rules_note(ty, Write::Store),
+            ))
+            .fhir()
+            .params([component_param("id"), component_param("If-Match"), component_param("Prefer-return")])
+            .params(actor_param(ty))
+            .body(resource_body(ty, Some(EXAMPLE_ID)))
+            .answers(S::OK, written(ty, "Updated"))
+            .answers(S::CREATED, written(ty, "Created with the client's id"))
+            .fails(&[S::BAD_REQUEST, S::PRECONDITION_FAILED, S::PAYLOAD_TOO_LARGE, S::UNSUPPORTED_MEDIA_TYPE])
+            .fails(&store_rules)
+            .stored(),
+        Operation::new(Method::Patch, &instance, format!("patch{ty}"))
+            .about(tag, format!("Patch a {ty}"))
+            .description(format!(
+                "{PATCH} With `If-Match`, the patch applies only if that is still the current version. {}{WRITE}",
+                rules_note(ty, Write::Patch),
+            ))
+            .fhir()
+            .params([component_param("id"), component_param("If-Match"), component_param("Prefer-return")])
+            .params(actor_param(ty))
+            .body(patch_body(ty))
+            .answers(S::OK, written(ty, "Patched"))
+            .fails(&[
+                S::BAD_REQUEST,
+                S::NOT_FOUND,
+                S::GONE,
+                S::PRECONDITION_FAILED,
+                S::PAYLOAD_TOO_LARGE,
+                S::UNSUPPORTED_MEDIA_TYPE,
+            ])
+            .fails(&patch_rules)
+            .stored(),
+        Operation::new(Method::Delete, &instance, format!("delete{ty}"))
+            .about(tag, format!("Delete a {ty}"))
+            .description(format!(
+                "Logical delete: history keeps every version and a read answers 410. Deleting a deleted \
+                 resource changes nothing. With `If-Match`, only if that is still the current version. {}",
+                rules_note(ty, Write::Delete),
+            ))
+            .fhir()
+            .params([component_param("id")])
+            .params(cascade_param(ty))
+            .params([component_param("If-Match"), component_param("Prefer-return")])
+            .params(actor_param(ty))
+            .answers(S::OK, deleted_outcome(ty, true))
+            .answers(S::NO_CONTENT, json!({ "description": "Deleted", "headers": deletion_headers(true) }))
+            .fails(&[S::BAD_REQUEST, S::NOT_FOUND, S::PRECONDITION_FAILED])
+            .fails(&delete_rules)
+            .stored(),
+        Operation::new(Method::Get, format!("{instance}/_history"), format!("history{ty}Instance"))
+            .about(tag, format!("History of a {ty}"))
+            .description(HISTORY)
+            .fhir()
+            .param(component_param("id"))
+            .params(history_params())
+            .answers(S::OK, bundle_response("A history Bundle, newest first", history_example()))
+            .fails(&[S::BAD_REQUEST, S::NOT_FOUND])
+            .stored(),
+        Operation::new(Method::Get, format!("{instance}/_history/{{vid}}"), format!("vread{ty}"))
+            .about(tag, format!("Read one version of a {ty}"))
+            .description("410 when that version is a deletion.")
+            .fhir()
+            .params([component_param("id"), component_param("vid")])
+            .answers(S::OK, resource_response(ty, "That version"))
+            .fails(&[S::NOT_FOUND, S::GONE])
+            .stored(),
+    ]
+}
+
+/// `POST [base]` (and `[base]/`): a transaction or batch Bundle.
+fn bundle_operation(path: &str, operation_id: &str, description: String) -> Operation {
+    use StatusCode as S;
+    Operation::new(Method::Post, path, operation_id)
+        .about(SYSTEM, "Transaction or batch Bundle")
+        .description(description)
+        .fhir()
+        .params([component_param("Prefer-return"), component_param("X-Careplan-Actor")])
+        .body(transaction_body())
+        .answers(S::OK, transaction_response())
+        .fails(&[
+            S::BAD_REQUEST,
+            S::FORBIDDEN,
+            S::NOT_FOUND,
+            S::CONFLICT,
+            S::GONE,
+            S::PRECONDITION_FAILED,
+            S::PAYLOAD_TOO_LARGE,
+            S::UNSUPPORTED_MEDIA_TYPE,
+            S::UNPROCESSABLE_ENTITY,
+        ])
+        .stored()
+}
+
+const TRANSACTION: &str = "A `transaction` Bundle is all or nothing: its entries are carried out in one database \
+transaction, in the order FHIR prescribes (DELETE, POST, PUT and PATCH, then GET). `urn:uuid:` and `urn:oid:` \
+fullUrls, and conditional references such as `CareTeam?identifier=system|value`, are rewritten to the resources \
+they land on, in every entry. `request.ifNoneExist`, `ifMatch`, `ifNoneMatch` and `ifModifiedSince` are honoured; \
+conditional entries are decided inside the transaction, under a lock on their criteria. **A failing entry fails \
+the whole Bundle**: nothing is written, and the answer has that entry's status (400, 403, 404, 409, 410, 412 or \
+422) and an OperationOutcome naming `Bundle.entry[i]`.\n\n\
+A `batch` Bundle carries out each entry on its own: the answer is 200, with each entry's status in \
+`response.status` and a failed entry's OperationOutcome in `response.outcome`.\n\n\
+A PATCH entry carries a `Parameters` resource (FHIRPath Patch) or a `Binary` whose `contentType` is \
+`application/json-patch+json` and whose `data` is the JSON Patch in base64. A GET entry reads, vreads or searches \
+(`Task?status=requested`). Every write follows the same rules as on its own (the Task workflow, consistency, \
+dependants). A Bundle holds at most `CAREPLAN_MAX_BUNDLE_ENTRIES` entries (default 1000; more: 400 \
+`too-costly`); elements Bundle does not define are refused (400). `Prefer: return=minimal` and \
+`return=OperationOutcome` leave the resources out of the response entries; the latter adds an OperationOutcome to \
+delete entries. Consistency warnings (`CAREPLAN_REFERENCE_RULES=warn`) come in `response.outcome`.";
+
+const CONDITIONAL_CREATE: &str = "With `If-None-Exist`, a conditional create: when one resource matches those \
+criteria it is the answer (200) and nothing is written; when several do, 412.";
+
+const PATCH: &str = "The body is a JSON Patch (RFC 6902, `application/json-patch+json`) or a FHIRPath Patch \
+`Parameters` resource (`application/fhir+json`). A patch document that is malformed, or that would change `id`, \
+`resourceType` or `meta.versionId`/`meta.lastUpdated`, is refused with 400, as is a patch whose result is not a \
+valid resource; a well-formed patch that does not apply to this resource (a path that matches nothing, a failed \
+`test`) with 422.";
+
+const WRITE: &str = "`Prefer: return=minimal` answers with no body, `return=OperationOutcome` with an \
+OperationOutcome; the default is the stored resource.";
+
+const HISTORY: &str = "Newest first, paged with `_count` and the `next` link (`_cursor`).";
+
+const SEARCH: &str = "Parameters combine with AND; comma-separated values of one parameter with OR. \
+Unknown parameters are ignored and named in an OperationOutcome entry of the Bundle, or refused \
+with 400 under `Prefer: handling=strict`. Paging follows the `next` link (`_cursor`).";
+
+/// What a write does, as far as the care-coordination rules are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// Create or update (PUT, POST).
+    Store,
+    /// PATCH: an update whose patch may also not apply (422).
+    Patch,
+    Delete,
+}
+
+/// The statuses the care-coordination rules (`coordination.rs`) can answer a write of `ty` with.
+fn rule_statuses(ty: ResourceType, write: Write) -> Vec<StatusCode> {
+    use StatusCode as S;
+    match (ty, write) {
+        // The Task workflow: 422 for a change no one may make, 403 for one the actor may not.
+        (ResourceType::Task, Write::Store | Write::Patch) => vec![S::FORBIDDEN, S::UNPROCESSABLE_ENTITY],
+        // Plan consistency, when enforced; and any patch that does not apply.
+        (ResourceType::CarePlan, Write::Store) | (_, Write::Patch) => vec![S::UNPROCESSABLE_ENTITY],
+        // Open Tasks depend on plans and teams.
+        (ResourceType::CarePlan | ResourceType::CareTeam, Write::Delete) => vec![S::CONFLICT],
+        _ => Vec::new(),
+    }
+}
+
+/// The rules behind `rule_statuses`, in words (ends with a space when not empty).
+fn rules_note(ty: ResourceType, write: Write) -> String {
+    let note = match (ty, write) {
+        (ResourceType::Task, Write::Store | Write::Patch) => {
+            "The Task workflow applies: a status change outside the R4 Task state machine, a change to              rejected, cancelled, on-hold or failed without `statusReason`, or a change of `for`, `requester`,              `basedOn` or `partOf` is refused with 422 (business-rule). When the deployment names the acting              practitioner (`X-Careplan-Actor`), a change that practitioner's role may not make (only the              requester creates or cancels; only the owner moves the Task forward) is refused with 403. When the              deployment enforces consistency (`CAREPLAN_REFERENCE_RULES=enforce`), a new `basedOn` CarePlan or              `partOf` Task that is not held here or concerns another patient is refused with 422; by default it              is stored."
+        }
+        (ResourceType::CarePlan, Write::Store | Write::Patch) => {
+            "When the deployment enforces consistency (`CAREPLAN_REFERENCE_RULES=enforce`), a new `careTeam`,              `partOf`, `basedOn` or `replaces` reference to a team or plan that is not held here or concerns              another patient is refused with 422; by default it is stored."
+        }
+        (ResourceType::CarePlan, Write::Delete) => {
+            "Open Tasks based on this CarePlan block the delete (409, listing them) unless `_cascade=delete`              deletes them too, in the same transaction (not checked with `CAREPLAN_REFERENCE_RULES=off`)."
+        }
+        (ResourceType::CareTeam, Write::Delete) => {
+            "Open Tasks owned by this CareTeam, or based on a CarePlan of this team, block the delete (409,              listing them) unless `_cascade=delete` deletes them too, in the same transaction (not checked with              `CAREPLAN_REFERENCE_RULES=off`)."
+        }
+        _ => "",
+    };
+    if note.is_empty() {
+        String::new()
+    } else {
+        format!("{note} ")
+    }
+}
+
+/// How the criteria of a conditional interaction are given.
+fn criteria_note(ty: ResourceType) -> String {
+    format!(
+        "The criteria are {ty} search parameters in the query string, as in a search; **at least one is          required** (without criteria the answer is 405; `_format` and `_pretty` are not criteria). They are          read strictly: a parameter {ty} does not have is refused (400), never ignored."
+    )
+}
+
+fn checked_by(ty: ResourceType) -> String {
+    format!(
+        "The body is checked against the FHIR R4 {ty} structure and codes; an element the server does not \
+         know is refused (400), never dropped."
+    )
+}
+
+/// An HTTP method of a documented operation.
+#[derive(Debug, Clone, Copy)]
+enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    /// The key of the operation in its Path Item Object.
+    fn key(self) -> &'static str {
+        match self {
+            Method::Get => "get",
+            Method::Post => "post",
+            Method::Put => "put",
+            Method::Patch => "patch",
+            Method::Delete => "delete",
+        }
+    }
+}
+
+/// One operation of the route table, built up call by call.
+struct Operation {
+    method: Method,
+    path: String,
+    object: Map<String, Value>,
+    parameters: Vec<Value>,
+    responses: Map<String, Value>,
+}
+
+impl Operation {
+    fn new(method: Method, path: impl Into<String>, operation_id: impl Into<String>) -> Self {
+        let mut object = Map::new();
+        object.insert("operationId".into(), Value::String(operation_id.into()));
+        Self { method, path: path.into(), object, parameters: Vec::new(), responses: Map::new() }
+    }
+
+    /// The group it is listed under and what it does, in a few words.
+    fn about(mut self, tag: &str, summary: impl Into<String>) -> Self {
+        self.object.insert("tags".into(), json!([tag]));
+        self.object.insert("summary".into(), Value::String(summary.into()));
+        self
+    }
+
+    fn description(mut self, text: impl Into<String>) -> Self {
+        self.object.insert("description".into(), Value::String(text.into()));
+        self
+    }
+
+    fn param(mut self, parameter: Value) -> Self {
+        self.parameters.push(parameter);
+        self
+    }
+
+    fn params(mut self, parameters: impl IntoIterator<Item = Value>) -> Self {
+        self.parameters.extend(parameters);
+        self
+    }
+
+    fn body(mut self, body: Value) -> Self {
+        self.object.insert("requestBody".into(), body);
+        self
+    }
+
+    fn answers(mut self, status: StatusCode, response: Value) -> Self {
+        self.responses.insert(status.as_str().to_owned(), response);
+        self
+    }
+
+    /// Error answers, each a shared response of `components/responses`.
+    fn fails(mut self, statuses: &[StatusCode]) -> Self {
+        for status in statuses {
+            self.responses.insert(status.as_str().to_owned(), component_ref("responses", &error_name(*status)));
+        }
+        self
+    }
+
+    /// A FHIR interaction: `_format` and `_pretty`, and 406 for a format the server does not speak.
+    fn fhir(self) -> Self {
+        self.params([component_param("_format"), component_param("_pretty")]).fails(&[StatusCode::NOT_ACCEPTABLE])
+    }
+
+    /// Reaches the database: 500 when it fails, 503 when it is unreachable or the request outlives
+    /// the time limit.
+    fn stored(self) -> Self {
+        self.fails(&[StatusCode::INTERNAL_SERVER_ERROR, StatusCode::SERVICE_UNAVAILABLE])
+    }
+
+    fn render(mut self) -> Value {
+        if !self.parameters.is_empty() {
+            self.object.insert("parameters".into(), Value::Array(self.parameters));
+        }
+        self.object.insert("responses".into(), Value::Object(self.responses));
+        Value::Object(self.object)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parameters.
+
+/// A query parameter: a Parameter Object of a GET, or a property of the form body of
+/// `POST [type]/_search`.
+struct QueryParam {
+    name: String,
+    description: String,
+    schema: Value,
+}
+
+impl QueryParam {
+    fn new(name: impl Into<String>, description: impl Into<String>, schema: Value) -> Self {
+        Self { name: name.into(), description: description.into(), schema }
+    }
+
+    fn parameter(&self) -> Value {
+        json!({ "name": self.name, "in": "query", "description": self.description, "schema": self.schema })
+    }
+
+    fn property(&self) -> Value {
+        let mut property = self.schema.clone();
+        property["description"] = Value::String(self.description.clone());
+        property
+    }
+}
+
+/// The parameters shared by many operations, kept once under `components/parameters`.
+fn shared_params() -> Vec<(&'static str, Value)> {
+    let mut shared: Vec<(&'static str, Value)> = vec![
+        (
+            "id",
+            json!({
+                "name": "id", "in": "path", "required": true,
+                "description": "Logical id: 1 to 64 of A-Z, a-z, 0-9, '-' and '.'",
+                "schema": { "type": "string", "pattern": ID_PATTERN },
+                "example": EXAMPLE_ID,
+            }),
+        ),
+        (
+            "vid",
+            json!({
+                "name": "vid", "in": "path", "required": true,
+                "description": "Version id, as in `meta.versionId` and the ETag",
+                "schema": { "type": "integer", "minimum": 1 },
+                "example": 1,
+            }),
+        ),
+        (
+            "If-Match",
+            header_param(
+                "If-Match",
+                "Write only if this is the current version (`W/\"n\"`, `\"n\"` or `n`); 412 otherwise, 400 if malformed",
+                "W/\"1\"",
+                json!({ "type": "string" }),
+            ),
+        ),
+        (
+            "If-None-Match",
+            header_param(
+                "If-None-Match",
+                "304 if this (or `*`) names the current version",
+                "W/\"1\"",
+                json!({ "type": "string" }),
+            ),
+        ),
+        (
+            "If-Modified-Since",
+            header_param(
+                "If-Modified-Since",
+                "304 if the resource has not changed since (ignored with If-None-Match)",
+                EXAMPLE_HTTP_DATE,
+                json!({ "type": "string" }),
+            ),
+        ),
+        (
+            "If-None-Exist",
+            header_param(
+                "If-None-Exist",
+                "Conditional create: search criteria (a query string without `?`, at least one search parameter of \
+                 the type, read strictly). One match: it is the answer (200) and nothing is written; several: 412; \
+                 none: the body is created",
+                "identifier=http://ehr.example/task|T-1",
+                json!({ "type": "string" }),
+            ),
+        ),
+        (
+            "X-Careplan-Actor",
+            header_param(
+                "X-Careplan-Actor",
+                "Development only, and only when the deployment names this header in `CAREPLAN_ACTOR_HEADER` \
+                 (otherwise it is ignored): the acting practitioner (`Practitioner/[id]`) for the Task role rules \
+                 (403) and as the agent of the Provenance recorded for the change. Until SMART tokens carry \
+                 `fhirUser`; trusted gateways only",
+                "Practitioner/example",
+                json!({ "type": "string" }),
+            ),
+        ),
+        (
+            "Prefer-return",
+            header_param(
+                "Prefer",
+                "What a write answers with: the resource (default), nothing, or an OperationOutcome",
+                "return=representation",
+                json!({ "type": "string", "enum": ["return=representation", "return=minimal", "return=OperationOutcome"] }),
+            ),
+        ),
+        (
+            "Prefer-handling",
+            header_param(
+                "Prefer",
+                "`handling=strict` refuses unknown search parameters (400); the default is lenient",
+                "handling=strict",
+                json!({ "type": "string", "enum": ["handling=lenient", "handling=strict"] }),
+            ),
+        ),
+    ];
+    shared.extend(result_params().into_iter().map(|(key, p)| (key, p.parameter())));
+    shared
+}
+
+fn header_param(name: &str, description: &str, example: &str, schema: Value) -> Value {
+    json!({ "name": name, "in": "header", "description": description, "schema": schema, "example": example })
+}
+
+/// Result and rendering parameters common to every type (http://hl7.org/fhir/R4/search.html#Summary).
+fn result_params() -> Vec<(&'static str, QueryParam)> {
+    vec![
+        (
+            "_format",
+            QueryParam::new(
+                "_format",
+                "Response format; anything but JSON is refused with 406. Overrides Accept.",
+                json!({ "type": "string", "enum": ["json", "application/json", "application/fhir+json"] }),
+            ),
+        ),
+        ("_pretty", QueryParam::new("_pretty", "Indent the JSON", json!({ "type": "boolean" }))),
+        (
+            "_count",
+            QueryParam::new(
+                "_count",
+                "Page size (the server's default and cap apply; 0 answers only the total)",
+                json!({ "type": "integer", "minimum": 0 }),
+            ),
+        ),
+        (
+            "_since",
+            QueryParam::new(
+                "_since",
+                "Only versions written after this instant",
+                json!({ "type": "string", "example": "2026-01-01T00:00:00Z" }),
+            ),
+        ),
+        (
+            "_cursor",
+            QueryParam::new(
+                "_cursor",
+                "Opaque paging position: follow the Bundle's `next` link rather than building it",
+                json!({ "type": "string" }),
+            ),
+        ),
+        (
+            "_total",
+            QueryParam::new(
+                "_total",
+                "Whether Bundle.total is given (default accurate)",
+                json!({ "type": "string", "enum": ["none", "estimate", "accurate"] }),
+            ),
+        ),
+        (
+            "_summary",
+            QueryParam::new(
+                "_summary",
+                "Return only the summary elements (`true`), no text (`data`), only text (`text`) or only the count",
+                json!({ "type": "string", "enum": ["true", "false", "count", "data", "text"] }),
+            ),
+        ),
+        (
+            "_elements",
+            QueryParam::new(
+                "_elements",
+                "Comma-separated top-level elements to return (the resources are tagged SUBSETTED)",
+                json!({ "type": "string" }),
+            ),
+        ),
+    ]
+}
+
+fn component_param(name: &str) -> Value {
+    component_ref("parameters", name)
+}
+
+fn history_params() -> Vec<Value> {
+    ["_count", "_since", "_cursor"].into_iter().map(component_param).collect()
+}
+
+/// Every search parameter of `ty` (from its table) and the result parameters, in the order the
+/// GET lists them and the form body holds them.
+fn search_params(ty: ResourceType) -> Vec<QueryParam> {
+    let filters = params::for_type(ty)
+        .iter()
+        .map(|p| QueryParam::new(p.name, filter_description(ty, p), json!({ "type": "string" })));
+    let results = result_params()
+        .into_iter()
+        .filter(|(key, _)| !matches!(*key, "_format" | "_pretty" | "_since"))
+        .map(|(_, p)| p);
+    let sortable: Vec<&str> = ["_id", "_lastUpdated"]
+        .into_iter()
+        .chain(
+            params::for_type(ty)
+                .iter()
+                .filter(|p| p.kind != ParamType::Reference && !matches!(p.name, "_id" | "_lastUpdated"))
+                .map(|p| p.name),
+        )
+        .collect();
+    let sort = QueryParam::new(
+        "_sort",
+        format!("Comma-separated sort keys, each optionally prefixed with `-` for descending: {}", sortable.join(", ")),
+        json!({ "type": "string" }),
+    );
+    let include = QueryParam::new(
+        "_include",
+        "Also return the resources these references point at (`Type:param[:Target]`, or `*`)",
+        json!({ "type": "array", "items": { "type": "string", "enum": capabilities::search_includes(ty) } }),
+    );
+    let revinclude = QueryParam::new(
+        "_revinclude",
+        format!("Also return the resources that point at the matches (`Type:param`) whose references can name a {ty}"),
+        json!({ "type": "array", "items": { "type": "string", "enum": capabilities::rev_includes(ty) } }),
+    );
+    filters.chain(results).chain([sort, include, revinclude]).collect()
+}
+
+/// The criteria of a conditional update, patch or delete: the filter parameters of `ty`, from the
+/// same table as its search (the result parameters select nothing and are not criteria). One
+/// carries an example that matches the conditional body's example.
+fn criteria_params(ty: ResourceType) -> Vec<Value> {
+    let (example_name, example_value) = criteria_example(ty);
+    params::for_type(ty)
+        .iter()
+        .map(|p| {
+            let mut parameter =
+                QueryParam::new(p.name, filter_description(ty, p), json!({ "type": "string" })).parameter();
+            if p.name == example_name {
+                parameter["example"] = json!(example_value);
+            }
+            parameter
+        })
+        .collect()
+}
+
+/// The criteria the examples of the conditional interactions use.
+fn criteria_example(ty: ResourceType) -> (&'static str, String) {
+    match ty {
+        ResourceType::Provenance => ("_id", EXAMPLE_ID.to_owned()),
+        _ => ("identifier", format!("{}|{}", example_identifier_system(ty), CONDITIONAL_VALUE)),
+    }
+}
+
+const CONDITIONAL_VALUE: &str = "C-1";
+
+fn example_identifier_system(ty: ResourceType) -> String {
+    format!("http://ehr.example/{}", ty.as_str().to_lowercase())
+}
+
+/// `_cascade=delete` on deletes of the types open Tasks depend on.
+fn cascade_param(ty: ResourceType) -> Vec<Value> {
+    if !matches!(ty, ResourceType::CarePlan | ResourceType::CareTeam) {
+        return Vec::new();
+    }
+    let parameter = QueryParam::new(
+        "_cascade",
+        format!(
+            "`delete`: also delete the open Tasks that depend on this {ty}, in the same transaction (without it, \
+             such a delete is refused with 409)"
+        ),
+        json!({ "type": "string", "enum": ["delete"] }),
+    );
+    vec![parameter.parameter()]
+}
+
+/// The development actor header, on writes of the types whose changes it can affect (the Task
+/// role rules; the agent of the Provenance recorded for a CarePlan, CareTeam or Task).
+fn actor_param(ty: ResourceType) -> Vec<Value> {
+    match ty {
+        ResourceType::Provenance => Vec::new(),
+        _ => vec![component_param("X-Careplan-Actor")],
+    }
+}
+
+/// What a filter parameter matches and how its values are written.
+fn filter_description(ty: ResourceType, p: &SearchParam) -> String {
+    let syntax = match p.kind {
+        _ if p.name == "_id" => "one or more ids".to_owned(),
+        _ if matches!(p.shape, domain::search::Shape::Computed(_)) => {
+            "`true` or `false`, computed when the search runs; no modifiers".to_owned()
+        }
+        ParamType::Token => "token: `[system]|[code]`, `|[code]` or `[system]|`; modifiers `:not`, `:text`, \
+                             `:of-type` (identifiers) and `:missing`"
+            .to_owned(),
+        ParamType::Reference => {
+            let targets = if p.targets.is_empty() { "any type".to_owned() } else { p.targets.join(", ") };
+            let chainable: Vec<&str> = ResourceType::ALL
+                .into_iter()
+                .filter(|t| p.targets.is_empty() || p.targets.contains(&t.as_str()))
+                .map(ResourceType::as_str)
+                .collect();
+            let chain = match chainable.as_slice() {
+                [] => String::new(),
+                [one] => format!("; chain with `{}.[param]` ({one})", p.name),
+                _ => format!("; chain with `{}:[Type].[param]` ({})", p.name, chainable.join(", ")),
+            };
+            format!(
+                "reference to {targets}: `[Type/]id` or an absolute URL; modifiers `:[Type]`, `:identifier` \
+                 (`system|value`) and `:missing`{chain}"
+            )
+        }
+        ParamType::Date => "date: a FHIR date, dateTime or instant, optionally prefixed with eq, ne, gt, lt, ge, \
+                            le, sa, eb or ap; modifier `:missing`"
+            .to_owned(),
+        ParamType::String => {
+            "string: values starting with the text; modifiers `:exact`, `:contains` and `:missing`".to_owned()
+        }
+        ParamType::Uri => "uri: the exact URI; modifiers `:above`, `:below` and `:missing`".to_owned(),
+    };
+    let expression = p.expression.replace("Resource.", &format!("{ty}."));
+    format!("{}. Matches `{expression}`; {syntax}.", p.description)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bodies and responses.
+
+fn resource_body(ty: ResourceType, id: Option<&str>) -> Value {
+    let mut example = example_resource(ty);
+    if let Some(id) = id {
+        example["id"] = json!(id);
+    }
+    let media = json!({ "schema": schema_ref(ty.as_str()), "example": example });
+    let content: Map<String, Value> = REQUEST_TYPES.iter().map(|t| ((*t).to_owned(), media.clone())).collect();
+    json!({ "required": true, "description": format!("A {ty} in FHIR JSON"), "content": content })
+}
+
+/// The body of a conditional update: the example, carrying the identifier its criteria look for.
+fn conditional_body(ty: ResourceType) -> Value {
+    let mut body = resource_body(ty, None);
+    let example = conditional_example(ty);
+    for media in body["content"].as_object_mut().into_iter().flat_map(|m| m.values_mut()) {
+        media["example"] = example.clone();
+    }
+    body
+}
+
+fn conditional_example(ty: ResourceType) -> Value {
+    let mut example = example_resource(ty);
+    match ty {
+        ResourceType::Provenance => example["id"] = json!(EXAMPLE_ID),
+        _ => {
+            example["identifier"] = json!([{ "system": example_identifier_system(ty), "value": CONDITIONAL_VALUE }]);
+        }
+    }
+    example
+}
+
+/// A PATCH body: a JSON Patch or a FHIRPath Patch.
+fn patch_body(ty: ResourceType) -> Value {
+    let (json_patch, fhirpath_patch) = patch_examples(ty);
+    json!({
+        "required": true,
+        "description": format!("A JSON Patch, or a FHIRPath Patch Parameters resource, to apply to the {ty}"),
+        "content": {
+            "application/json-patch+json": { "schema": schema_ref("JsonPatch"), "example": json_patch },
+            FHIR_JSON: { "schema": schema_ref("FhirPathPatch"), "example": fhirpath_patch },
+        },
+    })
+}
+
+/// The body of `POST [base]`.
+fn transaction_body() -> Value {
+    let media = json!({
+        "schema": schema_ref("TransactionBundle"),
+        "examples": {
+            "transaction": {
+                "summary": "A transaction: a care team, a plan for it and a Task based on the plan",
+                "value": transaction_example(),
+            },
+            "batch": {
+                "summary": "A batch: a search, a conditional update and two patches",
+                "value": batch_example(),
+            },
+        },
+    });
+    let content: Map<String, Value> = REQUEST_TYPES.iter().map(|t| ((*t).to_owned(), media.clone())).collect();
+    json!({ "required": true, "description": "A transaction or batch Bundle", "content": content })
+}
+
+fn transaction_response() -> Value {
+    json!({
+        "description": "A transaction-response (every entry succeeded) or a batch-response (each entry's own status) Bundle",
+        "content": {
+            FHIR_JSON: {
+                "schema": schema_ref("TransactionResponseBundle"),
+                "examples": {
+                    "transaction": {
+                        "summary": "The answer to the transaction example",
+                        "value": transaction_response_example(),
+                    },
+                    "batch": {
+                        "summary": "The answer to the batch example when Task/example does not exist",
+                        "value": batch_response_example(),
+                    },
+                },
+            },
+        },
+    })
+}
+
+fn form_body(ty: ResourceType, search: &[QueryParam]) -> Value {
+    let properties: Map<String, Value> = search.iter().map(|p| (p.name.clone(), p.property())).collect();
+    let mut example = Map::new();
+    for (name, value) in search_example_params(ty) {
+        let value =
+            if name.starts_with("_include") || name.starts_with("_revinclude") { json!([value]) } else { json!(value) };
+        example.insert((*name).to_owned(), value);
+    }
+    json!({
+        "required": false,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": { "type": "object", "properties": properties },
+                "example": example,
+            },
+        },
+    })
+}
+
+/// A search of each type a care-plan client makes, as name and value pairs.
+fn search_example_params(ty: ResourceType) -> &'static [(&'static str, &'static str)] {
+    match ty {
+        ResourceType::CarePlan => {
+            &[("patient", "Patient/example"), ("status", "active"), ("_include", "CarePlan:care-team")]
+        }
+        ResourceType::CareTeam => &[("patient", "Patient/example"), ("status", "active")],
+        ResourceType::Task => &[
+            ("owner", "Practitioner/example"),
+            ("status", "requested,accepted,in-progress"),
+            ("_sort", "-_lastUpdated"),
+        ],
+        ResourceType::Provenance => &[("target", "Task/example"), ("_sort", "-recorded")],
+    }
+}
+
+/// A FHIR JSON response.
+fn fhir_response(description: &str, schema: Value, example: Option<Value>) -> Value {
+    let mut media = json!({ "schema": schema });
+    if let Some(example) = example {
+        media["example"] = example;
+    }
+    let mut content = Map::new();
+    content.insert(FHIR_JSON.to_owned(), media);
+    json!({ "description": description, "content": content })
+}
+
+/// A plain JSON response of the operational endpoints.
+fn plain_json(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+fn resource_response(ty: ResourceType, description: &str) -> Value {
+    let mut response = fhir_response(description, schema_ref(ty.as_str()), Some(stored_example(ty)));
+    response["headers"] = version_headers(false);
+    response
+}
+
+/// The answer to a create or update: the resource, an OperationOutcome, or nothing (`Prefer`).
+fn written(ty: ResourceType, description: &str) -> Value {
+    let schema = json!({ "oneOf": [schema_ref(ty.as_str()), schema_ref("OperationOutcome")] });
+    let mut response = fhir_response(
+        &format!("{description}; the body is as `Prefer: return=` asks (none for `minimal`)"),
+        schema,
+        Some(stored_example(ty)),
+    );
+    response["headers"] = version_headers(true);
+    response
+}
+
+/// 200 to a delete asked for an OperationOutcome; `instance`: a delete by id, which always has
+/// the deletion's version headers (a conditional delete that matched nothing has none).
+fn deleted_outcome(ty: ResourceType, instance: bool) -> Value {
+    let message = format!("Deleted {ty}/{EXAMPLE_ID} (version 2)");
+    let mut response = fhir_response(
+        "Deleted (or, conditionally, nothing matched), with an OperationOutcome (`Prefer: return=OperationOutcome`)",
+        schema_ref("OperationOutcome"),
+        Some(outcome_example(&[domain::Issue::information(message)])),
+    );
+    if instance {
+        response["description"] = json!("Deleted, with an OperationOutcome (`Prefer: return=OperationOutcome`)");
+    }
+    response["headers"] = deletion_headers(instance);
+    response
+}
+
+/// The version headers of a deletion: always there for a delete by id; absent when a
+/// conditional delete matched nothing.
+fn deletion_headers(always: bool) -> Value {
+    if always {
+        return version_headers(false);
+    }
+    let optional = |description: &str, example: &str| json!({ "description": description, "required": false, "schema": { "type": "string" }, "example": example });
+    json!({
+        "ETag": optional("The deletion's version (absent when nothing matched)", "W/\"2\""),
+        "Last-Modified": optional("When the deletion was written (absent when nothing matched)", EXAMPLE_HTTP_DATE),
+    })
+}
+
+fn bundle_response(description: &str, example: Value) -> Value {
+    fhir_response(description, schema_ref("Bundle"), Some(example))
+}
+
+fn version_headers(location: bool) -> Value {
+    let mut headers = json!({
+        "ETag": component_ref("headers", "ETag"),
+        "Last-Modified": component_ref("headers", "Last-Modified"),
+    });
+    if location {
+        headers["Location"] = component_ref("headers", "Location");
+    }
+    headers
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors: one shared response per `ApiError` status.
+
+/// The name of the shared response for an error status.
+fn error_name(status: StatusCode) -> String {
+    status.canonical_reason().unwrap_or("Error").replace([' ', '-'], "")
+}
+
+/// A representative of each `ApiError` status, rendered by the real renderer as the example.
+fn error_samples() -> Vec<ApiError> {
+    let invalid = domain::ingest::<domain::Task>(
+        br#"{"resourceType":"Task","status":"bogus","intent":"order"}"#,
+        domain::IngestMode::Create,
+    )
+    .err()
+    .unwrap_or_default();
+    vec![
+        ApiError::Invalid(invalid),
+        ApiError::NotFound("Task/example".into()),
+        ApiError::MethodNotAllowed("PATCH is not supported on this path".into()),
+        ApiError::NotAcceptable("_format 'xml' is not supported; this server speaks application/fhir+json".into()),
+        ApiError::Gone("Task/example".into()),
+        persistence::StoreError::VersionConflict { expected: 1, current: Some(2) }.into(),
+        ApiError::PayloadTooLarge(10 * 1024 * 1024),
+        ApiError::UnsupportedMediaType(
+            "Content-Type 'application/xml' is not supported; send application/fhir+json".into(),
+        ),
+        ApiError::Internal(anyhow::anyhow!("the cause is logged, never sent")),
+        ApiError::Unavailable("the database is busy or unreachable; retry later".into()),
+        ApiError::Unprocessable(vec![domain::Issue::error(
+            domain::IssueCode::BusinessRule,
+            "Task.status",
+            "completed → in-progress is not allowed: the Task workflow has no such transition",
+        )]),
+        ApiError::NotPermitted(vec![domain::Issue::error(
+            domain::IssueCode::Forbidden,
+            "Task.description",
+            "the owner may not change Task.description",
+        )]),
+        ApiError::Conflict(vec![domain::Issue::general(
+            domain::IssueCode::Conflict,
+            "CarePlan/example cannot be deleted: 1 open Task(s) depend on it (Task/t1)",
+        )]),
+    ]
+}
+
+/// What each error status means here.
+fn error_description(err: &ApiError) -> &'static str {
+    // Exhaustive on purpose: a new ApiError variant is documented here before this compiles.
+    match err {
+        ApiError::Invalid(_) => {
+            "The request or its body is invalid; every issue found is listed with the element or parameter at fault"
+        }
+        ApiError::NotFound(_) => {
+            "No such resource or version, or nothing matched the criteria of a conditional patch or a conditional \
+             reference"
+        }
+        ApiError::Gone(_) => "The resource (or this version of it) is deleted",
+        ApiError::MethodNotAllowed(_) => {
+            "The path does not support this method, or a conditional update, patch or delete came without criteria"
+        }
+        ApiError::NotAcceptable(_) => "Neither `_format` nor `Accept` allows JSON",
+        ApiError::PreconditionFailed(_) => {
+            "`If-Match` does not name the current version, or the criteria of a conditional interaction \
+             (`If-None-Exist`, `[type]?criteria`, a conditional reference) matched more than one resource"
+        }
+        ApiError::PayloadTooLarge(_) => "The body exceeds the configured limit",
+        ApiError::UnsupportedMediaType(_) => "The body is not FHIR JSON",
+        ApiError::Unavailable(_) => {
+            "The database is unreachable or its connections are busy, or the request outlived the time limit"
+        }
+        ApiError::Internal(_) => "An internal error; the cause is logged, not sent",
+        ApiError::Unprocessable(_) => {
+            "The request is well-formed but cannot be carried out: a patch that does not apply, or a Task \
+             workflow or care-plan consistency rule (business-rule)"
+        }
+        ApiError::NotPermitted(_) => {
+            "The acting practitioner may not make this change (the Task workflow roles; only when the deployment \
+             names the actor with `CAREPLAN_ACTOR_HEADER`)"
+        }
+        ApiError::Conflict(_) => {
+            "Open Tasks depend on the plan or team; delete with `_cascade=delete` to delete them too"
+        }
+        ApiError::InEntry { inner, .. } => error_description(inner),
+        ApiError::Unauthorized { .. } => "No bearer token, or one that is not valid (`WWW-Authenticate: Bearer`)",
+        ApiError::Forbidden(_) => "The token's scopes do not allow this interaction (`insufficient_scope`)",
+        ApiError::HeadersTooLarge(_) => "The request headers exceed the configured limit",
+        ApiError::TooManyRequests(_) => "The client exceeded its rate limit; retry after `Retry-After` seconds",
+    }
+}
+
+fn error_responses() -> Map<String, Value> {
+    error_samples()
+        .iter()
+        .map(|err| {
+            let example = serde_json::from_str(&responder::operation_outcome(&err.issues())).unwrap_or(Value::Null);
+            let response = fhir_response(error_description(err), schema_ref("OperationOutcome"), Some(example));
+            (error_name(err.status_code()), response)
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Components.
+
+fn components() -> Value {
+    let parameters: Map<String, Value> = shared_params().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    let mut schemas = Map::new();
+    for ty in ResourceType::ALL {
+        schemas.insert(ty.as_str().to_owned(), resource_schema(ty));
+    }
+    schemas.extend(datatype_schemas());
+    json!({
+        "schemas": schemas,
+        "parameters": parameters,
+        "headers": {
+            "ETag": {
+                "description": "The version, as a weak ETag",
+                "required": true,
+                "schema": { "type": "string", "pattern": "^W/\"[0-9]+\"$" },
+                "example": "W/\"1\"",
+            },
+            "Last-Modified": {
+                "description": "When this version was written (HTTP date)",
+                "required": true,
+                "schema": { "type": "string" },
+                "example": EXAMPLE_HTTP_DATE,
+            },
+            "Location": {
+                "description": "The version written: `[base]/[type]/[id]/_history/[vid]`",
+                "required": true,
+                "schema": { "type": "string", "format": "uri" },
+                "example": format!("{EXAMPLE_BASE}/Task/{EXAMPLE_ID}/_history/1"),
+            },
+        },
+        "responses": error_responses(),
+        "securitySchemes": {
+            "smart": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "SMART on FHIR: an OAuth 2.0 access token (JWT) carrying SMART scopes such as \
+                    `user/CarePlan.read`, `user/Task.write` or `system/*.read`. Not enforced yet: requests \
+                    are served without a token.",
+            },
+        },
+    })
+}
+
+fn schema_ref(name: &str) -> Value {
+    component_ref("schemas", name)
+}
+
+fn component_ref(kind: &str, name: &str) -> Value {
+    json!({ "$ref": format!("#/components/{kind}/{name}") })
+}
+
+fn code(values: &[&str]) -> Value {
+    json!({ "type": "string", "enum": values })
+}
+
+fn array_of(items: Value) -> Value {
+    json!({ "type": "array", "items": items })
+}
+
+/// The structure of each type: required elements, codes and the common elements, open to every
+/// other element of the type (the server checks the rest against the FHIR model).
+fn resource_schema(ty: ResourceType) -> Value {
+    let string = || json!({ "type": "string" });
+    let reference = || schema_ref("Reference");
+    let references = || array_of(schema_ref("Reference"));
+    let concept = || schema_ref("CodeableConcept");
+    let concepts = || array_of(schema_ref("CodeableConcept"));
+    let identifiers = || array_of(schema_ref("Identifier"));
+    let open = || json!({ "type": "object", "additionalProperties": true });
+    let (required, properties): (&[&str], Value) = match ty {
+        ResourceType::CarePlan => (
+            &["status", "intent", "subject"],
+            json!({
+                "identifier": identifiers(),
+                "instantiatesCanonical": array_of(string()),
+                "basedOn": references(),
+                "replaces": references(),
+                "partOf": references(),
+                "status": code(&["draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"]),
+                "intent": code(&["proposal", "plan", "order", "option"]),
+                "category": concepts(),
+                "title": string(),
+                "description": string(),
+                "subject": reference(),
+                "encounter": reference(),
+                "period": schema_ref("Period"),
+                "created": string(),
+                "author": reference(),
+                "contributor": references(),
+                "careTeam": references(),
+                "addresses": references(),
+                "goal": references(),
+                "activity": array_of(open()),
+                "note": array_of(open()),
+            }),
+        ),
+        ResourceType::CareTeam => (
+            &[],
+            json!({
+                "identifier": identifiers(),
+                "status": code(&["proposed", "active", "suspended", "inactive", "entered-in-error"]),
+                "category": concepts(),
+                "name": string(),
+                "subject": reference(),
+                "encounter": reference(),
+                "period": schema_ref("Period"),
+                "participant": array_of(json!({
+                    "type": "object",
+                    "properties": {
+                        "role": concepts(),
+                        "member": reference(),
+                        "onBehalfOf": reference(),
+                        "period": schema_ref("Period"),
+                    },
+                    "additionalProperties": true,
+                })),
+                "reasonCode": concepts(),
+                "managingOrganization": references(),
+                "note": array_of(open()),
+            }),
+        ),
+        ResourceType::Task => (
+            &["status", "intent"],
+            json!({
+                "identifier": identifiers(),
+                "basedOn": references(),
+                "partOf": references(),
+                "status": code(&[
+                    "draft", "requested", "received", "accepted", "rejected", "ready", "cancelled",
+                    "in-progress", "on-hold", "failed", "completed", "entered-in-error",
+                ]),
+                "statusReason": concept(),
+                "businessStatus": concept(),
+                "intent": code(&[
+                    "unknown", "proposal", "plan", "order", "original-order", "reflex-order", "filler-order",
+                    "instance-order", "option",
+                ]),
+                "priority": code(&["routine", "urgent", "asap", "stat"]),
+                "code": concept(),
+                "description": string(),
+                "focus": reference(),
+                "for": reference(),
+                "encounter": reference(),
+                "executionPeriod": schema_ref("Period"),
+                "authoredOn": string(),
+                "lastModified": string(),
+                "requester": reference(),
+                "performerType": concepts(),
+                "owner": reference(),
+                "reasonCode": concept(),
+                "note": array_of(open()),
+                "input": array_of(open()),
+                "output": array_of(open()),
+            }),
+        ),
+        ResourceType::Provenance => (
+            &["target", "recorded", "agent"],
+            json!({
+                "target": references(),
+                "occurredDateTime": string(),
+                "recorded": string(),
+                "policy": array_of(string()),
+                "location": reference(),
+                "reason": concepts(),
+                "activity": concept(),
+                "agent": array_of(open()),
+                "entity": array_of(open()),
+                "signature": array_of(open()),
+            }),
+        ),
+    };
+    let mut all_properties = json!({
+        "resourceType": code(&[ty.as_str()]),
+        "id": schema_ref("Id"),
+        "meta": schema_ref("Meta"),
+    });
+    if let (Some(all), Value::Object(own)) = (all_properties.as_object_mut(), properties) {
+        all.extend(own);
+    }
+    let required: Vec<&str> = std::iter::once("resourceType").chain(required.iter().copied()).collect();
+    json!({
+        "type": "object",
+        "description": format!("FHIR R4 {ty}: {} (http://hl7.org/fhir/R4/{}.html)", type_description(ty), ty.as_str().to_lowercase()),
+        "required": required,
+        "properties": all_properties,
+        "additionalProperties": true,
+        "example": example_resource(ty),
+    })
+}
+
+/// The datatypes the resource schemas use, the Bundle, the OperationOutcome and the bodies of the
+/// operational endpoints.
+fn datatype_schemas() -> Map<String, Value> {
+    let string = || json!({ "type": "string" });
+    let any_resource: Vec<&str> =
+        ResourceType::ALL.into_iter().map(ResourceType::as_str).chain(["OperationOutcome"]).collect();
+    let schemas = json!({
+        "Id": { "type": "string", "pattern": ID_PATTERN, "description": "A logical id (FHIR `id`)" },
+        "Meta": {
+            "type": "object",
+            "description": "`versionId` and `lastUpdated` belong to the server; tags, profiles, security labels and source are kept as sent",
+            "properties": {
+                "versionId": string(),
+                "lastUpdated": { "type": "string", "format": "date-time" },
+                "source": string(),
+                "profile": array_of(string()),
+                "security": array_of(schema_ref("Coding")),
+                "tag": array_of(schema_ref("Coding")),
+            },
+            "additionalProperties": true,
+        },
+        "Coding": {
+            "type": "object",
+            "properties": { "system": string(), "version": string(), "code": string(), "display": string() },
+            "additionalProperties": true,
+        },
+        "CodeableConcept": {
+            "type": "object",
+            "properties": { "coding": array_of(schema_ref("Coding")), "text": string() },
+            "additionalProperties": true,
+        },
+        "Identifier": {
+            "type": "object",
+            "properties": { "use": string(), "type": schema_ref("CodeableConcept"), "system": string(), "value": string() },
+            "additionalProperties": true,
+        },
+        "Period": {
+            "type": "object",
+            "properties": { "start": string(), "end": string() },
+            "additionalProperties": true,
+        },
+        "Reference": {
+            "type": "object",
+            "properties": { "reference": string(), "type": string(), "identifier": schema_ref("Identifier"), "display": string() },
+            "additionalProperties": true,
+        },
+        "Resource": {
+            "type": "object",
+            "description": "Any resource of a Bundle entry; with `_elements` or `_summary` only some of its elements",
+            "required": ["resourceType"],
+            "properties": { "resourceType": code(&any_resource), "id": schema_ref("Id"), "meta": schema_ref("Meta") },
+            "additionalProperties": true,
+        },
+        "Bundle": {
+            "type": "object",
+            "description": "A searchset or history Bundle (http://hl7.org/fhir/R4/bundle.html)",
+            "required": ["resourceType", "type", "link"],
+            "properties": {
+                "resourceType": code(&["Bundle"]),
+                "id": schema_ref("Id"),
+                "meta": schema_ref("Meta"),
+                "type": code(&["searchset", "history"]),
+                "total": { "type": "integer", "minimum": 0 },
+                "link": array_of(json!({
+                    "type": "object",
+                    "required": ["relation", "url"],
+                    "properties": { "relation": code(&["self", "next"]), "url": string() },
+                })),
+                "entry": array_of(json!({
+                    "type": "object",
+                    "required": ["fullUrl"],
+                    "properties": {
+                        "fullUrl": string(),
+                        "resource": schema_ref("Resource"),
+                        "search": {
+                            "type": "object",
+                            "properties": { "mode": code(&["match", "include", "outcome"]) },
+                        },
+                        "request": {
+                            "type": "object",
+                            "required": ["method", "url"],
+                            "properties": { "method": code(&["POST", "PUT", "DELETE"]), "url": string() },
+                        },
+                        "response": {
+                            "type": "object",
+                            "required": ["status"],
+                            "properties": { "status": string(), "etag": string(), "lastModified": string() },
+                        },
+                    },
+                })),
+            },
+            "additionalProperties": true,
+        },
+        "TransactionBundle": {
+            "type": "object",
+            "description": "A transaction or batch Bundle (http://hl7.org/fhir/R4/http.html#transaction). Elements \
+                Bundle does not define are refused (400); `id`, `meta`, `identifier`, `timestamp` and the other \
+                Bundle elements are accepted and not used",
+            "required": ["resourceType", "type"],
+            "properties": {
+                "resourceType": code(&["Bundle"]),
+                "type": code(&["transaction", "batch"]),
+                "entry": array_of(json!({
+                    "type": "object",
+                    "required": ["request"],
+                    "properties": {
+                        "fullUrl": {
+                            "type": "string",
+                            "description": "How other entries refer to this one: `urn:uuid:...`, `urn:oid:...` or the \
+                                resource's URL; rewritten to where the entry lands",
+                        },
+                        "resource": schema_ref("EntryResource"),
+                        "request": {
+                            "type": "object",
+                            "required": ["method", "url"],
+                            "properties": {
+                                "method": code(&["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
+                                "url": {
+                                    "type": "string",
+                                    "description": "Relative to the base: `[type]` (POST), `[type]/[id]`, \
+                                        `[type]/[id]/_history/[vid]` (GET), `[type]?params` (a GET searches; a PUT, \
+                                        PATCH or DELETE is conditional; `_cascade=delete` on a DELETE)",
+                                },
+                                "ifNoneExist": { "type": "string", "description": "Conditional create criteria (a POST)" },
+                                "ifMatch": { "type": "string", "description": "The version the write expects, e.g. `W/\"1\"`" },
+                                "ifNoneMatch": { "type": "string", "description": "A GET answers 304 if this is the current version" },
+                                "ifModifiedSince": { "type": "string", "description": "A GET answers 304 if not changed since this instant" },
+                                "id": string(),
+                                "extension": array_of(json!({ "type": "object" })),
+                                "modifierExtension": array_of(json!({ "type": "object" })),
+                            },
+                            "additionalProperties": false,
+                        },
+                        "id": string(),
+                        "extension": array_of(json!({ "type": "object" })),
+                        "modifierExtension": array_of(json!({ "type": "object" })),
+                        "link": array_of(json!({ "type": "object" })),
+                        "search": { "type": "object" },
+                        "response": { "type": "object" },
+                    },
+                    "additionalProperties": false,
+                })),
+                "id": string(),
+                "meta": schema_ref("Meta"),
+                "implicitRules": string(),
+                "language": string(),
+                "identifier": schema_ref("Identifier"),
+                "timestamp": string(),
+                "total": { "type": "integer", "minimum": 0 },
+                "link": array_of(json!({ "type": "object" })),
+                "signature": { "type": "object" },
+            },
+            "additionalProperties": false,
+        },
+        "EntryResource": {
+            "type": "object",
+            "description": "The resource of a POST or PUT entry; for a PATCH entry a `Parameters` (FHIRPath Patch) \
+                or a `Binary` with `contentType` `application/json-patch+json` and the JSON Patch, base64, in `data`",
+            "required": ["resourceType"],
+            "properties": {
+                "resourceType": code(&["CarePlan", "CareTeam", "Task", "Provenance", "Parameters", "Binary"]),
+                "id": schema_ref("Id"),
+                "meta": schema_ref("Meta"),
+                "contentType": { "type": "string", "description": "A Binary's media type" },
+                "data": { "type": "string", "description": "A Binary's content, base64" },
+            },
+            "additionalProperties": true,
+        },
+        "TransactionResponseBundle": {
+            "type": "object",
+            "description": "The answer to a transaction or batch Bundle: one entry per request entry, in order",
+            "required": ["resourceType", "id", "meta", "type"],
+            "properties": {
+                "resourceType": code(&["Bundle"]),
+                "id": schema_ref("Id"),
+                "meta": schema_ref("Meta"),
+                "type": code(&["transaction-response", "batch-response"]),
+                "entry": array_of(json!({
+                    "type": "object",
+                    "required": ["response"],
+                    "properties": {
+                        "fullUrl": string(),
+                        "resource": {
+                            "type": "object",
+                            "description": "The resource written or read (not with `Prefer: return=minimal` or \
+                                `return=OperationOutcome`), or the searchset Bundle of a GET that searched",
+                            "required": ["resourceType"],
+                            "properties": { "resourceType": string() },
+                            "additionalProperties": true,
+                        },
+                        "response": {
+                            "type": "object",
+                            "required": ["status"],
+                            "properties": {
+                                "status": { "type": "string", "description": "The entry's HTTP status, e.g. `201 Created`" },
+                                "location": { "type": "string", "description": "`[type]/[id]/_history/[vid]` of a write" },
+                                "etag": string(),
+                                "lastModified": string(),
+                                "outcome": schema_ref("OperationOutcome"),
+                            },
+                        },
+                    },
+                })),
+            },
+            "additionalProperties": true,
+        },
+        "JsonPatch": {
+            "type": "array",
+            "description": "A JSON Patch (RFC 6902): operations applied in order, all or none",
+            "items": {
+                "type": "object",
+                "required": ["op", "path"],
+                "properties": {
+                    "op": code(&["add", "remove", "replace", "move", "copy", "test"]),
+                    "path": { "type": "string", "description": "A JSON Pointer, e.g. `/status` or `/note/-`" },
+                    "value": { "description": "The value of add, replace and test" },
+                    "from": { "type": "string", "description": "The source of move and copy" },
+                },
+            },
+        },
+        "FhirPathPatch": {
+            "type": "object",
+            "description": "A FHIRPath Patch (http://hl7.org/fhir/R4/fhirpatch.html): a Parameters resource whose \
+                `operation` parameters each have the parts `type` (add, insert, delete, replace, move), `path`, and \
+                as the type needs `name`, `value[x]`, `index`, `source`, `destination`",
+            "required": ["resourceType"],
+            "properties": {
+                "resourceType": code(&["Parameters"]),
+                "parameter": array_of(json!({
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": code(&["operation"]),
+                        "part": array_of(json!({
+                            "type": "object",
+                            "required": ["name"],
+                            "properties": {
+                                "name": code(&["type", "path", "name", "value", "index", "source", "destination"]),
+                                "valueCode": string(),
+                                "valueString": string(),
+                                "valueInteger": { "type": "integer" },
+                            },
+                            "additionalProperties": true,
+                        })),
+                    },
+                })),
+            },
+            "additionalProperties": true,
+        },
+        "OperationOutcome": {
+            "type": "object",
+            "description": "Every error, and informational answers (http://hl7.org/fhir/R4/operationoutcome.html)",
+            "required": ["resourceType", "issue"],
+            "properties": {
+                "resourceType": code(&["OperationOutcome"]),
+                "issue": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["severity", "code"],
+                        "properties": {
+                            "severity": code(&["fatal", "error", "warning", "information"]),
+                            "code": { "type": "string", "description": "A FHIR IssueType code" },
+                            "diagnostics": string(),
+                            "expression": array_of(string()),
+                        },
+                    },
+                },
+            },
+            "additionalProperties": true,
+        },
+        "CapabilityStatement": {
+            "type": "object",
+            "required": ["resourceType", "status", "kind", "fhirVersion", "format"],
+            "properties": {
+                "resourceType": code(&["CapabilityStatement"]),
+                "status": string(),
+                "kind": string(),
+                "fhirVersion": code(&["4.0.1"]),
+                "format": array_of(string()),
+                "rest": array_of(json!({ "type": "object", "additionalProperties": true })),
+            },
+            "additionalProperties": true,
+        },
+        "Liveness": {
+            "type": "object",
+            "required": ["status"],
+            "properties": { "status": code(&["ok"]) },
+        },
+        "Readiness": {
+            "type": "object",
+            "required": ["status", "database", "pendingMigrations"],
+            "properties": {
+                "status": code(&["ok", "unavailable"]),
+                "database": { "type": "boolean", "description": "Whether the database answers" },
+                "pendingMigrations": { "type": "integer", "nullable": true, "description": "Unknown (null) while the database does not answer" },
+            },
+        },
+    });
+    match schemas {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Examples: bodies the server accepts (a unit test sends each through `domain::ingest`).
+
+/// A minimal valid body of `ty`, as a client sends it to create one.
+fn example_resource(ty: ResourceType) -> Value {
+    match ty {
+        ResourceType::CarePlan => json!({
+            "resourceType": "CarePlan",
+            "status": "active",
+            "intent": "plan",
+            "title": "Shared care plan",
+            "subject": { "reference": "Patient/example" },
+            "careTeam": [{ "reference": "CareTeam/example" }],
+        }),
+        ResourceType::CareTeam => json!({
+            "resourceType": "CareTeam",
+            "status": "active",
+            "name": "Complex care team",
+            "subject": { "reference": "Patient/example" },
+            "participant": [
+                { "role": [{ "text": "Care coordinator" }], "member": { "reference": "Practitioner/example" } },
+            ],
+        }),
+        ResourceType::Task => json!({
+            "resourceType": "Task",
+            "status": "requested",
+            "intent": "order",
+            "description": "Follow-up call after the clinic visit",
+            "for": { "reference": "Patient/example" },
+            "basedOn": [{ "reference": "CarePlan/example" }],
+            "owner": { "reference": "Practitioner/example" },
+        }),
+        ResourceType::Provenance => json!({
+            "resourceType": "Provenance",
+            "target": [{ "reference": "Task/example/_history/2" }],
+            "recorded": EXAMPLE_INSTANT,
+            "activity": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "UPDATE" }] },
+            "agent": [{ "who": { "reference": "Practitioner/example" } }],
+        }),
+    }
+}
+
+/// The example as the server stores and serves it: with its id and server `meta`.
+fn stored_example(ty: ResourceType) -> Value {
+    let mut resource = example_resource(ty);
+    resource["id"] = json!(EXAMPLE_ID);
+    resource["meta"] = json!({ "versionId": "1", "lastUpdated": EXAMPLE_INSTANT });
+    resource
+}
+
+fn search_example(ty: ResourceType) -> Value {
+    json!({
+        "resourceType": "Bundle",
+        "id": "0199a3c2-5b7e-7c3a-9f61-2f0e4d1b8a90",
+        "meta": { "lastUpdated": EXAMPLE_INSTANT },
+        "type": "searchset",
+        "total": 1,
+        "link": [{ "relation": "self", "url": format!("{EXAMPLE_BASE}/{ty}?_id={EXAMPLE_ID}&_count=50") }],
+        "entry": [{
+            "fullUrl": format!("{EXAMPLE_BASE}/{ty}/{EXAMPLE_ID}"),
+            "resource": stored_example(ty),
+            "search": { "mode": "match" },
+        }],
+    })
+}
+
+fn history_example() -> Value {
+    json!({
+        "resourceType": "Bundle",
+        "id": "0199a3c2-5b7e-7c3a-9f61-2f0e4d1b8a91",
+        "meta": { "lastUpdated": EXAMPLE_INSTANT },
+        "type": "history",
+        "link": [{ "relation": "self", "url": format!("{EXAMPLE_BASE}/Task/{EXAMPLE_ID}/_history") }],
+        "entry": [{
+            "fullUrl": format!("{EXAMPLE_BASE}/Task/{EXAMPLE_ID}"),
+            "resource": stored_example(ResourceType::Task),
+            "request": { "method": "PUT", "url": format!("Task/{EXAMPLE_ID}") },
+            "response": { "status": "201 Created", "etag": "W/\"1\"", "lastModified": EXAMPLE_INSTANT },
+        }],
+    })
+}
+
+/// A JSON Patch and a FHIRPath Patch of `ty`, each applicable to its example.
+fn patch_examples(ty: ResourceType) -> (Value, Value) {
+    let part = |name: &str, value: Value| {
+        let mut part = json!({ "name": name });
+        if let (Some(part), Value::Object(value)) = (part.as_object_mut(), value) {
+            part.extend(value);
+        }
+        part
+    };
+    let operation = |kind: &str, path: &str, more: Vec<Value>| {
+        let mut parts = vec![part("type", json!({ "valueCode": kind })), part("path", json!({ "valueString": path }))];
+        parts.extend(more);
+        json!({ "name": "operation", "part": parts })
+    };
+    let parameters = |operations: Vec<Value>| json!({ "resourceType": "Parameters", "parameter": operations });
+    match ty {
+        ResourceType::Task => (
+            json!([
+                { "op": "replace", "path": "/status", "value": "accepted" },
+                { "op": "add", "path": "/note", "value": [{ "text": "The family prefers afternoon calls" }] },
+            ]),
+            parameters(vec![
+                operation("replace", "Task.status", vec![part("value", json!({ "valueCode": "accepted" }))]),
+                operation(
+                    "add",
+                    "Task",
+                    vec![
+                        part("name", json!({ "valueString": "note" })),
+                        part("value", json!({ "valueAnnotation": { "text": "The family prefers afternoon calls" } })),
+                    ],
+                ),
+            ]),
+        ),
+        ResourceType::CarePlan => (
+            json!([
+                { "op": "replace", "path": "/title", "value": "Shared care plan (revised)" },
+                { "op": "add", "path": "/description", "value": "Reviewed with the family" },
+            ]),
+            parameters(vec![operation(
+                "replace",
+                "CarePlan.title",
+                vec![part("value", json!({ "valueString": "Shared care plan (revised)" }))],
+            )]),
+        ),
+        ResourceType::CareTeam => (
+            json!([{
+                "op": "add",
+                "path": "/participant/-",
+                "value": { "role": [{ "text": "Social worker" }], "member": { "reference": "Practitioner/example-2" } },
+            }]),
+            parameters(vec![operation(
+                "replace",
+                "CareTeam.name",
+                vec![part("value", json!({ "valueString": "Complex care team (north)" }))],
+            )]),
+        ),
+        ResourceType::Provenance => (
+            json!([{ "op": "add", "path": "/reason", "value": [{ "text": "Correction of the record" }] }]),
+            parameters(vec![operation(
+                "add",
+                "Provenance",
+                // Not a repeating element: the patch element tables do not cover Provenance yet, so
+                // an add to an absent list would write a single value.
+                vec![
+                    part("name", json!({ "valueString": "location" })),
+                    part("value", json!({ "valueReference": { "reference": "Location/example" } })),
+                ],
+            )]),
+        ),
+    }
+}
+
+/// The `urn:uuid:` fullUrls of the transaction example, and the ids the server gives them in the
+/// example answer.
+const TRANSACTION_URNS: [&str; 3] = [
+    "urn:uuid:6f1c2a3b-4d5e-4f60-8a71-9b2c3d4e5f01",
+    "urn:uuid:6f1c2a3b-4d5e-4f60-8a71-9b2c3d4e5f02",
+    "urn:uuid:6f1c2a3b-4d5e-4f60-8a71-9b2c3d4e5f03",
+];
+const TRANSACTION_IDS: [&str; 4] = [
+    "0199a3c2-5b7e-7c3a-9f61-2f0e4d1b8aa1",
+    "0199a3c2-5b7e-7c3a-9f61-2f0e4d1b8aa2",
+    "0199a3c2-5b7e-7c3a-9f61-2f0e4d1b8aa3",
+    "0199a3c2-5b7e-7c3a-9f61-2f0e4d1b8aa4",
+];
+const TEAM_IDENTIFIER: (&str, &str) = ("http://clinic.example/careteam", "CT-1");
+
+/// The care team, the plan for it and the Task based on the plan, referring to each other as
+/// `team` and `plan`.
+fn shared_plan(team: &str, plan: &str) -> [(ResourceType, Value); 3] {
+    let mut care_team = example_resource(ResourceType::CareTeam);
+    care_team["identifier"] = json!([{ "system": TEAM_IDENTIFIER.0, "value": TEAM_IDENTIFIER.1 }]);
+    let mut care_plan = example_resource(ResourceType::CarePlan);
+    care_plan["careTeam"] = json!([{ "reference": team }]);
+    let mut task = example_resource(ResourceType::Task);
+    task["basedOn"] = json!([{ "reference": plan }]);
+    [(ResourceType::CareTeam, care_team), (ResourceType::CarePlan, care_plan), (ResourceType::Task, task)]
+}
+
+fn transaction_example() -> Value {
+    let entries: Vec<Value> = shared_plan(TRANSACTION_URNS[0], TRANSACTION_URNS[1])
+        .into_iter()
+        .zip(TRANSACTION_URNS)
+        .map(|((ty, resource), urn)| {
+            let mut request = json!({ "method": "POST", "url": ty.as_str() });
+            if ty == ResourceType::CareTeam {
+                // Run again, the transaction finds the team instead of making a second one.
+                request["ifNoneExist"] = json!(format!("identifier={}|{}", TEAM_IDENTIFIER.0, TEAM_IDENTIFIER.1));
+            }
+            json!({ "fullUrl": urn, "resource": resource, "request": request })
+        })
+        .collect();
+    json!({ "resourceType": "Bundle", "type": "transaction", "entry": entries })
+}
+
+fn transaction_response_example() -> Value {
+    let team = format!("CareTeam/{}", TRANSACTION_IDS[0]);
+    let plan = format!("CarePlan/{}", TRANSACTION_IDS[1]);
+    let entries: Vec<Value> = shared_plan(&team, &plan)
+        .into_iter()
+        .zip(TRANSACTION_IDS)
+        .map(|((ty, resource), id)| written_entry(ty, id, 1, "201 Created", resource))
+        .collect();
+    response_bundle("transaction-response", entries)
+}
+
+/// A response entry of a write.
+fn written_entry(ty: ResourceType, id: &str, version: u32, status: &str, mut resource: Value) -> Value {
+    resource["id"] = json!(id);
+    resource["meta"] = json!({ "versionId": version.to_string(), "lastUpdated": EXAMPLE_INSTANT });
+    json!({
+        "fullUrl": format!("{EXAMPLE_BASE}/{ty}/{id}"),
+        "resource": resource,
+        "response": {
+            "status": status,
+            "location": format!("{ty}/{id}/_history/{version}"),
+            "etag": format!("W/\"{version}\""),
+            "lastModified": EXAMPLE_INSTANT,
+        },
+    })
+}
+
+fn response_bundle(kind: &str, entries: Vec<Value>) -> Value {
+    json!({
+        "resourceType": "Bundle",
+        "id": "0199a3c2-5b7e-7c3a-9f61-2f0e4d1b8a92",
+        "meta": { "lastUpdated": EXAMPLE_INSTANT },
+        "type": kind,
+        "entry": entries,
+    })
+}
+
+/// The search of the batch example.
+const BATCH_SEARCH: &str = "Task?owner=Practitioner/example&status=requested,accepted,in-progress";
+
+fn batch_example() -> Value {
+    let (task_patch, _) = patch_examples(ResourceType::Task);
+    let (_, plan_patch) = patch_examples(ResourceType::CarePlan);
+    let (name, value) = criteria_example(ResourceType::Task);
+    let binary = json!({
+        "resourceType": "Binary",
+        "contentType": "application/json-patch+json",
+        "data": base64::engine::general_purpose::STANDARD.encode(task_patch.to_string()),
+    });
+    json!({
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            { "request": { "method": "GET", "url": BATCH_SEARCH } },
+            {
+                "resource": conditional_example(ResourceType::Task),
+                "request": { "method": "PUT", "url": format!("Task?{name}={value}") },
+            },
+            { "resource": plan_patch, "request": { "method": "PATCH", "url": format!("CarePlan/{EXAMPLE_ID}") } },
+            { "resource": binary, "request": { "method": "PATCH", "url": format!("Task/{EXAMPLE_ID}") } },
+        ],
+    })
+}
+
+fn batch_response_example() -> Value {
+    let searchset = json!({
+        "resourceType": "Bundle",
+        "id": "0199a3c2-5b7e-7c3a-9f61-2f0e4d1b8a93",
+        "meta": { "lastUpdated": EXAMPLE_INSTANT },
+        "type": "searchset",
+        "total": 0,
+        "link": [{ "relation": "self", "url": format!("{EXAMPLE_BASE}/{BATCH_SEARCH}") }],
+    });
+    let mut plan = example_resource(ResourceType::CarePlan);
+    plan["title"] = json!("Shared care plan (revised)");
+    let missing = ApiError::InEntry {
+        index: 3,
+        label: String::new(),
+        inner: Box::new(ApiError::NotFound(format!("Task/{EXAMPLE_ID}"))),
+    };
+    response_bundle(
+        "batch-response",
+        vec![
+            json!({ "resource": searchset, "response": { "status": "200 OK" } }),
+            written_entry(
+                ResourceType::Task,
+                TRANSACTION_IDS[3],
+                1,
+                "201 Created",
+                conditional_example(ResourceType::Task),
+            ),
+            written_entry(ResourceType::CarePlan, EXAMPLE_ID, 2, "200 OK", plan),
+            json!({ "response": { "status": "404 Not Found", "outcome": outcome_example(&missing.issues()) } }),
+        ],
+    )
+}
+
+fn outcome_example(issues: &[domain::Issue]) -> Value {
+    serde_json::from_str(&responder::operation_outcome(issues)).unwrap_or(Value::Null)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output order.
+
+/// Keys that come first in an object of the document, in this order; the rest follow
+/// alphabetically (serde_json keeps objects sorted, which would put `components` before `openapi`).
+const DOCUMENT_FIRST: &[&str] = &[
+    "openapi",
+    "info",
+    "title",
+    "version",
+    "servers",
+    "tags",
+    "paths",
+    "get",
+    "post",
+    "put",
+    "patch",
+    "delete",
+    "operationId",
+    "name",
+    "in",
+    "summary",
+    "description",
+    "parameters",
+    "requestBody",
+    "responses",
+];
+
+/// Keys that come first in an example, as FHIR resources, Bundles and OperationOutcomes are
+/// usually written.
+const RESOURCE_FIRST: &[&str] = &[
+    "resourceType",
+    "id",
+    "meta",
+    "versionId",
+    "lastUpdated",
+    "type",
+    "total",
+    "link",
+    "relation",
+    "method",
+    "url",
+    "entry",
+    "fullUrl",
+    "resource",
+    "search",
+    "request",
+    "response",
+    "status",
+    "intent",
+    "severity",
+    "code",
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Order {
+    Document,
+    Resource,
+    /// The named Example Objects of `examples`: each one's `value` is written as a resource.
+    Examples,
+}
+
+/// A JSON value that serializes with its object keys in reading order.
+struct Ordered<'a>(&'a Value, Order);
+
+impl Serialize for Ordered<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Ordered(value, order) = *self;
+        match value {
+            Value::Object(map) => {
+                let first = match order {
+                    Order::Document | Order::Examples => DOCUMENT_FIRST,
+                    Order::Resource => RESOURCE_FIRST,
+                };
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort_by_key(|k| (first.iter().position(|f| f == k).unwrap_or(first.len()), k.as_str()));
+                let mut out = serializer.serialize_map(Some(keys.len()))?;
+                for key in keys {
+                    let inner = match (order, key.as_str()) {
+                        (Order::Resource, _) | (_, "example") | (Order::Examples, "value") => Order::Resource,
+                        (Order::Document, "examples") => Order::Examples,
+                        _ => order,
+                    };
+                    out.serialize_entry(key, &Ordered(&map[key], inner))?;
+                }
+                out.end()
+            }
+            Value::Array(items) => serializer.collect_seq(items.iter().map(|item| Ordered(item, order))),
+            other => other.serialize(serializer),
+        }
+    }
+}
+
+/// Quote the plain scalars that YAML 1.1 readers (PyYAML, js-yaml's default schema) would take
+/// for timestamps: serde_norway writes YAML 1.2, where they are strings, and leaves them plain.
+fn quote_timestamps(yaml: &str) -> String {
+    let mut out = String::with_capacity(yaml.len() + 256);
+    // The indentation of the line that opened a block scalar (`|-`): deeper lines are its text.
+    let mut block: Option<usize> = None;
+    for line in yaml.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if block.is_some_and(|open| indent > open || line.trim().is_empty()) {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        block = None;
+        let at = line.find(": ").map(|i| i + 2).or_else(|| line.trim_start().starts_with("- ").then_some(indent + 2));
+        let (head, value) = line.split_at(at.unwrap_or(0));
+        if value.starts_with('|') || value.starts_with('>') {
+            block = Some(indent);
+        }
+        if is_timestamp(value) {
+            out.push_str(&format!("{head}'{value}'\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `YYYY-MM-DD`, alone or followed by a time: what YAML 1.1 resolves as a timestamp.
+fn is_timestamp(value: &str) -> bool {
+    let b = value.as_bytes();
+    let digits = |range: std::ops::Range<usize>| b.get(range).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    digits(0..4)
+        && b.get(4) == Some(&b'-')
+        && digits(5..7)
+        && b.get(7) == Some(&b'-')
+        && digits(8..10)
+        && matches!(b.get(10), None | Some(b'T' | b't' | b' '))
+        && !value.contains('\'')
+}
+
+#[cfg(test)]
+mod tests {
+    use domain::search::query;
+    use domain::{ingest, CarePlan, CareTeam, IngestMode, Task};
+
+    use super::*;
+
+    fn accepts(ty: ResourceType, body: &Value) -> Result<(), Vec<domain::Issue>> {
+        let text = body.to_string();
+        let mode = match body["id"].as_str() {
+            Some(id) => IngestMode::Update { id },
+            None => IngestMode::Create,
+        };
+        match ty {
+            ResourceType::CarePlan => ingest::<CarePlan>(text.as_bytes(), mode).map(drop),
+            ResourceType::CareTeam => ingest::<CareTeam>(text.as_bytes(), mode).map(drop),
+            ResourceType::Task => ingest::<Task>(text.as_bytes(), mode).map(drop),
+            ResourceType::Provenance => ingest::<domain::Provenance>(text.as_bytes(), mode).map(drop),
+        }
+    }
+
+    #[test]
+    fn every_example_body_is_one_the_server_accepts() {
+        for ty in ResourceType::ALL {
+            let body = example_resource(ty);
+            assert_eq!(accepts(ty, &body), Ok(()), "{ty}");
+            let mut update = body.clone();
+            update["id"] = json!(EXAMPLE_ID);
+            assert_eq!(accepts(ty, &update), Ok(()), "{ty} update");
+        }
+    }
+
+    #[test]
+    fn every_conditional_example_is_accepted_and_its_criteria_understood() {
+        for ty in ResourceType::ALL {
+            assert_eq!(accepts(ty, &conditional_example(ty)), Ok(()), "{ty}");
+            let (name, value) = criteria_example(ty);
+            let parsed = query::parse(ty, &[(name.to_owned(), value)], true);
+            assert!(parsed.is_ok_and(|request| !request.clauses.is_empty()), "{ty}?{name}");
+            let documented = criteria_params(ty);
+            assert!(documented.iter().any(|p| p["name"] == name && p.get("example").is_some()), "{ty}");
+        }
+    }
+
+    /// Both patch examples of each type apply to its example and leave a valid resource.
+    #[test]
+    fn every_patch_example_applies_to_the_example() {
+        for ty in ResourceType::ALL {
+            let current = stored_example(ty).to_string();
+            let (json_patch, fhirpath_patch) = patch_examples(ty);
+            for (format, patched) in [
+                ("JSON Patch", domain::patch::json_patch(&current, json_patch.to_string().as_bytes())),
+                ("FHIRPath Patch", domain::patch::fhirpath_patch(&current, fhirpath_patch.to_string().as_bytes(), ty)),
+            ] {
+                let patched: Value = serde_json::from_str(&patched.unwrap_or_else(|e| panic!("{ty} {format}: {e:?}")))
+                    .unwrap_or_else(|e| panic!("{ty} {format}: {e}"));
+                assert_ne!(patched, stored_example(ty), "{ty} {format} changes something");
+                let mut body = patched.clone();
+                body.as_object_mut().map(|o| o.remove("meta"));
+                assert_eq!(accepts(ty, &body), Ok(()), "{ty} {format}: {patched}");
+            }
+        }
+    }
+
+    /// The transaction example's resources are valid once the server has rewritten the urn:uuid
+    /// references; the batch example's Binary carries the Task's JSON Patch.
+    #[test]
+    fn the_bundle_examples_carry_valid_resources() {
+        let example = transaction_example();
+        for (entry, (ty, rewritten)) in
+            example["entry"].as_array().into_iter().flatten().zip(shared_plan("CareTeam/t", "CarePlan/p"))
+        {
+            assert_eq!(entry["request"]["url"], ty.as_str());
+            assert_eq!(accepts(ty, &rewritten), Ok(()), "{ty}");
+        }
+        let batch = batch_example();
+        let data = batch["entry"][3]["resource"]["data"].as_str().unwrap_or_default();
+        let decoded = base64::engine::general_purpose::STANDARD.decode(data).unwrap_or_default();
+        assert_eq!(serde_json::from_slice::<Value>(&decoded).ok(), Some(patch_examples(ResourceType::Task).0));
+    }
+
+    #[test]
+    fn every_search_example_is_understood() {
+        for ty in ResourceType::ALL {
+            let pairs: Vec<(String, String)> =
+                search_example_params(ty).iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            let parsed = query::parse(ty, &pairs, true);
+            assert!(parsed.is_ok(), "{ty}: {parsed:?}");
+        }
+    }
+
+    #[test]
+    fn every_code_a_schema_lists_is_accepted() {
+        for ty in ResourceType::ALL {
+            let schema = resource_schema(ty);
+            for element in ["status", "intent", "priority"] {
+                let Some(codes) = schema["properties"][element]["enum"].as_array() else { continue };
+                for code in codes {
+                    let mut body = example_resource(ty);
+                    body[element] = code.clone();
+                    assert_eq!(accepts(ty, &body), Ok(()), "{ty}.{element} = {code}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_required_element_is_required_by_the_server() {
+        for ty in ResourceType::ALL {
+            let schema = resource_schema(ty);
+            for element in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                let mut body = example_resource(ty);
+                body.as_object_mut().map(|o| o.remove(element));
+                assert!(accepts(ty, &body).is_err(), "{ty} without {element} is refused");
+            }
+        }
+    }
+
+    /// Every modifier a filter's description names is one the parser takes.
+    #[test]
+    fn the_modifiers_each_description_names_are_understood() {
+        let sample = |kind: ParamType, modifier: &str| match (kind, modifier) {
+            (_, "missing") => "true",
+            (ParamType::Token, "of-type") => "http://terminology.hl7.org/CodeSystem/v2-0203|MR|123",
+            (ParamType::Date, _) => "ge2026-01-01",
+            (ParamType::Uri, _) => "http://example.org/fhir",
+            _ => "value",
+        };
+        for ty in ResourceType::ALL {
+            for p in params::for_type(ty) {
+                let description = filter_description(ty, p);
+                for modifier in description.split('`').filter_map(|s| s.strip_prefix(':')) {
+                    let modifier = if modifier == "[Type]" { "Patient" } else { modifier };
+                    let pairs = [(format!("{}:{modifier}", p.name), sample(p.kind, modifier).to_owned())];
+                    let parsed = query::parse(ty, &pairs, true);
+                    assert!(parsed.is_ok(), "{ty}?{}:{modifier}: {parsed:?}", p.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_error_response_has_the_status_of_its_name() {
+        for (name, response) in error_responses() {
+            let status = error_samples().iter().map(ResponseError::status_code).find(|s| error_name(*s) == name);
+            assert!(status.is_some(), "{name}");
+            assert!(response["content"][FHIR_JSON]["example"]["issue"][0]["code"].is_string(), "{name}");
+        }
+    }
+
+    #[test]
+    fn every_referenced_component_exists() {
+        let document = document();
+        let text = document.to_string();
+        for reference in text.split("\"$ref\":\"#/").skip(1).filter_map(|rest| rest.split('"').next()) {
+            let pointer = format!("/{reference}");
+            assert!(document.pointer(&pointer).is_some(), "{reference}");
+        }
+    }
+
+    #[test]
+    fn timestamps_are_quoted_outside_block_text() {
+        let yaml = "a: 2026-11-24T10:00:00.000Z\nb:\n- 2026-01-01\nc: |-\n  2026-01-01 in text\nd: 2026-11-24x\n";
+        let expected =
+            "a: '2026-11-24T10:00:00.000Z'\nb:\n- '2026-01-01'\nc: |-\n  2026-01-01 in text\nd: 2026-11-24x\n";
+        assert_eq!(quote_timestamps(yaml), expected);
+    }
+
+    #[test]
+    fn yaml_output_starts_with_the_version() {
+        let yaml = to_yaml().expect("YAML");
+        assert!(yaml.starts_with("openapi: 3.0.3\ninfo:\n"), "{}", &yaml[..80]);
+    }
+
+    #[test]
+    fn every_operation_id_is_unique() {
+        let mut ids: Vec<String> = operations()
+            .into_iter()
+            .filter_map(|o| o.object.get("operationId").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        let count = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), count);
+    }
+}
