@@ -220,6 +220,19 @@ async fn the_job_marks_an_overdue_task_once_keeping_the_clients_text() {
     assert_eq!(version_of(&app, "Task/done").await, "4");
     let found = id_set(&app, &format!("Task?business-status={OVERDUE_SYSTEM}|overdue")).await;
     assert_eq!(found, set(&["late"]));
+    // The mark has its Provenance, naming the job as the agent.
+    let provenance: Value = app.get("Provenance?target=Task/late").await.json().await.expect("JSON");
+    let entries = provenance["entry"].as_array().expect("Provenance of Task/late");
+    let marks: Vec<&Value> = entries
+        .iter()
+        .map(|e| &e["resource"])
+        .filter(|p| p["target"][0]["reference"] == "Task/late/_history/2")
+        .collect();
+    assert_eq!(marks.len(), 1, "{provenance}");
+    let record = marks[0];
+    assert_eq!(record["activity"]["coding"][0]["code"], "UPDATE");
+    assert_eq!(record["agent"][0]["who"]["display"], "careplan service: overdue job");
+    assert_eq!(record["recorded"], marked["meta"]["lastUpdated"]);
 }
 
 #[tokio::test]
@@ -377,7 +390,9 @@ async fn the_plan_summary_holds_the_plan_its_team_its_tasks_and_their_sub_tasks_
     assert_eq!(composition["resourceType"], "Composition");
     assert!(entries[0]["fullUrl"].as_str().is_some_and(|u| u.starts_with("urn:uuid:")));
     assert_eq!(entries[1]["resource"]["id"], "plan-amy");
-    let members: BTreeSet<String> = entries[1..]
+    let (provenance, resources): (Vec<&Value>, Vec<&Value>) =
+        entries[1..].iter().partition(|e| e["resource"]["resourceType"] == "Provenance");
+    let members: BTreeSet<String> = resources
         .iter()
         .map(|e| {
             format!(
@@ -397,6 +412,15 @@ async fn the_plan_summary_holds_the_plan_its_team_its_tasks_and_their_sub_tasks_
         "Task/receipt",
     ];
     assert_eq!(members, set(&expected));
+    // Every write left a Provenance: one per version of each member, and none of anything else.
+    let targets: BTreeSet<String> = provenance
+        .iter()
+        .map(|p| {
+            let target = p["resource"]["target"][0]["reference"].as_str().unwrap_or_default();
+            target.split("/_history/").next().unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert_eq!(targets, set(&expected));
     assert!(entries[1..].iter().all(|e| e["fullUrl"].as_str().is_some_and(|u| u.starts_with(&app.base))));
     // The stored text, not a re-serialisation: the plan is in the Bundle byte for byte.
     assert!(text.contains(&stored_plan), "the plan's stored text");
@@ -414,6 +438,7 @@ async fn the_plan_summary_holds_the_plan_its_team_its_tasks_and_their_sub_tasks_
         "Keep the receipt",
         "Not open: 1 completed.",
         "<h3>Overdue</h3><p>1 overdue:</p>",
+        &format!("<h3>Recent changes</h3><p>{} recorded changes; the latest 10:</p>", provenance.len()),
     ] {
         assert!(div.contains(expected), "{expected:?} in {div}");
     }

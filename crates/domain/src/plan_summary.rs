@@ -30,6 +30,8 @@ pub struct PlanSummary<'a> {
     pub teams: Vec<Entry<'a>>,
     /// The Tasks based on the plan and their sub-tasks, in any order.
     pub tasks: Vec<Entry<'a>>,
+    /// The Provenance of the plan, its teams and its Tasks, in any order.
+    pub provenance: Vec<Entry<'a>>,
     /// The current time (epoch ms): what is overdue, which memberships have ended.
     pub now: i64,
 }
@@ -43,14 +45,18 @@ pub struct Section {
     pub entries: Vec<String>,
 }
 
+/// How many Provenance records the narrative lists (the Bundle carries them all).
+const RECENT_CHANGES: usize = 10;
+
 /// The XHTML namespace every narrative `div` declares.
 const XHTML: &str = "http://www.w3.org/1999/xhtml";
 
 impl PlanSummary<'_> {
-    /// The sections: care team, open work, overdue.
+    /// The sections: care team, open work, overdue, recent changes.
     pub fn sections(&self) -> Vec<Section> {
         let open = self.open_tasks();
         let overdue: Vec<&OpenTask<'_>> = open.iter().filter(|t| t.overdue).collect();
+        let changes = self.recent_changes();
         vec![
             Section {
                 title: "Care team",
@@ -67,7 +73,70 @@ impl PlanSummary<'_> {
                 xhtml: overdue_xhtml(&overdue),
                 entries: overdue.iter().map(|t| t.entry.full_url.to_owned()).collect(),
             },
+            Section {
+                title: "Recent changes",
+                xhtml: self.changes_xhtml(&changes),
+                entries: changes.iter().map(|p| p.full_url.to_owned()).collect(),
+            },
         ]
+    }
+
+    /// The latest Provenance records, newest first (by `recorded`, an instant in any offset).
+    fn recent_changes(&self) -> Vec<Entry<'_>> {
+        let mut changes: Vec<(i64, Entry<'_>)> = self
+            .provenance
+            .iter()
+            .map(|p| (text(p.resource, "recorded").and_then(dates::range).map_or(i64::MIN, |(low, _)| low), *p))
+            .collect();
+        changes.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.full_url.cmp(b.1.full_url)));
+        changes.into_iter().take(RECENT_CHANGES).map(|(_, p)| p).collect()
+    }
+
+    fn changes_xhtml(&self, shown: &[Entry<'_>]) -> String {
+        if shown.is_empty() {
+            return "<p>No changes are recorded.</p>".to_owned();
+        }
+        let mut out = format!("<p>{} recorded changes", self.provenance.len());
+        if shown.len() < self.provenance.len() {
+            let _ = write!(out, "; the latest {}", shown.len());
+        }
+        out.push_str(":</p><ul>");
+        for entry in shown {
+            let p = entry.resource;
+            let activity = p.get("activity").map(concept_label).filter(|a| !a.is_empty());
+            let targets: Vec<String> = p
+                .get("target")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|t| {
+                    let label = reference_label(t);
+                    label.split("/_history/").next().unwrap_or_default().to_owned()
+                })
+                .collect();
+            let agents: Vec<String> = p
+                .get("agent")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|a| a.get("who").map(reference_label))
+                .collect();
+            let _ = write!(
+                out,
+                "<li>{}: {} {}",
+                escape(text(p, "recorded").unwrap_or("(no time)")),
+                escape(activity.as_deref().unwrap_or("change")),
+                escape(&targets.join(", "))
+            );
+            if !agents.is_empty() {
+                let _ = write!(out, " by {}", escape(&agents.join(", ")));
+            }
+            out.push_str("</li>");
+        }
+        out.push_str("</ul>");
+        out
     }
 
     /// The whole narrative: a heading for the plan, then every section under its title.
@@ -404,12 +473,18 @@ mod tests {
     /// Checks the narrative of `tasks` (with the plan and team above) against `expect`, one
     /// element per line: the text is split before every `<p>`, `<li>`, `<h2>` and `<h3>`.
     fn check(teams: &[Value], tasks: &[Value], expect: &str) {
+        check_with(teams, tasks, &[], expect);
+    }
+
+    /// `check`, with Provenance records.
+    fn check_with(teams: &[Value], tasks: &[Value], provenance: &[Value], expect: &str) {
         let plan = plan();
         let urls: Vec<String> = (0..tasks.len()).map(|i| format!("urn:task:{i}")).collect();
         let summary = PlanSummary {
             plan: Entry { full_url: "urn:plan", resource: &plan },
             teams: teams.iter().map(|t| Entry { full_url: "urn:team", resource: t }).collect(),
             tasks: tasks.iter().zip(&urls).map(|(t, u)| Entry { full_url: u, resource: t }).collect(),
+            provenance: provenance.iter().map(|p| Entry { full_url: "urn:provenance", resource: p }).collect(),
             now: NOW,
         };
         let narrative = summary.narrative();
@@ -460,7 +535,9 @@ mod tests {
                 <p>Not open: 1 draft, 1 rejected, 1 completed.</p>
                 <h3>Overdue</h3>
                 <p>1 overdue:</p><ul>
-                <li>Follow-up call &lt;after&gt; visit — owner Practitioner/lee; due 2026-03-01 <b>(overdue)</b> (Requested)</li></ul></div>
+                <li>Follow-up call &lt;after&gt; visit — owner Practitioner/lee; due 2026-03-01 <b>(overdue)</b> (Requested)</li></ul>
+                <h3>Recent changes</h3>
+                <p>No changes are recorded.</p></div>
             "#,
         );
     }
@@ -479,7 +556,9 @@ mod tests {
                 <h3>Open work</h3>
                 <p>No open work.</p>
                 <h3>Overdue</h3>
-                <p>Nothing is overdue.</p></div>
+                <p>Nothing is overdue.</p>
+                <h3>Recent changes</h3>
+                <p>No changes are recorded.</p></div>
             "#,
         );
     }
@@ -506,9 +585,49 @@ mod tests {
                 <li>check-in — owner unassigned; due 2026-03-10T09:00:00Z</li>
                 <li>Book the taxi — owner Practitioner/lee; due 2026-03-20; part of Task/ride</li></ul>
                 <h3>Overdue</h3>
-                <p>Nothing is overdue.</p></div>
+                <p>Nothing is overdue.</p>
+                <h3>Recent changes</h3>
+                <p>No changes are recorded.</p></div>
             "#,
         );
+    }
+
+    #[test]
+    fn recent_changes_are_the_latest_provenance_newest_first_whatever_the_offset() {
+        use crate::provenance::{for_write, Activity};
+        let mut provenance: Vec<Value> = (1..=11)
+            .map(|day| {
+                for_write(
+                    &format!("Task/call/_history/{day}"),
+                    &format!("2026-02-{day:02}T12:00:00Z"),
+                    Activity::Update,
+                    Some("Practitioner/lee"),
+                )
+            })
+            .collect();
+        // 2026-02-12T01:00:00+05:00 is 2026-02-11T20:00:00Z: the newest.
+        provenance.push(for_write("CarePlan/plan/_history/2", "2026-02-12T01:00:00+05:00", Activity::Create, None));
+        let mut expect = String::from(
+            r#"
+                <div xmlns="http://www.w3.org/1999/xhtml">
+                <h2>Amy&#39;s shared plan</h2>
+                <p>Status: active<br/>For: Amy &lt;A.&gt; O&#39;Neil<br/>Period: since 2026-01-01</p>
+                <h3>Care team</h3>
+                <p>No care team is recorded for this plan.</p>
+                <h3>Open work</h3>
+                <p>No open work.</p>
+                <h3>Overdue</h3>
+                <p>Nothing is overdue.</p>
+                <h3>Recent changes</h3>
+                <p>12 recorded changes; the latest 10:</p><ul>
+                <li>2026-02-12T01:00:00+05:00: create CarePlan/plan by unidentified client</li>
+            "#,
+        );
+        for day in (3..=11).rev() {
+            expect.push_str(&format!("<li>2026-02-{day:02}T12:00:00Z: revise Task/call by Practitioner/lee</li>\n"));
+        }
+        expect = expect.trim_end().strip_suffix("</li>").map(|e| format!("{e}</li></ul></div>")).unwrap_or(expect);
+        check_with(&[], &[], &provenance, &expect);
     }
 
     #[test]
@@ -523,10 +642,17 @@ mod tests {
     fn the_composition_is_a_valid_composition() {
         let (plan, team) = (plan(), team());
         let overdue = task("call", "requested", "Call", Some("2026-03-01"));
+        let provenance = crate::provenance::for_write(
+            "Task/call/_history/1",
+            "2026-03-01T10:00:00Z",
+            crate::provenance::Activity::Create,
+            Some("Practitioner/lee"),
+        );
         let summary = PlanSummary {
             plan: Entry { full_url: "http://x/fhir/CarePlan/plan", resource: &plan },
             teams: vec![Entry { full_url: "http://x/fhir/CareTeam/team", resource: &team }],
             tasks: vec![Entry { full_url: "http://x/fhir/Task/call", resource: &overdue }],
+            provenance: vec![Entry { full_url: "http://x/fhir/Provenance/p", resource: &provenance }],
             now: NOW,
         };
         let composition = summary.composition();
@@ -536,7 +662,8 @@ mod tests {
         assert_eq!(composition["date"], "2026-03-05T00:00:00.000Z");
         let titles: Vec<&str> =
             composition["section"].as_array().expect("sections").iter().filter_map(|s| s["title"].as_str()).collect();
-        assert_eq!(titles, ["Care plan", "Care team", "Open work", "Overdue"]);
+        assert_eq!(titles, ["Care plan", "Care team", "Open work", "Overdue", "Recent changes"]);
+        assert_eq!(composition["section"][4]["entry"][0]["reference"], "http://x/fhir/Provenance/p");
         assert_eq!(composition["section"][0]["entry"][0]["reference"], "http://x/fhir/CarePlan/plan");
         assert_eq!(composition["section"][3]["entry"][0]["reference"], "http://x/fhir/Task/call");
         assert!(composition["text"]["div"].as_str().is_some_and(|d| d.starts_with("<div xmlns=")));

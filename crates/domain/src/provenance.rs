@@ -41,12 +41,35 @@ impl Activity {
     }
 }
 
+/// Who made a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agent<'a> {
+    /// The acting reference the request carried (`fhirUser`, or the development header).
+    Reference(&'a str),
+    /// A request that carried no identity.
+    Unidentified,
+    /// This service itself, doing what its name says (a background job).
+    Service(&'a str),
+}
+
+impl<'a> From<Option<&'a str>> for Agent<'a> {
+    fn from(who: Option<&'a str>) -> Self {
+        who.map_or(Agent::Unidentified, Agent::Reference)
+    }
+}
+
 /// The Provenance of one written version: `target` is `Type/id/_history/n`, `recorded` a FHIR
 /// instant, `who` the acting reference when the request carried one.
 pub fn for_write(target: &str, recorded: &str, activity: Activity, who: Option<&str>) -> Value {
-    let agent = match who {
-        Some(who) => json!({ "reference": who }),
-        None => json!({ "display": "unidentified client" }),
+    by(target, recorded, activity, Agent::from(who))
+}
+
+/// The Provenance of one written version, by any agent.
+pub fn by(target: &str, recorded: &str, activity: Activity, agent: Agent<'_>) -> Value {
+    let agent = match agent {
+        Agent::Reference(who) => json!({ "reference": who }),
+        Agent::Unidentified => json!({ "display": "unidentified client" }),
+        Agent::Service(what) => json!({ "display": format!("careplan service: {what}") }),
     };
     json!({
         "resourceType": "Provenance",

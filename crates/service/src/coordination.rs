@@ -4,7 +4,7 @@
 //! need inside the write transaction and writes what they derive, as new versions in the same
 //! transaction as the change that caused them.
 
-use domain::provenance::{self, Activity};
+use domain::provenance::{self, Activity, Agent};
 use domain::search::query;
 use domain::workflow::{
     cascade, check_task_change, ends_work, follow_work, hold_memory, starts_work, Actor, MembershipEvent, ParentChange,
@@ -173,11 +173,23 @@ pub(crate) async fn record(
     if !ctx.provenance || ty == ResourceType::Provenance {
         return Ok(());
     }
+    let who = ctx.actor.as_ref().map(|a| a.reference.as_str());
+    record_by(tx, ty, id, version, activity, Agent::from(who)).await
+}
+
+/// Record a Provenance of `ty/id` at `version` (id, last updated) by `agent`, in `tx`.
+pub(crate) async fn record_by(
+    tx: &Tx<'_>,
+    ty: ResourceType,
+    id: &str,
+    version: (i64, i64),
+    activity: Activity,
+    agent: Agent<'_>,
+) -> Result<(), ApiError> {
     let (version_id, last_updated_ms) = version;
     let target = format!("{ty}/{id}/_history/{version_id}");
     let recorded = domain::instant::to_fhir(last_updated_ms);
-    let who = ctx.actor.as_ref().map(|a| a.reference.as_str());
-    let text = provenance::for_write(&target, &recorded, activity, who).to_string();
+    let text = provenance::by(&target, &recorded, activity, agent).to_string();
     let prepared =
         ingest_as(ResourceType::Provenance, text.as_bytes(), IngestMode::Create).map_err(ApiError::Invalid)?;
     tx.create(&prepared, &uuid::Uuid::now_v7().to_string()).await?;

@@ -9,10 +9,13 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use domain::provenance::{Activity, Agent};
 use domain::{ingest_as, worklist, IngestMode, ResourceType};
 use persistence::Store;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
+
+use crate::coordination;
 
 /// Candidates read per page.
 const BATCH: u64 = 100;
@@ -21,6 +24,8 @@ const BATCH: u64 = 100;
 #[derive(Clone)]
 pub struct Jobs {
     store: Store,
+    /// Record a Provenance with every mark (`Settings::provenance`).
+    provenance: bool,
 }
 
 /// What one run of the overdue job did.
@@ -35,8 +40,8 @@ pub struct Marked {
 }
 
 impl Jobs {
-    pub(crate) fn new(store: Store) -> Self {
-        Self { store }
+    pub(crate) fn new(store: Store, provenance: bool) -> Self {
+        Self { store, provenance }
     }
 
     /// Mark every open Task past its due date that is not marked yet, judged at the current time.
@@ -66,11 +71,11 @@ impl Jobs {
         Ok(report)
     }
 
-    /// Mark one Task if, under the lock on its current row, it still needs it.
-    // Provenance (issue 5 item 7): once writes record Provenance, record one here too, with
-    // this service as the agent.
+    /// Mark one Task if, under the lock on its current row, it still needs it, with a Provenance
+    /// naming this service's overdue job as the agent (unless Provenance is off).
     async fn mark(&self, id: &str, now: i64) -> anyhow::Result<bool> {
         let id = id.to_owned();
+        let provenance = self.provenance;
         self.store
             .transaction(Box::new(move |tx| {
                 Box::pin(async move {
@@ -85,7 +90,14 @@ impl Jobs {
                     };
                     let prepared = ingest_as(ResourceType::Task, next.as_bytes(), IngestMode::Update { id: &id })
                         .map_err(|issues| anyhow::anyhow!("the marked Task fails {} ingest check(s)", issues.len()))?;
-                    tx.update(&prepared, &id, Some(current.version_id)).await?;
+                    let written = tx.update(&prepared, &id, Some(current.version_id)).await?.version;
+                    if provenance {
+                        let version = (written.version_id, written.last_updated_ms);
+                        let agent = Agent::Service("overdue job");
+                        coordination::record_by(tx, ResourceType::Task, &id, version, Activity::Update, agent)
+                            .await
+                            .map_err(|err| anyhow::anyhow!("the Provenance of an overdue mark: {err}"))?;
+                    }
                     Ok::<_, anyhow::Error>(true)
                 })
             }))

@@ -1,7 +1,7 @@
 //! `GET [base]/CarePlan/[id]/$summary` (reference §5.4; issue 5 item 6): the shared plan of care
 //! as one `collection` Bundle — a generated Composition with the narrative summary
 //! (`domain::plan_summary`), then the plan, its CareTeams, the Tasks based on it and their
-//! sub-tasks, as stored. 404 for an unknown plan, 410 for a deleted one.
+//! sub-tasks, and the Provenance of each, as stored. 404 for an unknown plan, 410 for a deleted one.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use domain::plan_summary::{Entry, PlanSummary};
@@ -19,11 +19,14 @@ use crate::responder::base_url;
 use crate::state::AppState;
 
 /// What the summary gathers around the plan, as `_include`/`_revinclude` of a CarePlan search:
-/// its CareTeams, the Tasks based on it, and (iterating) the Tasks that are part of those.
-/// Provenance (issue 5 item 6, "where present") is still to join: ("_revinclude:iterate",
-/// "Provenance:target") here, with the summary test counting it.
-const RELATED: [(&str, &str); 3] =
-    [("_include", "CarePlan:care-team"), ("_revinclude", "Task:based-on"), ("_revinclude:iterate", "Task:part-of")];
+/// its CareTeams, the Tasks based on it, (iterating) the Tasks that are part of those, and the
+/// Provenance of all of them.
+const RELATED: [(&str, &str); 4] = [
+    ("_include", "CarePlan:care-team"),
+    ("_revinclude", "Task:based-on"),
+    ("_revinclude:iterate", "Task:part-of"),
+    ("_revinclude:iterate", "Provenance:target"),
+];
 
 /// The handler.
 pub(crate) async fn summary(
@@ -59,6 +62,7 @@ pub(crate) async fn summary(
         plan: Entry { full_url: &urls[0], resource: &parsed[0] },
         teams: of_type(ResourceType::CareTeam),
         tasks: of_type(ResourceType::Task),
+        provenance: of_type(ResourceType::Provenance),
         now,
     };
     let composition = summary.composition().to_string();

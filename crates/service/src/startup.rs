@@ -47,7 +47,7 @@ impl Application {
         let limiter = settings.hardening.rate_limit.map(|limit| web::Data::from(hardening::Limiter::new(limit)));
         let header_limit = web::Data::new(hardening::HeaderLimit(settings.hardening.max_header_bytes));
         let hardening = settings.hardening.clone();
-        let jobs = Jobs::new(store.clone());
+        let jobs = Jobs::new(store.clone(), settings.provenance);
         let overdue_interval = settings.overdue_interval;
         let state = web::Data::new(AppState { store, settings });
         let server = HttpServer::new(move || {
