@@ -34,6 +34,7 @@ pub fn ingest_as(ty: ResourceType, body: &[u8], mode: IngestMode<'_>) -> Result<
         ResourceType::CareTeam => ingest::<crate::CareTeam>(body, mode),
         ResourceType::Task => ingest::<crate::Task>(body, mode),
         ResourceType::Provenance => ingest::<crate::Provenance>(body, mode),
+        ResourceType::Subscription => ingest::<crate::Subscription>(body, mode),
     }
 }
 

@@ -20,6 +20,7 @@ pub mod resource;
 pub mod search;
 pub mod smart;
 pub mod stored;
+pub mod subscriptions;
 pub mod summary;
 pub mod task;
 pub mod workflow;
@@ -33,6 +34,7 @@ pub use issue::{Issue, IssueCode, Severity};
 pub use patch::{fhirpath_patch, json_patch};
 pub use provenance::Provenance;
 pub use resource::{Resource, ResourceType};
+pub use subscriptions::Subscription;
 pub use stored::{subset, with_member, Prepared, VersionMeta};
 pub use task::Task;
 pub use workflow::{

@@ -13,12 +13,18 @@ pub enum ResourceType {
     CareTeam,
     Task,
     Provenance,
+    Subscription,
 }
 
 impl ResourceType {
     /// Every type, in CapabilityStatement order.
-    pub const ALL: [ResourceType; 4] =
-        [ResourceType::CarePlan, ResourceType::CareTeam, ResourceType::Task, ResourceType::Provenance];
+    pub const ALL: [ResourceType; 5] = [
+        ResourceType::CarePlan,
+        ResourceType::CareTeam,
+        ResourceType::Task,
+        ResourceType::Provenance,
+        ResourceType::Subscription,
+    ];
 
     /// The FHIR name, as in URLs and `resourceType`.
     pub fn as_str(self) -> &'static str {
@@ -27,6 +33,7 @@ impl ResourceType {
             ResourceType::CareTeam => "CareTeam",
             ResourceType::Task => "Task",
             ResourceType::Provenance => "Provenance",
+            ResourceType::Subscription => "Subscription",
         }
     }
 

@@ -302,6 +302,14 @@ pub fn patient_of(ty: ResourceType, text: &str) -> Option<String> {
         #[serde(rename = "for")]
         for_: Option<serde_json::Value>,
     }
+    if ty == ResourceType::Subscription {
+        #[derive(serde::Deserialize)]
+        struct Meta {
+            meta: Option<serde_json::Value>,
+        }
+        let meta: Meta = serde_json::from_str(text).ok()?;
+        return crate::subscriptions::subscriber_patient(&serde_json::json!({ "meta": meta.meta? }));
+    }
     let links: Links = serde_json::from_str(text).ok()?;
     let param = params::find(ty, "patient")?;
     let member = param.path.first()?;

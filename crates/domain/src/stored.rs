@@ -52,7 +52,7 @@ impl Prepared {
     }
 
     /// Attach the search index values of the resource.
-    pub(crate) fn with_index(mut self, index: Vec<IndexEntry>) -> Self {
+    pub fn with_index(mut self, index: Vec<IndexEntry>) -> Self {
         self.index = index;
         self
     }

@@ -89,6 +89,13 @@ const PROVENANCE_SUMMARY: &[&str] = &["id", "implicitRules", "meta", "recorded",
 /// `Provenance` top-level elements with `min >= 1`, sorted for binary search.
 const PROVENANCE_MANDATORY: &[&str] = &["agent", "recorded", "target"];
 
+/// `Subscription` top-level elements with `isSummary`, sorted for binary search.
+const SUBSCRIPTION_SUMMARY: &[&str] =
+    &["channel", "contact", "criteria", "end", "error", "id", "implicitRules", "meta", "reason", "status"];
+
+/// `Subscription` top-level elements with `min >= 1`, sorted for binary search.
+const SUBSCRIPTION_MANDATORY: &[&str] = &["channel", "criteria", "reason", "status"];
+
 /// The sorted summary slice of `ty`.
 fn summary_elements(ty: ResourceType) -> &'static [&'static str] {
     match ty {
@@ -96,6 +103,7 @@ fn summary_elements(ty: ResourceType) -> &'static [&'static str] {
         ResourceType::CareTeam => CARETEAM_SUMMARY,
         ResourceType::Task => TASK_SUMMARY,
         ResourceType::Provenance => PROVENANCE_SUMMARY,
+        ResourceType::Subscription => SUBSCRIPTION_SUMMARY,
     }
 }
 
@@ -106,6 +114,7 @@ fn mandatory_elements(ty: ResourceType) -> &'static [&'static str] {
         ResourceType::CareTeam => CARETEAM_MANDATORY,
         ResourceType::Task => TASK_MANDATORY,
         ResourceType::Provenance => PROVENANCE_MANDATORY,
+        ResourceType::Subscription => SUBSCRIPTION_MANDATORY,
     }
 }
 

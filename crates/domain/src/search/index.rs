@@ -60,7 +60,20 @@ pub fn extract(ty: ResourceType, resource: &Value) -> Vec<IndexEntry> {
         if matches!(param.shape, Shape::Computed(_)) {
             continue;
         }
-        let values = extract_param(param, resource);
+        let values = match (ty, param.name) {
+            // Only the server's own extension says whom a subscriber is limited to.
+            (ResourceType::Subscription, "patient") => crate::subscriptions::subscriber_patient(resource)
+                .map(|id| IndexValue::Reference {
+                    target_type: Some("Patient".into()),
+                    target_id: Some(id.clone()),
+                    url: Some(format!("Patient/{id}")),
+                    identifier_system: None,
+                    identifier_value: None,
+                })
+                .into_iter()
+                .collect(),
+            _ => extract_param(param, resource),
+        };
         let first = entries.len();
         for value in values {
             if !entries[first..].iter().any(|entry| entry.value == value) {
@@ -779,6 +792,27 @@ mod tests {
                        "when": "2026-11-24T10:00:00Z", "who": {"reference": "Practitioner/pr1"}}]
     }"#;
 
+    /// A Subscription with every searchable element, limited to a patient by the server.
+    const SUBSCRIPTION_EDGES: &str = r#"{
+        "resourceType": "Subscription",
+        "id": "sub-1",
+        "meta": {"lastUpdated": "2026-11-24T10:00:02Z", "source": "http://ehr.example/fhir", "profile": ["http://example.org/p"],
+                 "tag": [{"system": "http://example.org/tags", "code": "t"}], "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N"}],
+                 "extension": [{"url": "http://careplan.example/fhir/StructureDefinition/subscriber-patient", "valueReference": {"reference": "Patient/p1"}},
+                               {"url": "http://example.org/other", "valueReference": {"reference": "Patient/p2"}}]},
+        "status": "requested", "reason": "r", "contact": [{"system": "email", "value": "a@b.example"}],
+        "criteria": "http://careplan.example/fhir/SubscriptionTopic/task-change",
+        "channel": {"type": "rest-hook", "endpoint": "https://ehr.example/hook", "payload": "application/fhir+json"}
+    }"#;
+
+    #[test]
+    fn only_the_server_extension_names_a_subscriber_patient() {
+        let value: serde_json::Value = serde_json::from_str(SUBSCRIPTION_EDGES).expect("JSON");
+        let patients: Vec<super::IndexEntry> =
+            extract(ResourceType::Subscription, &value).into_iter().filter(|e| e.param == "patient").collect();
+        assert_eq!(patients.len(), 1, "{patients:?}");
+    }
+
     #[test]
     fn provenance_edges() {
         let value: serde_json::Value = serde_json::from_str(PROVENANCE_EDGES).expect("JSON");
@@ -803,6 +837,7 @@ mod tests {
             (ResourceType::Task, TASK_EXAMPLE2),
             (ResourceType::Task, TASK_EDGES),
             (ResourceType::Provenance, PROVENANCE_EDGES),
+            (ResourceType::Subscription, SUBSCRIPTION_EDGES),
         ];
         for ty in ResourceType::ALL {
             let seen: Vec<&str> = fixtures

@@ -162,6 +162,7 @@ pub fn for_type(ty: ResourceType) -> &'static [SearchParam] {
         ResourceType::CareTeam => CARE_TEAM,
         ResourceType::Task => TASK,
         ResourceType::Provenance => PROVENANCE,
+        ResourceType::Subscription => SUBSCRIPTION,
     }
 }
 
@@ -465,6 +466,35 @@ static PROVENANCE: &[SearchParam] = with_common![
         Shape::DateTime,
         "When the activity occurred"
     ),
+];
+
+/// http://hl7.org/fhir/R4/subscription.html#search, and `patient`: the Patient a patient-scoped
+/// subscriber is limited to (a server-owned meta extension; see `subscriptions`).
+static SUBSCRIPTION: &[SearchParam] = with_common![
+    token(
+        "contact",
+        "Subscription.contact",
+        &["contact"],
+        Shape::Identifier,
+        "Contact details for the subscription"
+    ),
+    SearchParam {
+        kind: ParamType::String,
+        ..token("criteria", "Subscription.criteria", &["criteria"], Shape::String, "The search rules used to determine when to send a notification")
+    },
+    SearchParam {
+        origin: Origin::Server,
+        ..patient(
+            "Subscription.meta.extension.valueReference",
+            &["meta", "extension", "valueReference"],
+            "The Patient a patient-scoped subscriber is limited to: only the server's meta extension \
+             http://careplan.example/fhir/StructureDefinition/subscriber-patient counts"
+        )
+    },
+    token("payload", "Subscription.channel.payload", &["channel", "payload"], Shape::Code, "The mime-type of the notification payload"),
+    token("status", "Subscription.status", &["status"], Shape::Code, "The current state of the subscription"),
+    token("type", "Subscription.channel.type", &["channel", "type"], Shape::Code, "The type of channel for the sent notifications"),
+    uri("url", "Subscription.channel.endpoint", &["channel", "endpoint"], "The uri that will receive the notifications"),
 ];
 
 const fn token(
