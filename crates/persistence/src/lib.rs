@@ -14,6 +14,7 @@ pub mod migration;
 mod search;
 mod sql;
 mod store;
+mod subscriptions;
 mod tx;
 mod writer;
 
@@ -22,4 +23,5 @@ pub use connect::{Backend, StoreConfig};
 pub use error::StoreError;
 pub use search::SearchPage;
 pub use store::{DeleteOutcome, HistoryEntry, HistoryQuery, Method, Store, StoredVersion, WriteOutcome};
-pub use tx::{Current, Tx, TxWork};
+pub use subscriptions::{SubscriberConfig, SubscriberState, SubscriptionEvent, Settlement, NEVER};
+pub use tx::{Announcer, Change, Current, Tx, TxWork};

@@ -12,7 +12,7 @@ use crate::connect::{self, Backend, StoreConfig};
 use crate::entity::{history, resource};
 use crate::error::StoreError;
 use crate::migration::Migrator;
-use crate::tx::{Tx, TxWork, Written};
+use crate::tx::{Announcer, Tx, TxWork, Written};
 use crate::writer::Writer;
 
 /// The resource store. Cheap to clone: connections are pooled.
@@ -24,6 +24,7 @@ pub struct Store {
     schema: DatabaseConnection,
     pub(crate) writer: Writer,
     caches: Arc<Caches>,
+    announcer: Option<Arc<dyn Announcer>>,
 }
 
 /// One stored version of a resource.
@@ -109,7 +110,14 @@ impl Store {
             Backend::Postgres => (Writer::Direct(writer.clone()), false),
         };
         let caches = Arc::new(Caches::new(config.cache_bytes, cache_current));
-        Ok(Self { backend, reader, schema: writer, writer: queue, caches })
+        Ok(Self { backend, reader, schema: writer, writer: queue, caches, announcer: None })
+    }
+
+    /// This store, telling `announcer` of every version each write transaction writes, inside
+    /// that transaction.
+    pub fn with_announcer(mut self, announcer: Arc<dyn Announcer>) -> Self {
+        self.announcer = Some(announcer);
+        self
     }
 
     /// Which engine backs this store.
@@ -193,12 +201,19 @@ impl Store {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        let announcer = self.announcer.clone();
         let (value, written) = self
             .writer
             .write(Box::new(move |txn| {
                 Box::pin(async move {
                     let tx = Tx::new(txn);
                     let value = work(&tx).await?;
+                    if let Some(announcer) = &announcer {
+                        let changes = tx.take_changes();
+                        if !changes.is_empty() {
+                            announcer.announce(&tx, &changes).await.map_err(E::from)?;
+                        }
+                    }
                     Ok::<_, E>((value, tx.into_written()))
                 })
             }))

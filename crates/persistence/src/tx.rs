@@ -43,15 +43,45 @@ pub(crate) enum Written {
     Deleted { ty: ResourceType, id: String, version_id: i64, last_updated_ms: i64 },
 }
 
+/// One version a transaction wrote, with the text it replaced: what the `Announcer` sees.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The text of the version replaced; `None` for a create (or a recreation after a delete).
+    pub previous: Option<String>,
+    /// The version written; its `body` is `None` for a deletion.
+    pub version: StoredVersion,
+}
+
+/// Called inside every write transaction, after its work and before the commit, with the
+/// versions it wrote: what it writes (the subscription outbox) commits or rolls back with them.
+pub trait Announcer: Send + Sync {
+    fn announce<'a>(&'a self, tx: &'a Tx<'a>, changes: &'a [Change]) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
 /// A transaction in progress.
 pub struct Tx<'a> {
     txn: &'a DatabaseTransaction,
     written: Mutex<Vec<Written>>,
+    changes: Mutex<Vec<Change>>,
 }
 
 impl<'a> Tx<'a> {
     pub(crate) fn new(txn: &'a DatabaseTransaction) -> Self {
-        Self { txn, written: Mutex::new(Vec::new()) }
+        Self { txn, written: Mutex::new(Vec::new()), changes: Mutex::new(Vec::new()) }
+    }
+
+    pub(crate) fn txn(&self) -> &'a DatabaseTransaction {
+        self.txn
+    }
+
+    /// The versions written so far (and forgotten here): each is announced once.
+    pub(crate) fn take_changes(&self) -> Vec<Change> {
+        std::mem::take(&mut *self.changes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    fn note(&self, previous: Option<String>, version: &StoredVersion) {
+        let change = Change { previous, version: version.clone() };
+        self.changes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(change);
     }
 
     pub(crate) fn into_written(self) -> Vec<Written> {
@@ -102,6 +132,7 @@ impl<'a> Tx<'a> {
             .await?
             .ok_or(StoreError::Database(DbErr::RecordNotInserted))?;
         self.record(Written::Version(version.clone()));
+        self.note(None, &version);
         Ok(version)
     }
 
@@ -127,6 +158,7 @@ impl<'a> Tx<'a> {
                 write_version(self.txn, ty, id, Some(prepared), next, Method::Put, current.as_ref()).await?
             {
                 self.record(Written::Version(version.clone()));
+                self.note(current.and_then(|row| row.body), &version);
                 return Ok(WriteOutcome { version, created });
             }
         }
@@ -151,6 +183,7 @@ impl<'a> Tx<'a> {
             version_id: version.version_id,
             last_updated_ms: version.last_updated_ms,
         });
+        self.note(row.body, &version);
         Ok(DeleteOutcome::Deleted { version_id: version.version_id, last_updated_ms: version.last_updated_ms })
     }
 

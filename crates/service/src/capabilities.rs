@@ -18,7 +18,7 @@ pub fn capability_statement(base: &str, multiple_delete: bool) -> Value {
     let resources: Vec<Value> = ResourceType::ALL
         .into_iter()
         .map(|ty| {
-            json!({
+            let mut resource = json!({
                 "type": ty.as_str(),
                 "profile": ty.profile(),
                 "interaction": Interaction::ALL.iter().map(|i| json!({ "code": i.code() })).collect::<Vec<_>>(),
@@ -41,7 +41,11 @@ pub fn capability_statement(base: &str, multiple_delete: bool) -> Value {
                     "type": "special",
                     "documentation": "Reverse chaining: _has:Type:reference:parameter=value",
                 })]).collect::<Vec<_>>(),
-            })
+            });
+            if ty == ResourceType::Subscription {
+                subscription_capabilities(&mut resource);
+            }
+            resource
         })
         .collect();
     json!({
@@ -60,6 +64,22 @@ pub fn capability_statement(base: &str, multiple_delete: bool) -> Value {
             "interaction": [{ "code": "transaction" }, { "code": "batch" }, { "code": "history-system" }],
         }],
     })
+}
+
+/// What the Subscriptions Backport IG asks an R4 server to say: the topics it offers (their
+/// canonical URLs), the profile and the `$status` and `$events` operations.
+fn subscription_capabilities(resource: &mut Value) {
+    use domain::subscriptions::{PROFILE, TOPICS, TOPIC_CANONICAL_EXTENSION};
+    resource["extension"] = TOPICS
+        .iter()
+        .map(|t| json!({ "url": TOPIC_CANONICAL_EXTENSION, "valueCanonical": t.url() }))
+        .collect::<Vec<_>>()
+        .into();
+    resource["supportedProfile"] = json!([PROFILE]);
+    resource["operation"] = json!([
+        { "name": "status", "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status" },
+        { "name": "events", "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events" },
+    ]);
 }
 
 fn reference_params(ty: ResourceType) -> impl Iterator<Item = &'static domain::search::SearchParam> {

@@ -10,7 +10,7 @@ use persistence::{Store, StoreConfig};
 
 use domain::workflow::WorkflowPolicy;
 
-use crate::config::{AuditSettings, AuthSettings, Hardening, RateLimit, Settings};
+use crate::config::{AuditSettings, AuthSettings, Hardening, RateLimit, Settings, SubscriptionSettings};
 use crate::coordination::{RuleMode, Rules};
 use crate::startup::Application;
 use crate::telemetry;
@@ -139,6 +139,50 @@ struct ServeArgs {
     /// Audit records queued for the background writer before requests wait for it.
     #[arg(long, env = "CAREPLAN_AUDIT_QUEUE", default_value_t = 8192)]
     audit_queue: usize,
+    #[command(flatten)]
+    subscriptions: SubscriptionArgs,
+}
+
+#[derive(Args, Debug)]
+struct SubscriptionArgs {
+    /// URL prefixes a Subscription's endpoint must start with, comma-separated. Default: none,
+    /// so no Subscription can be created until some are configured.
+    #[arg(long, env = "CAREPLAN_SUBSCRIPTION_ENDPOINTS", value_delimiter = ',')]
+    subscription_endpoints: Vec<String>,
+    /// Milliseconds between looks for due notifications (0 disables delivery on this replica).
+    #[arg(long, env = "CAREPLAN_SUBSCRIPTION_POLL_MS", default_value_t = 1000)]
+    subscription_poll_ms: u64,
+    /// Seconds a replica holds a subscription it is delivering to before another may take it.
+    #[arg(long, env = "CAREPLAN_SUBSCRIPTION_LEASE_SECS", default_value_t = 60)]
+    subscription_lease_secs: u64,
+    /// Seconds a delivery may take (a Subscription's backport-timeout may ask for less).
+    #[arg(long, env = "CAREPLAN_SUBSCRIPTION_TIMEOUT_SECS", default_value_t = 10)]
+    subscription_timeout_secs: u64,
+    /// Failed deliveries in a row that move a subscription to error.
+    #[arg(long, env = "CAREPLAN_SUBSCRIPTION_MAX_FAILURES", default_value_t = 5)]
+    subscription_max_failures: u32,
+    /// Seconds before the first retry; each further retry waits twice as long.
+    #[arg(long, env = "CAREPLAN_SUBSCRIPTION_RETRY_SECS", default_value_t = 5)]
+    subscription_retry_secs: u64,
+    /// Longest wait between retries, in seconds.
+    #[arg(long, env = "CAREPLAN_SUBSCRIPTION_RETRY_MAX_SECS", default_value_t = 600)]
+    subscription_retry_max_secs: u64,
+}
+
+impl SubscriptionArgs {
+    fn settings(&self) -> SubscriptionSettings {
+        let endpoints: Vec<String> =
+            self.subscription_endpoints.iter().map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()).collect();
+        SubscriptionSettings {
+            endpoints: endpoints.into(),
+            poll: Duration::from_millis(self.subscription_poll_ms),
+            lease: Duration::from_secs(self.subscription_lease_secs.max(1)),
+            timeout: Duration::from_secs(self.subscription_timeout_secs.max(1)),
+            max_failures: self.subscription_max_failures.max(1),
+            retry_base: Duration::from_secs(self.subscription_retry_secs.max(1)),
+            retry_max: Duration::from_secs(self.subscription_retry_max_secs.max(1)),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -230,6 +274,7 @@ impl ServeArgs {
                 }),
             },
             audit: AuditSettings { log: self.audit_log, queue: self.audit_queue.max(1) },
+            subscriptions: self.subscriptions.settings(),
         }
     }
 }

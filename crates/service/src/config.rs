@@ -47,6 +47,41 @@ pub struct Settings {
     pub hardening: Hardening,
     /// The audit trail.
     pub audit: AuditSettings,
+    /// Topic-based subscriptions: where notifications may go and how they are delivered.
+    pub subscriptions: SubscriptionSettings,
+}
+
+/// How notifications are delivered (`subscriptions/dispatch.rs`).
+#[derive(Debug, Clone)]
+pub struct SubscriptionSettings {
+    /// URL prefixes a Subscription's endpoint must start with; empty: none is allowed, so no
+    /// subscription can be created (no delivery to arbitrary hosts).
+    pub endpoints: std::sync::Arc<[String]>,
+    /// How often each replica's dispatcher looks for due notifications; zero disables it.
+    pub poll: Duration,
+    /// How long a claimed subscription stays with one replica before another may take it.
+    pub lease: Duration,
+    /// Longest a delivery may take, unless the Subscription asks for less (`backport-timeout`).
+    pub timeout: Duration,
+    /// Failed deliveries in a row that move an active subscription to `error`.
+    pub max_failures: u32,
+    /// The first retry waits `retry_base`, each further one twice as long, at most `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+}
+
+impl Default for SubscriptionSettings {
+    fn default() -> Self {
+        Self {
+            endpoints: std::sync::Arc::from(Vec::new()),
+            poll: Duration::from_secs(1),
+            lease: Duration::from_secs(60),
+            timeout: Duration::from_secs(10),
+            max_failures: 5,
+            retry_base: Duration::from_secs(5),
+            retry_max: Duration::from_secs(600),
+        }
+    }
 }
 
 /// How bearer tokens are checked (see `auth/`). On unless `disabled`.
@@ -165,6 +200,15 @@ impl Settings {
             auth: AuthSettings::disabled(),
             hardening: Hardening::default(),
             audit: AuditSettings::default(),
+            subscriptions: SubscriptionSettings {
+                poll: Duration::from_millis(50),
+                lease: Duration::from_secs(10),
+                timeout: Duration::from_secs(2),
+                max_failures: 3,
+                retry_base: Duration::from_millis(100),
+                retry_max: Duration::from_millis(400),
+                ..SubscriptionSettings::default()
+            },
         }
     }
 }

@@ -47,6 +47,8 @@ pub(crate) struct Context {
     pub(crate) provenance: bool,
     /// The FHIR base URL the request reached, for Bundles built in answer.
     pub(crate) base: String,
+    /// URL prefixes a Subscription's endpoint must start with.
+    pub(crate) subscription_endpoints: std::sync::Arc<[String]>,
 }
 
 /// Task statuses in which work is still open.
@@ -170,7 +172,7 @@ pub(crate) async fn record(
     version: (i64, i64),
     activity: Activity,
 ) -> Result<(), ApiError> {
-    if !ctx.provenance || ty == ResourceType::Provenance {
+    if !ctx.provenance || matches!(ty, ResourceType::Provenance | ResourceType::Subscription) {
         return Ok(());
     }
     let who = ctx.actor.as_ref().map(|a| a.reference.as_str());

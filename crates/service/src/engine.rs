@@ -553,6 +553,10 @@ async fn store(
     prepared: Prepared,
     expected: Option<Option<i64>>,
 ) -> Result<EntryResult, ApiError> {
+    let prepared = match prepared.resource_type() {
+        ResourceType::Subscription => crate::subscriptions::before_write(ctx, id, previous, prepared)?,
+        _ => prepared,
+    };
     let (prepared, warnings) = coordination::before_write(tx, ctx, id, previous, prepared).await?;
     let (version, created) = match expected {
         None => (tx.create(&prepared, id).await?, true),
@@ -563,6 +567,9 @@ async fn store(
         }
     };
     coordination::after_write(tx, previous, &version).await?;
+    if version.resource_type == ResourceType::Subscription {
+        crate::subscriptions::after_write(tx, ctx, &version).await?;
+    }
     let activity = if created { Activity::Create } else { Activity::Update };
     let ty = version.resource_type;
     coordination::record(tx, ctx, ty, &version.id, (version.version_id, version.last_updated_ms), activity).await?;

@@ -169,6 +169,7 @@ pub(crate) fn context(req: &HttpRequest, state: &AppState, access: &Access) -> C
         rules: state.settings.rules,
         provenance: state.settings.provenance,
         base: base_url(req, state),
+        subscription_endpoints: state.settings.subscriptions.endpoints.clone(),
     }
 }
 

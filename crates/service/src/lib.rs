@@ -25,6 +25,7 @@ mod routes;
 mod search;
 pub mod startup;
 mod state;
+pub mod subscriptions;
 pub mod telemetry;
 mod timeout;
 mod transaction;

@@ -132,6 +132,9 @@ fn type_description(ty: ResourceType) -> &'static str {
         }
         ResourceType::Task => "A task to be performed",
         ResourceType::Provenance => "Who, What, When for a set of resources",
+        ResourceType::Subscription => {
+            "Server push subscription criteria: here a topic-based subscription (Subscriptions Backport IG)"
+        }
     }
 }
 
@@ -167,6 +170,7 @@ fn operations() -> Vec<Operation> {
     for ty in ResourceType::ALL {
         all.extend(type_operations(ty));
     }
+    all.extend(subscription_operations());
     all.extend([
         Operation::new(Method::Get, "/livez", "livez")
             .about(OPERATIONS, "Liveness")
@@ -397,6 +401,79 @@ fn type_operations(ty: ResourceType) -> Vec<Operation> {
     ]
 }
 
+/// `$status`, `$events` and the topics (Subscriptions Backport IG 1.1.0).
+fn subscription_operations() -> Vec<Operation> {
+    use StatusCode as S;
+    let tag = ResourceType::Subscription.as_str();
+    let bundle = |kind: &str| json!({ "type": "object", "required": ["resourceType", "type"], "description": kind });
+    let example_status = json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": 1,
+        "entry": [{ "resource": {
+            "resourceType": "Parameters",
+            "meta": { "profile": [domain::subscriptions::STATUS_PROFILE] },
+            "parameter": [
+                { "name": "subscription", "valueReference": { "reference": format!("{EXAMPLE_BASE}/Subscription/{EXAMPLE_ID}") } },
+                { "name": "topic", "valueCanonical": "http://careplan.example/fhir/SubscriptionTopic/task-change" },
+                { "name": "status", "valueCode": "active" },
+                { "name": "type", "valueCode": "query-status" },
+                { "name": "events-since-subscription-start", "valueString": "3" },
+            ],
+        }}],
+    });
+    let topic = domain::subscriptions::Topic::by_id("task-change").map(|t| t.resource()).unwrap_or_default();
+    vec![
+        Operation::new(Method::Get, "/fhir/Subscription/{id}/$status", "subscriptionStatus")
+            .about(tag, "The status of a Subscription ($status)")
+            .description(
+                "A searchset Bundle holding one `Parameters` (backport-subscription-status-r4, type `query-status`): \
+                 the status and `events-since-subscription-start`. The Subscription must be readable with the token.",
+            )
+            .fhir()
+            .param(component_param("id"))
+            .answers(S::OK, fhir_response("The status", bundle("A searchset Bundle of status Parameters"), Some(example_status)))
+            .fails(&[S::NOT_FOUND, S::GONE])
+            .stored(),
+        Operation::new(Method::Get, "/fhir/Subscription/{id}/$events", "subscriptionEvents")
+            .about(tag, "Past events of a Subscription ($events)")
+            .description(
+                "The events numbered `eventsSinceNumber` to `eventsUntilNumber` (default: all, at most 1000) as a \
+                 notification Bundle (type `history`, headed by the status Parameters of type `query-event`). \
+                 `content` asks for `empty`, `id-only` or `full-resource`; full resources are only those the \
+                 token may read.",
+            )
+            .fhir()
+            .param(component_param("id"))
+            .params([
+                QueryParam::new("eventsSinceNumber", "The first event number (inclusive)", json!({ "type": "string" })),
+                QueryParam::new("eventsUntilNumber", "The last event number (inclusive)", json!({ "type": "string" })),
+                QueryParam::new("content", "How much of each focus to include", code(&["empty", "id-only", "full-resource"])),
+            ]
+            .iter()
+            .map(QueryParam::parameter))
+            .answers(S::OK, fhir_response("The events", bundle("A history Bundle: status Parameters, then focus entries"), None))
+            .fails(&[S::BAD_REQUEST, S::NOT_FOUND, S::GONE])
+            .stored(),
+        Operation::new(Method::Get, "/fhir/SubscriptionTopic", "searchSubscriptionTopic")
+            .about(tag, "The topics one may subscribe to")
+            .description(
+                "The built-in topics, in the R4B SubscriptionTopic shape: what fires each and the parameters it \
+                 can be filtered by (`canFilterBy`). `url` selects one by its canonical URL.",
+            )
+            .fhir()
+            .params([QueryParam::new("url", "The topic's canonical URL", json!({ "type": "string" })).parameter()])
+            .answers(S::OK, fhir_response("The topics", bundle("A searchset Bundle of SubscriptionTopics"), None)),
+        Operation::new(Method::Get, "/fhir/SubscriptionTopic/{id}", "readSubscriptionTopic")
+            .about(tag, "Read a topic")
+            .description("One built-in topic in the R4B SubscriptionTopic shape.")
+            .fhir()
+            .param(component_param("id"))
+            .answers(S::OK, fhir_response("The topic", json!({ "type": "object" }), Some(topic)))
+            .fails(&[S::NOT_FOUND]),
+    ]
+}
+
 /// `POST [base]` (and `[base]/`): a transaction or batch Bundle.
 fn bundle_operation(path: &str, operation_id: &str, description: String) -> Operation {
     use StatusCode as S;
@@ -476,6 +553,8 @@ fn rule_statuses(ty: ResourceType, write: Write) -> Vec<StatusCode> {
         (ResourceType::CarePlan, Write::Store) | (_, Write::Patch) => vec![S::UNPROCESSABLE_ENTITY],
         // Open Tasks depend on plans and teams.
         (ResourceType::CarePlan | ResourceType::CareTeam, Write::Delete) => vec![S::CONFLICT],
+        // A Subscription's topic needs a read scope (403); topic, filters, channel and endpoint (422).
+        (ResourceType::Subscription, Write::Store) => vec![S::FORBIDDEN, S::UNPROCESSABLE_ENTITY],
         _ => Vec::new(),
     }
 }
@@ -488,6 +567,15 @@ fn rules_note(ty: ResourceType, write: Write) -> String {
         }
         (ResourceType::CarePlan, Write::Store | Write::Patch) => {
             "When the deployment enforces consistency (`CAREPLAN_REFERENCE_RULES=enforce`), a new `careTeam`,              `partOf`, `basedOn` or `replaces` reference to a team or plan that is not held here or concerns              another patient is refused with 422; by default it is stored."
+        }
+        (ResourceType::Subscription, Write::Store | Write::Patch) => {
+            "A topic-based Subscription (Subscriptions Backport IG): `criteria` must be the canonical URL of a \
+             topic (GET SubscriptionTopic), each `backport-filter-criteria` may use only that topic's \
+             `canFilterBy` parameters, the channel must be `rest-hook` and its endpoint must start with a prefix \
+             of `CAREPLAN_SUBSCRIPTION_ENDPOINTS` (none by default); otherwise 422. Subscribing needs a scope \
+             that allows reading the topic's type (403). The server owns `status`: a new or changed \
+             subscription is `requested` until its handshake succeeds (then `active`, else `error`); `off` \
+             stops it."
         }
         (ResourceType::CarePlan, Write::Delete) => {
             "Open Tasks based on this CarePlan block the delete (409, listing them) unless `_cascade=delete`              deletes them too, in the same transaction (not checked with `CAREPLAN_REFERENCE_RULES=off`)."
@@ -871,7 +959,7 @@ fn criteria_params(ty: ResourceType) -> Vec<Value> {
 /// The criteria the examples of the conditional interactions use.
 fn criteria_example(ty: ResourceType) -> (&'static str, String) {
     match ty {
-        ResourceType::Provenance => ("_id", EXAMPLE_ID.to_owned()),
+        ResourceType::Provenance | ResourceType::Subscription => ("_id", EXAMPLE_ID.to_owned()),
         _ => ("identifier", format!("{}|{}", example_identifier_system(ty), CONDITIONAL_VALUE)),
     }
 }
@@ -902,7 +990,7 @@ fn cascade_param(ty: ResourceType) -> Vec<Value> {
 /// role rules; the agent of the Provenance recorded for a CarePlan, CareTeam or Task).
 fn actor_param(ty: ResourceType) -> Vec<Value> {
     match ty {
-        ResourceType::Provenance => Vec::new(),
+        ResourceType::Provenance | ResourceType::Subscription => Vec::new(),
         _ => vec![component_param("X-Careplan-Actor")],
     }
 }
@@ -972,7 +1060,7 @@ fn conditional_body(ty: ResourceType) -> Value {
 fn conditional_example(ty: ResourceType) -> Value {
     let mut example = example_resource(ty);
     match ty {
-        ResourceType::Provenance => example["id"] = json!(EXAMPLE_ID),
+        ResourceType::Provenance | ResourceType::Subscription => example["id"] = json!(EXAMPLE_ID),
         _ => {
             example["identifier"] = json!([{ "system": example_identifier_system(ty), "value": CONDITIONAL_VALUE }]);
         }
@@ -1065,6 +1153,7 @@ fn search_example_params(ty: ResourceType) -> &'static [(&'static str, &'static 
             ("_sort", "-_lastUpdated"),
         ],
         ResourceType::Provenance => &[("target", "Task/example"), ("_sort", "-recorded")],
+        ResourceType::Subscription => &[("status", "active,error")],
     }
 }
 
@@ -1420,6 +1509,31 @@ fn resource_schema(ty: ResourceType) -> Value {
                 "agent": array_of(open()),
                 "entity": array_of(open()),
                 "signature": array_of(open()),
+            }),
+        ),
+        ResourceType::Subscription => (
+            &["status", "reason", "criteria", "channel"],
+            json!({
+                "status": code(&["requested", "active", "error", "off"]),
+                "reason": string(),
+                "criteria": json!({ "type": "string", "description": "The canonical URL of a SubscriptionTopic (GET SubscriptionTopic)" }),
+                "_criteria": open(),
+                "end": string(),
+                "error": string(),
+                "contact": array_of(open()),
+                "channel": json!({
+                    "type": "object",
+                    "required": ["type"],
+                    "properties": {
+                        "type": code(&["rest-hook"]),
+                        "endpoint": string(),
+                        "payload": string(),
+                        "_payload": open(),
+                        "header": array_of(string()),
+                        "extension": array_of(open()),
+                    },
+                    "additionalProperties": true,
+                }),
             }),
         ),
     };
@@ -1787,6 +1901,27 @@ fn example_resource(ty: ResourceType) -> Value {
             "activity": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "UPDATE" }] },
             "agent": [{ "who": { "reference": "Practitioner/example" } }],
         }),
+        ResourceType::Subscription => json!({
+            "resourceType": "Subscription",
+            "meta": { "profile": [domain::subscriptions::PROFILE] },
+            "status": "requested",
+            "reason": "Tell the EHR when a Task of its patient changes",
+            "criteria": "http://careplan.example/fhir/SubscriptionTopic/task-change",
+            "_criteria": { "extension": [{
+                "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria",
+                "valueString": "Task?patient=Patient/example",
+            }]},
+            "channel": {
+                "type": "rest-hook",
+                "endpoint": "https://ehr.example/fhir-notifications",
+                "payload": "application/fhir+json",
+                "_payload": { "extension": [{
+                    "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content",
+                    "valueCode": "id-only",
+                }]},
+                "header": ["Authorization: Bearer example-token"],
+            },
+        }),
     }
 }
 
@@ -1884,6 +2019,14 @@ fn patch_examples(ty: ResourceType) -> (Value, Value) {
                 "replace",
                 "CareTeam.name",
                 vec![part("value", json!({ "valueString": "Complex care team (north)" }))],
+            )]),
+        ),
+        ResourceType::Subscription => (
+            json!([{ "op": "replace", "path": "/status", "value": "off" }]),
+            parameters(vec![operation(
+                "replace",
+                "Subscription.reason",
+                vec![part("value", json!({ "valueString": "Tell the EHR when any Task of its patient changes" }))],
             )]),
         ),
         ResourceType::Provenance => (

@@ -1,11 +1,12 @@
 //! The whole HTTP surface on one screen. Each resource type is one line: `resource::<R>`.
 
 use actix_web::web::{self, ServiceConfig};
-use domain::{CarePlan, CareTeam, Provenance, Resource, Task};
+use domain::{CarePlan, CareTeam, Provenance, Resource, Subscription, Task};
 
 use crate::audit::trail;
 use crate::auth::discovery;
 use crate::interactions::{self as i, method_not_allowed, unknown_type};
+use crate::subscriptions::operations as subscription;
 use crate::{capabilities, docs, health, openapi, plan_summary, search, transaction};
 
 /// Register the operational routes and every route under the FHIR base `/fhir`.
@@ -39,6 +40,11 @@ pub(crate) fn configure(cfg: &mut ServiceConfig) {
                 .configure(resource::<CareTeam>)
                 .configure(resource::<Task>)
                 .configure(resource::<Provenance>)
+                .configure(resource::<Subscription>)
+                .service(operation("/Subscription/{id}/$status", web::get().to(subscription::status)))
+                .service(operation("/Subscription/{id}/$events", web::get().to(subscription::events)))
+                .service(operation("/SubscriptionTopic", web::get().to(subscription::topics)))
+                .service(operation("/SubscriptionTopic/{id}", web::get().to(subscription::topic)))
                 .default_service(web::to(unknown_type)),
         )
         .default_service(web::to(unknown_type));

@@ -15,6 +15,8 @@ use crate::auth::{self, Authenticator};
 use crate::config::Settings;
 use crate::jobs::Jobs;
 use crate::state::AppState;
+use crate::subscriptions::dispatch::Dispatcher;
+use crate::subscriptions::Matcher;
 use crate::{hardening, routes, telemetry, timeout};
 
 /// A built, bound, not yet running server, and its background jobs.
@@ -25,13 +27,19 @@ pub struct Application {
     jobs: Jobs,
     /// The overdue job on its timer, when enabled; stopped with the server.
     overdue: Option<tokio::task::JoinHandle<()>>,
+    dispatcher: Dispatcher,
+    /// The notification dispatcher on its timer, when enabled; stopped with the server.
+    dispatching: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
     /// Connect to the database (failing fast if it is unreachable), apply migrations unless
     /// told not to, and bind the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let store = Store::connect(&settings.database).await.context("cannot connect to the database")?;
+        let store = Store::connect(&settings.database)
+            .await
+            .context("cannot connect to the database")?
+            .with_announcer(std::sync::Arc::new(Matcher));
         if settings.migrate {
             store.migrate().await.context("cannot apply database migrations")?;
         }
@@ -48,6 +56,8 @@ impl Application {
         let header_limit = web::Data::new(hardening::HeaderLimit(settings.hardening.max_header_bytes));
         let hardening = settings.hardening.clone();
         let jobs = Jobs::new(store.clone(), settings.provenance);
+        let notify_base = settings.base_url.clone().unwrap_or_else(|| format!("http://127.0.0.1:{port}/fhir"));
+        let dispatcher = Dispatcher::new(store.clone(), settings.subscriptions.clone(), notify_base)?;
         let overdue_interval = settings.overdue_interval;
         let state = web::Data::new(AppState { store, settings });
         let server = HttpServer::new(move || {
@@ -81,7 +91,8 @@ impl Application {
         tracing::info!(port, workers, "careplan listening");
         // Started last, so a build that fails leaves no job behind.
         let overdue = jobs.spawn(overdue_interval);
-        Ok(Self { port, server, audit, jobs, overdue })
+        let dispatching = dispatcher.spawn();
+        Ok(Self { port, server, audit, jobs, overdue, dispatcher, dispatching })
     }
 
     /// The port the server listens on.
@@ -94,12 +105,20 @@ impl Application {
         self.jobs.clone()
     }
 
+    /// The notification dispatcher, to run a pass on demand.
+    pub fn dispatcher(&self) -> Dispatcher {
+        self.dispatcher.clone()
+    }
+
     /// Serve until the process is told to stop (SIGINT/SIGTERM stop gracefully); the background
     /// jobs stop with the server.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let served = self.server.await.context("the HTTP server failed");
         if let Some(overdue) = self.overdue {
             overdue.abort();
+        }
+        if let Some(dispatching) = self.dispatching {
+            dispatching.abort();
         }
         self.audit.finish(Duration::from_secs(10)).await;
         served

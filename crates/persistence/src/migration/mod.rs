@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m20261124_000001_resources;
 mod m20261124_000002_search_index;
 mod m20261124_000003_audit;
+mod m20261124_000004_subscriptions;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_resources::Migration),
             Box::new(m20261124_000002_search_index::Migration),
             Box::new(m20261124_000003_audit::Migration),
+            Box::new(m20261124_000004_subscriptions::Migration),
         ]
     }
 }

@@ -27,6 +27,8 @@ pub(crate) struct Principal {
     pub(crate) client_id: Option<String>,
     pub(crate) fhir_user: Option<String>,
     pub(crate) policy: Policy,
+    /// The `scope` claim as granted, kept with a Subscription to judge its notifications.
+    pub(crate) scope: String,
     /// `exp`, seconds since the epoch.
     expires: u64,
 }
@@ -158,6 +160,7 @@ fn principal(claims: Claims) -> Principal {
         (None, None) => String::new(),
     };
     let grants = Grants::parse(&scope);
+    let granted = scope.clone();
     if !grants.ignored.is_empty() {
         let ignored: Vec<&str> = grants.ignored.iter().map(|(s, _)| s.as_str()).collect();
         tracing::debug!(?ignored, "scopes set aside");
@@ -168,6 +171,7 @@ fn principal(claims: Claims) -> Principal {
         client_id: claims.client_id.or(claims.azp),
         fhir_user: claims.fhir_user,
         policy: Policy::new(grants, claims.patient),
+        scope: granted,
         expires: claims.exp,
     }
 }
