@@ -15,5 +15,6 @@ mod openapi;
 mod scenario;
 mod search;
 mod security;
+mod subscriptions;
 mod transactions;
 mod worklist;
