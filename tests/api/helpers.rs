@@ -11,6 +11,8 @@ pub(crate) struct TestApp {
     pub(crate) client: reqwest::Client,
     /// The server's background jobs, to run on demand.
     pub(crate) jobs: service::jobs::Jobs,
+    /// The server's notification dispatcher, to run passes on demand or as another replica.
+    pub(crate) dispatcher: service::subscriptions::dispatch::Dispatcher,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -36,8 +38,9 @@ pub(crate) async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let app = Application::build(settings).await.expect("the server builds");
     let base = format!("http://127.0.0.1:{}/fhir", app.port());
     let jobs = app.jobs();
+    let dispatcher = app.dispatcher();
     tokio::spawn(app.run_until_stopped());
-    TestApp { base, client: reqwest::Client::new(), jobs, _dir: dir }
+    TestApp { base, client: reqwest::Client::new(), jobs, dispatcher, _dir: dir }
 }
 
 impl TestApp {

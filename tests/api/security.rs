@@ -930,3 +930,67 @@ async fn the_plan_summary_shows_a_patient_token_only_its_patients_resources() {
     assert!(!summary["entry"][0].to_string().contains("task-2"), "nor in the narrative");
     assert_eq!(other.status(), 404, "another patient's plan is not confirmed to exist");
 }
+
+/// A patient-scoped subscriber hears only of its patient, reads only its own subscriptions, and
+/// may not subscribe to a topic its token cannot read.
+#[tokio::test]
+async fn a_patient_scoped_subscription_hears_only_its_patient_and_needs_a_read_scope() {
+    use crate::subscriptions::{subscription, Receiver};
+    let receiver = Receiver::start().await;
+    let jwks = JwksServer::start(Some(jwks_document())).await;
+    let (url, allowed) = (jwks.url.clone(), receiver.base.clone());
+    let app = spawn_with(move |s| {
+        s.auth = auth_settings(Some(url));
+        s.subscriptions.endpoints = vec![allowed].into();
+    })
+    .await;
+    seed(&app).await;
+    let admin = token("system/*.cruds", None);
+    let patient = token("patient/Task.rs patient/Subscription.cruds", Some("p1"));
+    let cannot_read = token("patient/Subscription.cruds", Some("p1"));
+    let body = subscription("task-change", &receiver.url("p1"), &[], "full-resource");
+
+    let refused = call(&app, Method::POST, "Subscription", Some(&cannot_read), Some(&body)).await;
+    let created = call(&app, Method::POST, "Subscription", Some(&patient), Some(&body)).await;
+    let others = call(
+        &app,
+        Method::POST,
+        "Subscription",
+        Some(&admin),
+        Some(&subscription("task-change", &receiver.url("all"), &[], "id-only")),
+    )
+    .await;
+
+    assert_eq!(refused.status(), 403);
+    assert_eq!(created.status(), 201);
+    assert_eq!(others.status(), 201);
+    let created = json_of(created).await;
+    let others = json_of(others).await;
+    receiver.wait("p1", |got| got.iter().any(|r| r.kind() == "handshake")).await;
+    receiver.wait("all", |got| got.iter().any(|r| r.kind() == "handshake")).await;
+    // The subscriber sees its own subscription, not another's.
+    let own = get(&app, &format!("Subscription/{}", created["id"].as_str().unwrap_or_default()), &patient).await;
+    let hidden = get(&app, &format!("Subscription/{}", others["id"].as_str().unwrap_or_default()), &patient).await;
+    let listed = json_of(get(&app, "Subscription", &patient).await).await;
+    assert_eq!(own.status(), 200);
+    assert_eq!(hidden.status(), 404);
+    assert_eq!(ids(&listed), [format!("Subscription/{}", created["id"].as_str().unwrap_or_default())]);
+
+    for (path, patient_of) in [("Task/task-2", "p2"), ("Task/task-1", "p1")] {
+        let mut changed = task(&path[5..], patient_of, "requested", "plan-1");
+        changed["description"] = json!("changed");
+        assert_eq!(call(&app, Method::PUT, path, Some(&admin), Some(&changed)).await.status(), 200, "{path}");
+    }
+
+    let all = receiver.wait("all", |got| got.iter().filter(|r| r.kind() == "event-notification").count() >= 2).await;
+    receiver.wait("p1", |got| got.iter().any(|r| r.kind() == "event-notification")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let heard: Vec<String> = receiver
+        .notifications("p1")
+        .iter()
+        .flat_map(|r| r.events().into_iter().map(|(_, focus)| focus))
+        .collect();
+    assert_eq!(heard, [format!("{}/Task/task-1", app.base)], "only p1's Task: {all:?}");
+    let full = receiver.notifications("p1").remove(0);
+    assert_eq!(full.body["entry"][1]["resource"]["for"]["reference"], "Patient/p1");
+}

@@ -3,7 +3,7 @@
 //! `$status` and `$events`, and what is refused.
 
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -77,22 +77,25 @@ pub(crate) struct Receiver {
     pub(crate) base: String,
     got: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
+    /// Milliseconds to wait before answering.
+    delay: Arc<AtomicU64>,
 }
 
 impl Receiver {
     pub(crate) async fn start() -> Self {
         let got: Arc<Mutex<Vec<Received>>> = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(200));
+        let delay = Arc::new(AtomicU64::new(0));
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("address").port();
-        let (recorded, answer) = (got.clone(), status.clone());
+        let (recorded, answer, wait) = (got.clone(), status.clone(), delay.clone());
         let server = actix_web::HttpServer::new(move || {
-            let (recorded, answer) = (recorded.clone(), answer.clone());
+            let (recorded, answer, wait) = (recorded.clone(), answer.clone(), wait.clone());
             actix_web::App::new().route(
                 "/hook/{name}",
                 actix_web::web::post().to(
                     move |req: actix_web::HttpRequest, path: actix_web::web::Path<String>, body: actix_web::web::Bytes| {
-                        let (recorded, answer) = (recorded.clone(), answer.clone());
+                        let (recorded, answer, wait) = (recorded.clone(), answer.clone(), wait.clone());
                         async move {
                             let headers = req
                                 .headers()
@@ -102,6 +105,7 @@ impl Receiver {
                             let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
                             let status = answer.load(Ordering::SeqCst);
                             recorded.lock().expect("lock").push(Received { hook: path.into_inner(), headers, body });
+                            tokio::time::sleep(Duration::from_millis(wait.load(Ordering::SeqCst))).await;
                             actix_web::HttpResponse::build(
                                 actix_web::http::StatusCode::from_u16(status).expect("status"),
                             )
@@ -111,12 +115,12 @@ impl Receiver {
                 ),
             )
         })
-        .workers(1)
+        .workers(2)
         .listen(listener)
         .expect("listen")
         .run();
         tokio::spawn(server);
-        Self { base: format!("http://127.0.0.1:{port}/hook"), got, status }
+        Self { base: format!("http://127.0.0.1:{port}/hook"), got, status, delay }
     }
 
     pub(crate) fn url(&self, name: &str) -> String {
@@ -126,6 +130,11 @@ impl Receiver {
     /// Answer every notification from now on with `status`.
     pub(crate) fn answer(&self, status: u16) {
         self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Wait `ms` before answering each notification from now on.
+    pub(crate) fn delay(&self, ms: u64) {
+        self.delay.store(ms, Ordering::SeqCst);
     }
 
     /// What reached `hook` so far.
@@ -574,4 +583,72 @@ async fn the_capability_statement_lists_the_subscription_topics_and_clients_can_
     }
     assert_eq!(by_url["total"], 1);
     assert_eq!(app.get("SubscriptionTopic/nope").await.status(), 404);
+}
+
+#[tokio::test]
+async fn several_replicas_deliver_each_subscription_event_once() {
+    let receiver = Receiver::start().await;
+    let app = app_for(&receiver).await;
+    subscribe(&app, &receiver, "a", subscription("task-change", &receiver.url("a"), &[], "id-only")).await;
+    subscribe(&app, &receiver, "b", subscription("task-change", &receiver.url("b"), &[], "id-only")).await;
+    let replicas: Vec<_> = (0..3).map(|_| app.dispatcher.replica()).collect();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let running: Vec<_> = replicas
+        .into_iter()
+        .map(|replica| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    replica.run_once().await.expect("a pass");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        })
+        .collect();
+
+    const TASKS: usize = 20;
+    for _ in 0..TASKS {
+        app.create(&task("requested")).await;
+    }
+    for hook in ["a", "b"] {
+        receiver.wait(hook, |got| got.iter().flat_map(Received::events).count() >= TASKS).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    for replica in running {
+        replica.await.expect("the replica stops");
+    }
+
+    for hook in ["a", "b"] {
+        let numbers: Vec<i64> = receiver.notifications(hook).iter().flat_map(Received::events).map(|(n, _)| n).collect();
+        let expected: Vec<i64> = (1..=i64::try_from(TASKS).expect("count")).collect();
+        assert_eq!(numbers, expected, "{hook}: every event once, in order");
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_that_outlives_its_lease_is_sent_again_by_another_replica() {
+    let receiver = Receiver::start().await;
+    let allowed = receiver.base.clone();
+    let app = spawn_with(move |s| {
+        s.subscriptions.endpoints = vec![allowed].into();
+        s.subscriptions.lease = Duration::from_millis(300);
+    })
+    .await;
+    let id = subscribe(&app, &receiver, "a", subscription("task-change", &receiver.url("a"), &[], "id-only")).await;
+    // The receiver takes longer than the lease: the first replica looks crashed to the others.
+    receiver.delay(1200);
+    let other = app.dispatcher.replica();
+    let created = app.create(&task("requested")).await;
+    receiver.wait("a", |got| got.iter().any(|r| r.kind() == "event-notification")).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    other.run_once().await.expect("a pass");
+    receiver.delay(0);
+
+    let focus = format!("{}/Task/{}", app.base, created["id"].as_str().unwrap_or_default());
+    let got = receiver.wait("a", |got| got.iter().filter(|r| r.kind() == "event-notification").count() >= 2).await;
+    let events: Vec<(i64, String)> = got.iter().filter(|r| r.kind() == "event-notification").flat_map(Received::events).collect();
+    assert!(events.len() >= 2 && events.iter().all(|e| *e == (1, focus.clone())), "at least once: {events:?}");
+    let status: Value = app.get(&format!("Subscription/{id}/$status")).await.json().await.expect("Bundle");
+    assert_eq!(status_param(&status, "status")["valueCode"], "active");
 }

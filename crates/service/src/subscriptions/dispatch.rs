@@ -62,6 +62,12 @@ impl Dispatcher {
         Ok(Self { store, client, settings, base, owner: uuid::Uuid::new_v4().simple().to_string() })
     }
 
+    /// A dispatcher with a lease name of its own, as another replica on the same database
+    /// would have (tests of concurrent replicas and of expired leases).
+    pub fn replica(&self) -> Self {
+        Self { owner: uuid::Uuid::new_v4().simple().to_string(), ..self.clone() }
+    }
+
     /// Claim what is due and deliver it, each subscription concurrently.
     pub async fn run_once(&self) -> anyhow::Result<Pass> {
         let now = now_ms();

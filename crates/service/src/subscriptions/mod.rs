@@ -6,7 +6,7 @@
 //!   committed change concerns, inside the transaction of that change (`announce`);
 //! - `dispatch` delivers them; `operations` serves `$status`, `$events` and the topics.
 
-pub(crate) mod dispatch;
+pub mod dispatch;
 pub(crate) mod operations;
 
 use std::time::SystemTime;
