@@ -2342,6 +2342,9 @@ mod tests {
             ResourceType::CareTeam => ingest::<CareTeam>(text.as_bytes(), mode).map(drop),
             ResourceType::Task => ingest::<Task>(text.as_bytes(), mode).map(drop),
             ResourceType::Provenance => ingest::<domain::Provenance>(text.as_bytes(), mode).map(drop),
+            ResourceType::Subscription => ingest::<domain::Subscription>(text.as_bytes(), mode)
+                .map_err(|issues| issues)
+                .and_then(|_| domain::subscriptions::spec(body).map(drop)),
         }
     }
 
