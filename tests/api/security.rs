@@ -985,11 +985,8 @@ async fn a_patient_scoped_subscription_hears_only_its_patient_and_needs_a_read_s
     let all = receiver.wait("all", |got| got.iter().filter(|r| r.kind() == "event-notification").count() >= 2).await;
     receiver.wait("p1", |got| got.iter().any(|r| r.kind() == "event-notification")).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let heard: Vec<String> = receiver
-        .notifications("p1")
-        .iter()
-        .flat_map(|r| r.events().into_iter().map(|(_, focus)| focus))
-        .collect();
+    let heard: Vec<String> =
+        receiver.notifications("p1").iter().flat_map(|r| r.events().into_iter().map(|(_, focus)| focus)).collect();
     assert_eq!(heard, [format!("{}/Task/task-1", app.base)], "only p1's Task: {all:?}");
     let full = receiver.notifications("p1").remove(0);
     assert_eq!(full.body["entry"][1]["resource"]["for"]["reference"], "Patient/p1");

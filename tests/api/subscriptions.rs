@@ -94,7 +94,9 @@ impl Receiver {
             actix_web::App::new().route(
                 "/hook/{name}",
                 actix_web::web::post().to(
-                    move |req: actix_web::HttpRequest, path: actix_web::web::Path<String>, body: actix_web::web::Bytes| {
+                    move |req: actix_web::HttpRequest,
+                          path: actix_web::web::Path<String>,
+                          body: actix_web::web::Bytes| {
                         let (recorded, answer, wait) = (recorded.clone(), answer.clone(), wait.clone());
                         async move {
                             let headers = req
@@ -258,7 +260,9 @@ async fn a_failed_handshake_puts_the_subscription_in_error_until_the_receiver_an
 async fn a_task_create_and_status_changes_are_notified_in_order_with_topic_focus_and_numbers() {
     let receiver = Receiver::start().await;
     let app = app_for(&receiver).await;
-    let change = subscribe(&app, &receiver, "change", subscription("task-change", &receiver.url("change"), &[], "id-only")).await;
+    let change =
+        subscribe(&app, &receiver, "change", subscription("task-change", &receiver.url("change"), &[], "id-only"))
+            .await;
     subscribe(&app, &receiver, "outcome", subscription("task-outcome", &receiver.url("outcome"), &[], "id-only")).await;
 
     let mut created = app.create(&task("requested")).await;
@@ -287,8 +291,15 @@ async fn filters_by_patient_owner_and_status_select_what_each_subscription_hears
     let receiver = Receiver::start().await;
     let app = app_for(&receiver).await;
     let hook = |name: &str| receiver.url(name);
-    subscribe(&app, &receiver, "p2", subscription("task-change", &hook("p2"), &["Task?patient=Patient/p2"], "id-only")).await;
-    subscribe(&app, &receiver, "owner", subscription("task-change", &hook("owner"), &["Task?owner=Practitioner/lee"], "id-only")).await;
+    subscribe(&app, &receiver, "p2", subscription("task-change", &hook("p2"), &["Task?patient=Patient/p2"], "id-only"))
+        .await;
+    subscribe(
+        &app,
+        &receiver,
+        "owner",
+        subscription("task-change", &hook("owner"), &["Task?owner=Practitioner/lee"], "id-only"),
+    )
+    .await;
     subscribe(
         &app,
         &receiver,
@@ -419,8 +430,12 @@ async fn status_and_events_operations_report_what_was_numbered() {
     receiver.wait("a", |got| got.iter().filter(|r| r.kind() == "event-notification").count() >= 3).await;
 
     let status: Value = app.get(&format!("Subscription/{id}/$status")).await.json().await.expect("Bundle");
-    let events: Value =
-        app.get(&format!("Subscription/{id}/$events?eventsSinceNumber=2&content=full-resource")).await.json().await.expect("Bundle");
+    let events: Value = app
+        .get(&format!("Subscription/{id}/$events?eventsSinceNumber=2&content=full-resource"))
+        .await
+        .json()
+        .await
+        .expect("Bundle");
     let all: Value = app.get(&format!("Subscription/{id}/$events")).await.json().await.expect("Bundle");
     let unknown = app.get("Subscription/nope/$status").await;
 
@@ -443,11 +458,14 @@ async fn subscriptions_outside_the_allow_list_or_to_unknown_topics_or_filters_ar
     let app = app_for(&receiver).await;
     let closed = spawn_with(|_| {}).await;
 
-    let elsewhere = app.post("Subscription", &subscription("task-change", "https://evil.example/hook", &[], "id-only")).await;
-    let by_default = closed.post("Subscription", &subscription("task-change", &receiver.url("a"), &[], "id-only")).await;
+    let elsewhere =
+        app.post("Subscription", &subscription("task-change", "https://evil.example/hook", &[], "id-only")).await;
+    let by_default =
+        closed.post("Subscription", &subscription("task-change", &receiver.url("a"), &[], "id-only")).await;
     let no_topic = app.post("Subscription", &subscription("no-such-topic", &receiver.url("a"), &[], "id-only")).await;
-    let bad_filter =
-        app.post("Subscription", &subscription("task-change", &receiver.url("a"), &["Task?colour=red"], "id-only")).await;
+    let bad_filter = app
+        .post("Subscription", &subscription("task-change", &receiver.url("a"), &["Task?colour=red"], "id-only"))
+        .await;
     let mut email = subscription("task-change", &receiver.url("a"), &[], "id-only");
     email["channel"]["type"] = json!("email");
     let email = app.post("Subscription", &email).await;
@@ -542,7 +560,8 @@ async fn heartbeats_arrive_when_nothing_happens() {
     let receiver = Receiver::start().await;
     let app = app_for(&receiver).await;
     let mut body = subscription("careplan-change", &receiver.url("a"), &[], "empty");
-    body["channel"]["extension"] = json!([{ "url": format!("{BACKPORT}/backport-heartbeat-period"), "valueUnsignedInt": 1 }]);
+    body["channel"]["extension"] =
+        json!([{ "url": format!("{BACKPORT}/backport-heartbeat-period"), "valueUnsignedInt": 1 }]);
     subscribe(&app, &receiver, "a", body).await;
 
     let got = receiver.wait("a", |got| got.iter().any(|r| r.kind() == "heartbeat")).await;
@@ -557,7 +576,8 @@ async fn the_capability_statement_lists_the_subscription_topics_and_clients_can_
     let statement: Value = app.get("metadata").await.json().await.expect("JSON");
     let topics: Value = app.get("SubscriptionTopic").await.json().await.expect("JSON");
     let one = app.get("SubscriptionTopic/task-outcome").await;
-    let by_url: Value = app.get(&format!("SubscriptionTopic?url={TOPICS}/task-overdue")).await.json().await.expect("JSON");
+    let by_url: Value =
+        app.get(&format!("SubscriptionTopic?url={TOPICS}/task-overdue")).await.json().await.expect("JSON");
 
     let subscription = statement["rest"][0]["resource"]
         .as_array()
@@ -620,7 +640,8 @@ async fn several_replicas_deliver_each_subscription_event_once() {
     }
 
     for hook in ["a", "b"] {
-        let numbers: Vec<i64> = receiver.notifications(hook).iter().flat_map(Received::events).map(|(n, _)| n).collect();
+        let numbers: Vec<i64> =
+            receiver.notifications(hook).iter().flat_map(Received::events).map(|(n, _)| n).collect();
         let expected: Vec<i64> = (1..=i64::try_from(TASKS).expect("count")).collect();
         assert_eq!(numbers, expected, "{hook}: every event once, in order");
     }
@@ -647,7 +668,8 @@ async fn a_delivery_that_outlives_its_lease_is_sent_again_by_another_replica() {
 
     let focus = format!("{}/Task/{}", app.base, created["id"].as_str().unwrap_or_default());
     let got = receiver.wait("a", |got| got.iter().filter(|r| r.kind() == "event-notification").count() >= 2).await;
-    let events: Vec<(i64, String)> = got.iter().filter(|r| r.kind() == "event-notification").flat_map(Received::events).collect();
+    let events: Vec<(i64, String)> =
+        got.iter().filter(|r| r.kind() == "event-notification").flat_map(Received::events).collect();
     assert!(events.len() >= 2 && events.iter().all(|e| *e == (1, focus.clone())), "at least once: {events:?}");
     let status: Value = app.get(&format!("Subscription/{id}/$status")).await.json().await.expect("Bundle");
     assert_eq!(status_param(&status, "status")["valueCode"], "active");

@@ -34,8 +34,8 @@ pub use issue::{Issue, IssueCode, Severity};
 pub use patch::{fhirpath_patch, json_patch};
 pub use provenance::Provenance;
 pub use resource::{Resource, ResourceType};
-pub use subscriptions::Subscription;
 pub use stored::{subset, with_member, Prepared, VersionMeta};
+pub use subscriptions::Subscription;
 pub use task::Task;
 pub use workflow::{
     cascade, check_task_change, decide, follow_work, task_to_store, Actor, HoldMemory, MembershipEvent, ParentChange,

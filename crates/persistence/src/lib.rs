@@ -23,5 +23,5 @@ pub use connect::{Backend, StoreConfig};
 pub use error::StoreError;
 pub use search::SearchPage;
 pub use store::{DeleteOutcome, HistoryEntry, HistoryQuery, Method, Store, StoredVersion, WriteOutcome};
-pub use subscriptions::{SubscriberConfig, SubscriberState, SubscriptionEvent, Settlement, NEVER};
+pub use subscriptions::{Settlement, SubscriberConfig, SubscriberState, SubscriptionEvent, NEVER};
 pub use tx::{Announcer, Change, Current, Tx, TxWork};

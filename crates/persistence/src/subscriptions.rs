@@ -292,8 +292,7 @@ impl Tx<'_> {
         } else {
             sql.bind(settled.next_attempt_ms);
         }
-        sql
-            .push(", last_sent = ")
+        sql.push(", last_sent = ")
             .bind(settled.last_sent_ms)
             .push(", lease_until = NULL, lease_owner = NULL WHERE id = ")
             .bind(id.to_owned())

@@ -471,16 +471,16 @@ static PROVENANCE: &[SearchParam] = with_common![
 /// http://hl7.org/fhir/R4/subscription.html#search, and `patient`: the Patient a patient-scoped
 /// subscriber is limited to (a server-owned meta extension; see `subscriptions`).
 static SUBSCRIPTION: &[SearchParam] = with_common![
-    token(
-        "contact",
-        "Subscription.contact",
-        &["contact"],
-        Shape::Identifier,
-        "Contact details for the subscription"
-    ),
+    token("contact", "Subscription.contact", &["contact"], Shape::Identifier, "Contact details for the subscription"),
     SearchParam {
         kind: ParamType::String,
-        ..token("criteria", "Subscription.criteria", &["criteria"], Shape::String, "The search rules used to determine when to send a notification")
+        ..token(
+            "criteria",
+            "Subscription.criteria",
+            &["criteria"],
+            Shape::String,
+            "The search rules used to determine when to send a notification"
+        )
     },
     SearchParam {
         origin: Origin::Server,
@@ -491,10 +491,27 @@ static SUBSCRIPTION: &[SearchParam] = with_common![
              http://careplan.example/fhir/StructureDefinition/subscriber-patient counts"
         )
     },
-    token("payload", "Subscription.channel.payload", &["channel", "payload"], Shape::Code, "The mime-type of the notification payload"),
+    token(
+        "payload",
+        "Subscription.channel.payload",
+        &["channel", "payload"],
+        Shape::Code,
+        "The mime-type of the notification payload"
+    ),
     token("status", "Subscription.status", &["status"], Shape::Code, "The current state of the subscription"),
-    token("type", "Subscription.channel.type", &["channel", "type"], Shape::Code, "The type of channel for the sent notifications"),
-    uri("url", "Subscription.channel.endpoint", &["channel", "endpoint"], "The uri that will receive the notifications"),
+    token(
+        "type",
+        "Subscription.channel.type",
+        &["channel", "type"],
+        Shape::Code,
+        "The type of channel for the sent notifications"
+    ),
+    uri(
+        "url",
+        "Subscription.channel.endpoint",
+        &["channel", "endpoint"],
+        "The uri that will receive the notifications"
+    ),
 ];
 
 const fn token(

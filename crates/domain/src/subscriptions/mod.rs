@@ -238,7 +238,10 @@ pub fn spec(subscription: &Value) -> Result<Spec, Vec<Issue>> {
         }
     }
     let number = |name: &str, kind: &str| {
-        extension_values(Some(&channel), name, kind).first().and_then(|v| v.as_u64()).map(|n| n.min(u32::MAX.into()) as u32)
+        extension_values(Some(&channel), name, kind)
+            .first()
+            .and_then(|v| v.as_u64())
+            .map(|n| n.min(u32::MAX.into()) as u32)
     };
     let heartbeat_secs = number("backport-heartbeat-period", "valueUnsignedInt").filter(|n| *n > 0);
     let timeout_secs = number("backport-timeout", "valueUnsignedInt").filter(|n| *n > 0);
@@ -272,14 +275,10 @@ pub fn parse_filter(topic: &Topic, text: &str) -> Result<Vec<Filter>, String> {
     let mut filters = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').ok_or_else(|| format!("'{pair}' is not name=value"))?;
-        let param = topic
-            .filters
-            .iter()
-            .find(|f| **f == name)
-            .and_then(|f| params::find(topic.resource, f))
-            .ok_or_else(|| {
-                format!("the topic cannot be filtered by '{name}' (it can by {})", topic.filters.join(", "))
-            })?;
+        let param =
+            topic.filters.iter().find(|f| **f == name).and_then(|f| params::find(topic.resource, f)).ok_or_else(
+                || format!("the topic cannot be filtered by '{name}' (it can by {})", topic.filters.join(", ")),
+            )?;
         let values: Vec<String> = value.split(',').map(decode).filter(|v| !v.is_empty()).collect();
         if values.is_empty() {
             return Err(format!("the filter '{name}' has no value"));

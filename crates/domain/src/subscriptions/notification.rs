@@ -151,7 +151,11 @@ mod tests {
 
     fn check(content: Content, expect_focus: bool, expect_resource: bool) {
         let text = r#"{"resourceType":"Task","id":"t1","status":"requested","intent":"order","input":[{"type":{"text":"d"},"valueDecimal":1.50}]}"#;
-        let events = [Event { number: 3, recorded_ms: 0, focus: Focus { ty: ResourceType::Task, id: "t1", version: 2, text: Some(text) } }];
+        let events = [Event {
+            number: 3,
+            recorded_ms: 0,
+            focus: Focus { ty: ResourceType::Task, id: "t1", version: 2, text: Some(text) },
+        }];
         let n = Notification {
             base: "http://x/fhir",
             subscription_id: "s1",

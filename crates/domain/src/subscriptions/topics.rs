@@ -128,7 +128,8 @@ impl Topic {
         match self.trigger {
             Trigger::AnyChange => before.is_some() || after.is_some(),
             Trigger::TaskAssigned => {
-                let owner = |v: Option<&Value>| v.and_then(|v| v.get("owner")).and_then(|o| o.get("reference")).cloned();
+                let owner =
+                    |v: Option<&Value>| v.and_then(|v| v.get("owner")).and_then(|o| o.get("reference")).cloned();
                 let now = owner(after);
                 now.is_some() && now != owner(before)
             }
@@ -242,7 +243,11 @@ mod tests {
             ["task-change", "task-assigned"]
         );
         assert_eq!(
-            ids(ResourceType::Task, Some(task("requested", Some("Practitioner/a"))), Some(task("accepted", Some("Practitioner/a")))),
+            ids(
+                ResourceType::Task,
+                Some(task("requested", Some("Practitioner/a"))),
+                Some(task("accepted", Some("Practitioner/a")))
+            ),
             ["task-change", "task-outcome"]
         );
         assert_eq!(ids(ResourceType::Task, Some(task("requested", None)), None), ["task-change"]);
@@ -258,10 +263,17 @@ mod tests {
                 members.iter().map(|m| json!({"member": {"reference": m}})).collect::<Vec<_>>()})
         };
         assert_eq!(
-            ids(ResourceType::CareTeam, Some(team(&["Practitioner/a"])), Some(team(&["Practitioner/a", "Practitioner/b"]))),
+            ids(
+                ResourceType::CareTeam,
+                Some(team(&["Practitioner/a"])),
+                Some(team(&["Practitioner/a", "Practitioner/b"]))
+            ),
             ["careteam-change", "careteam-membership"]
         );
-        assert_eq!(ids(ResourceType::CareTeam, Some(team(&["Practitioner/a"])), Some(team(&["Practitioner/a"]))), ["careteam-change"]);
+        assert_eq!(
+            ids(ResourceType::CareTeam, Some(team(&["Practitioner/a"])), Some(team(&["Practitioner/a"]))),
+            ["careteam-change"]
+        );
     }
 
     #[test]

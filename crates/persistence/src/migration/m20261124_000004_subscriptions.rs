@@ -74,9 +74,7 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create().name("subscription_state_due").table(S::Table).col(S::NextAttempt).to_owned(),
-            )
+            .create_index(Index::create().name("subscription_state_due").table(S::Table).col(S::NextAttempt).to_owned())
             .await?;
         manager
             .create_index(Index::create().name("subscription_state_topic").table(S::Table).col(S::Topic).to_owned())

@@ -147,8 +147,7 @@ impl Dispatcher {
             }
             Sent::Failed => {
                 let failures = state.failures + 1;
-                let status = if config.status == Status::Requested
-                    || failures >= i64::from(self.settings.max_failures)
+                let status = if config.status == Status::Requested || failures >= i64::from(self.settings.max_failures)
                 {
                     Status::Error
                 } else {
@@ -218,7 +217,13 @@ impl Dispatcher {
                 Sent::Failed
             }
             Err(err) => {
-                let why = if err.is_timeout() { "timeout" } else if err.is_connect() { "connect" } else { "request" };
+                let why = if err.is_timeout() {
+                    "timeout"
+                } else if err.is_connect() {
+                    "connect"
+                } else {
+                    "request"
+                };
                 tracing::info!(subscription = %config.id, kind = kind.code(), error = why, "notification not delivered");
                 Sent::Failed
             }

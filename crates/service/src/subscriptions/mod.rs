@@ -48,7 +48,10 @@ pub(crate) fn before_write(
     // Subscribing is reading: the topic's type must be readable with the caller's token.
     let ty = spec.topic.resource;
     if ctx.access.require(ty, Letter::Read).is_err() && ctx.access.require(ty, Letter::Search).is_err() {
-        return Err(ApiError::Forbidden(format!("subscribing to {} needs a scope that allows reading {ty}", spec.topic.id)));
+        return Err(ApiError::Forbidden(format!(
+            "subscribing to {} needs a scope that allows reading {ty}",
+            spec.topic.id
+        )));
     }
     let before = previous.and_then(|p| serde_json::from_str::<Value>(p).ok());
     let before_spec = before.as_ref().and_then(|b| subscriptions::spec(b).ok());

@@ -79,7 +79,11 @@ pub(crate) async fn events(
     for (key, value) in extract::query_pairs(req.query_string()) {
         let number = || {
             value.parse::<i64>().map_err(|_| {
-                ApiError::invalid(IssueCode::Value, key.as_str(), format!("{key} must be an event number, not '{value}'"))
+                ApiError::invalid(
+                    IssueCode::Value,
+                    key.as_str(),
+                    format!("{key} must be an event number, not '{value}'"),
+                )
             })
         };
         match key.as_str() {
@@ -87,7 +91,11 @@ pub(crate) async fn events(
             "eventsUntilNumber" => until = number()?,
             "content" => {
                 content = Content::parse(&value).ok_or_else(|| {
-                    ApiError::invalid(IssueCode::CodeInvalid, "content", "content must be empty, id-only or full-resource")
+                    ApiError::invalid(
+                        IssueCode::CodeInvalid,
+                        "content",
+                        "content must be empty, id-only or full-resource",
+                    )
                 })?;
             }
             _ => {}
@@ -112,7 +120,12 @@ pub(crate) async fn events(
         .map(|(event, text)| Event {
             number: event.number,
             recorded_ms: event.recorded_ms,
-            focus: Focus { ty: event.focus_type, id: &event.focus_id, version: event.focus_version, text: text.as_deref() },
+            focus: Focus {
+                ty: event.focus_type,
+                id: &event.focus_id,
+                version: event.focus_version,
+                text: text.as_deref(),
+            },
         })
         .collect();
     let base = base_url(&req, &state);
