@@ -674,3 +674,21 @@ async fn a_delivery_that_outlives_its_lease_is_sent_again_by_another_replica() {
     let status: Value = app.get(&format!("Subscription/{id}/$status")).await.json().await.expect("Bundle");
     assert_eq!(status_param(&status, "status")["valueCode"], "active");
 }
+
+#[tokio::test]
+async fn a_write_wakes_the_dispatcher_without_waiting_for_its_poll() {
+    let receiver = Receiver::start().await;
+    let allowed = receiver.base.clone();
+    let app = spawn_with(move |s| {
+        s.subscriptions.endpoints = vec![allowed].into();
+        s.subscriptions.poll = Duration::from_secs(3600);
+    })
+    .await;
+    let started = std::time::Instant::now();
+    subscribe(&app, &receiver, "a", subscription("careteam-change", &receiver.url("a"), &[], "id-only")).await;
+    app.create(&json!({ "resourceType": "CareTeam", "status": "active", "subject": { "reference": "Patient/p1" } }))
+        .await;
+
+    receiver.wait("a", |got| got.iter().any(|r| r.kind() == "event-notification")).await;
+    assert!(started.elapsed() < Duration::from_secs(10), "woken by the writes, not the hourly poll");
+}

@@ -202,7 +202,7 @@ impl Store {
         E: From<StoreError> + Send + 'static,
     {
         let announcer = self.announcer.clone();
-        let (value, written) = self
+        let (value, written, announced) = self
             .writer
             .write(Box::new(move |txn| {
                 Box::pin(async move {
@@ -214,10 +214,16 @@ impl Store {
                             announcer.announce(&tx, &changes).await.map_err(E::from)?;
                         }
                     }
-                    Ok::<_, E>((value, tx.into_written()))
+                    let announced = tx.has_due();
+                    Ok::<_, E>((value, tx.into_written(), announced))
                 })
             }))
             .await?;
+        if announced {
+            if let Some(announcer) = &self.announcer {
+                announcer.committed();
+            }
+        }
         for change in written {
             match change {
                 Written::Version(version) => self.publish(&version),

@@ -165,6 +165,7 @@ impl Tx<'_> {
              failures = 0, next_attempt = excluded.next_attempt",
         );
         txn.execute(sql.statement()).await?;
+        self.note_due();
         Ok(())
     }
 
@@ -238,6 +239,7 @@ impl Tx<'_> {
         .bind(version)
         .push(")");
         txn.execute(sql.statement()).await?;
+        self.note_due();
         Ok(number)
     }
 
@@ -332,6 +334,17 @@ impl Tx<'_> {
 }
 
 impl Store {
+    /// Whether any subscription is due at `now_ms` (a cheap read before a claim, which writes).
+    pub async fn subscriptions_due(&self, now_ms: i64) -> Result<bool, StoreError> {
+        let mut sql = Sql::new(self.reader.get_database_backend());
+        sql.push("SELECT id FROM subscription_state WHERE status <> 'off' AND next_attempt <= ")
+            .bind(now_ms)
+            .push(" AND (lease_until IS NULL OR lease_until <= ")
+            .bind(now_ms)
+            .push(") LIMIT 1");
+        Ok(self.reader.query_one(sql.statement()).await?.is_some())
+    }
+
     /// The delivery state of subscription `id`.
     pub async fn subscriber(&self, id: &str) -> Result<Option<SubscriberState>, StoreError> {
         let mut sql = Sql::new(self.reader.get_database_backend());

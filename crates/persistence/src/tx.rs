@@ -56,6 +56,9 @@ pub struct Change {
 /// versions it wrote: what it writes (the subscription outbox) commits or rolls back with them.
 pub trait Announcer: Send + Sync {
     fn announce<'a>(&'a self, tx: &'a Tx<'a>, changes: &'a [Change]) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// After a transaction that made a subscription due (events in the outbox) committed.
+    fn committed(&self) {}
 }
 
 /// A transaction in progress.
@@ -63,11 +66,26 @@ pub struct Tx<'a> {
     txn: &'a DatabaseTransaction,
     written: Mutex<Vec<Written>>,
     changes: Mutex<Vec<Change>>,
+    /// Whether a subscription became due (an event in the outbox, a new subscription).
+    due: std::sync::atomic::AtomicBool,
 }
 
 impl<'a> Tx<'a> {
     pub(crate) fn new(txn: &'a DatabaseTransaction) -> Self {
-        Self { txn, written: Mutex::new(Vec::new()), changes: Mutex::new(Vec::new()) }
+        Self {
+            txn,
+            written: Mutex::new(Vec::new()),
+            changes: Mutex::new(Vec::new()),
+            due: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn note_due(&self) {
+        self.due.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn has_due(&self) -> bool {
+        self.due.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn txn(&self) -> &'a DatabaseTransaction {

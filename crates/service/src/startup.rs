@@ -36,10 +36,12 @@ impl Application {
     /// Connect to the database (failing fast if it is unreachable), apply migrations unless
     /// told not to, and bind the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let matcher = Matcher::default();
+        let wake = matcher.committed.clone();
         let store = Store::connect(&settings.database)
             .await
             .context("cannot connect to the database")?
-            .with_announcer(std::sync::Arc::new(Matcher));
+            .with_announcer(std::sync::Arc::new(matcher));
         if settings.migrate {
             store.migrate().await.context("cannot apply database migrations")?;
         }
@@ -57,7 +59,7 @@ impl Application {
         let hardening = settings.hardening.clone();
         let jobs = Jobs::new(store.clone(), settings.provenance);
         let notify_base = settings.base_url.clone().unwrap_or_else(|| format!("http://127.0.0.1:{port}/fhir"));
-        let dispatcher = Dispatcher::new(store.clone(), settings.subscriptions.clone(), notify_base)?;
+        let dispatcher = Dispatcher::new(store.clone(), settings.subscriptions.clone(), notify_base, wake)?;
         let overdue_interval = settings.overdue_interval;
         let state = web::Data::new(AppState { store, settings });
         let server = HttpServer::new(move || {

@@ -16,6 +16,9 @@ use domain::subscriptions::{Status, Topic};
 use domain::{ingest_as, with_member, IngestMode, ResourceType};
 use persistence::{Settlement, Store, StoreError, SubscriberState, SubscriptionEvent, NEVER};
 use serde_json::Value;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
@@ -35,6 +38,8 @@ pub struct Dispatcher {
     base: String,
     /// This replica's name on the leases it takes.
     owner: String,
+    /// Notified when a local write put events in the outbox.
+    wake: Arc<Notify>,
 }
 
 /// What one pass did.
@@ -53,13 +58,18 @@ enum Sent {
 }
 
 impl Dispatcher {
-    pub(crate) fn new(store: Store, settings: SubscriptionSettings, base: String) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        store: Store,
+        settings: SubscriptionSettings,
+        base: String,
+        wake: Arc<Notify>,
+    ) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(settings.timeout)
             .build()
             .context("cannot build the notification HTTP client")?;
-        Ok(Self { store, client, settings, base, owner: uuid::Uuid::new_v4().simple().to_string() })
+        Ok(Self { store, client, settings, base, owner: uuid::Uuid::new_v4().simple().to_string(), wake })
     }
 
     /// A dispatcher with a lease name of its own, as another replica on the same database
@@ -71,6 +81,9 @@ impl Dispatcher {
     /// Claim what is due and deliver it, each subscription concurrently.
     pub async fn run_once(&self) -> anyhow::Result<Pass> {
         let now = now_ms();
+        if !self.store.subscriptions_due(now).await? {
+            return Ok(Pass::default());
+        }
         let lease = i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX);
         let owner = self.owner.clone();
         let claimed = self
@@ -93,7 +106,8 @@ impl Dispatcher {
         Ok(pass)
     }
 
-    /// Run a pass every `poll` until aborted; `None` when `poll` is zero (delivery disabled).
+    /// Run a pass every `poll`, and at once when a local write enqueued events, until aborted;
+    /// `None` when `poll` is zero (delivery disabled).
     pub(crate) fn spawn(&self) -> Option<JoinHandle<()>> {
         if self.settings.poll.is_zero() {
             return None;
@@ -103,7 +117,10 @@ impl Dispatcher {
             let mut ticks = tokio::time::interval(dispatcher.settings.poll);
             ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
-                ticks.tick().await;
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    () = dispatcher.wake.notified() => {}
+                }
                 if let Err(err) = dispatcher.run_once().await {
                     tracing::warn!(error = format!("{err:#}"), "the notification dispatcher failed");
                 }
@@ -138,23 +155,42 @@ impl Dispatcher {
             return Ok(Sent::Nothing);
         };
         let events = if kind == Kind::EventNotification { pending } else { Vec::new() };
-        let sent = self.send(&state, topic, kind, &events).await;
+        let mut sent = self.send(&state, topic, kind, &events).await;
+        let mut through = state.delivered_through;
+        let mut succeeded = false;
+        // A backlog is sent on while half the lease lasts, then settled once; a crash before that
+        // sends it again (at least once).
+        let budget = i64::try_from(self.settings.lease.as_millis() / 2).unwrap_or(i64::MAX);
+        while let Sent::Delivered { through: delivered } = sent {
+            through = through.max(delivered);
+            succeeded = true;
+            if kind != Kind::EventNotification || now_ms() - now > budget {
+                break;
+            }
+            let more = self.store.subscription_events(&config.id, through + 1, i64::MAX, config.max_count).await?;
+            if more.is_empty() {
+                break;
+            }
+            let current = SubscriberState { delivered_through: through, ..state.clone() };
+            sent = self.send(&current, topic, kind, &more).await;
+        }
         match sent {
-            Sent::Delivered { through } => {
-                let through = through.max(state.delivered_through);
-                let next = self.heartbeat_after(&state, now);
-                self.settle(&state, Status::Active, through, 0, next, Some(now)).await?;
+            Sent::Delivered { .. } => {
+                let next = self.heartbeat_after(&state, now_ms());
+                self.settle(&state, Status::Active, through, 0, next, Some(now_ms())).await?;
             }
             Sent::Failed => {
-                let failures = state.failures + 1;
-                let status = if config.status == Status::Requested || failures >= i64::from(self.settings.max_failures)
-                {
+                // Events delivered before the failure count; the subscription is then working.
+                let (status, failures) =
+                    if succeeded { (Status::Active, 1) } else { (config.status, state.failures + 1) };
+                let status = if status == Status::Requested || failures >= i64::from(self.settings.max_failures) {
                     Status::Error
                 } else {
-                    config.status
+                    status
                 };
-                let next = now.saturating_add(self.backoff(failures));
-                self.settle(&state, status, state.delivered_through, failures, next, state.last_sent_ms).await?;
+                let next = now_ms().saturating_add(self.backoff(failures));
+                let last_sent = if succeeded { Some(now_ms()) } else { state.last_sent_ms };
+                self.settle(&state, status, through, failures, next, last_sent).await?;
             }
             Sent::Nothing => {}
         }

@@ -115,63 +115,72 @@ pub(crate) async fn after_write(tx: &Tx<'_>, ctx: &Context, written: &StoredVers
     Ok(())
 }
 
-/// The store's announcer: events for the subscriptions each committed change concerns.
-pub(crate) struct Matcher;
+/// The store's announcer: events for the subscriptions each committed change concerns. After
+/// a commit it wakes this replica's dispatcher, which otherwise looks every poll interval.
+#[derive(Default)]
+pub(crate) struct Matcher {
+    pub(crate) committed: std::sync::Arc<tokio::sync::Notify>,
+}
 
 impl Announcer for Matcher {
     fn announce<'a>(&'a self, tx: &'a Tx<'a>, changes: &'a [Change]) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(announce(tx, changes))
     }
-}
 
-/// A change that fires a topic, with the version of the resource filters are judged on.
-struct Fired<'a> {
-    change: &'a Change,
-    topic: &'static Topic,
-    focus: usize,
+    fn committed(&self) {
+        self.committed.notify_one();
+    }
 }
 
 async fn announce(tx: &Tx<'_>, changes: &[Change]) -> Result<(), StoreError> {
-    let mut fired: Vec<Fired<'_>> = Vec::new();
-    let mut focuses: Vec<Vec<search::IndexEntry>> = Vec::new();
+    for change in changes.iter().filter(|c| c.version.resource_type == ResourceType::Subscription) {
+        if change.version.body.is_none() {
+            tx.remove_subscription(&change.version.id).await?;
+        }
+    }
+    // One indexed look-up before any parsing: without subscribers to these types' topics (the
+    // common case) a write pays nothing more.
+    let mut candidates: Vec<&str> = topics::TOPICS
+        .iter()
+        .filter(|t| changes.iter().any(|c| c.version.resource_type == t.resource))
+        .map(|t| t.id)
+        .collect();
+    candidates.dedup();
+    let subscribers = tx.subscribers(&candidates).await?;
+    if subscribers.is_empty() {
+        return Ok(());
+    }
+    // (subscriber, change) in change order; enqueued by subscriber id below, so that every
+    // transaction locks subscription rows in the same order (no deadlock between writers).
+    let mut heard: Vec<(&SubscriberState, &Change)> = Vec::new();
     for change in changes {
         let ty = change.version.resource_type;
-        if ty == ResourceType::Subscription {
-            if change.version.body.is_none() {
-                tx.remove_subscription(&change.version.id).await?;
-            }
-            continue;
-        }
-        if !matches!(ty, ResourceType::CarePlan | ResourceType::CareTeam | ResourceType::Task) {
+        if !subscribers.iter().any(|s| Topic::by_id(&s.config.topic).is_some_and(|t| t.resource == ty)) {
             continue;
         }
         let parse = |text: Option<&str>| text.and_then(|t| serde_json::from_str::<Value>(t).ok());
         let before = parse(change.previous.as_deref());
         let after = parse(change.version.body.as_deref());
-        let topics = topics::fired(ty, before.as_ref(), after.as_ref());
-        if topics.is_empty() {
-            continue;
-        }
+        let fired = topics::fired(ty, before.as_ref(), after.as_ref());
         // A deletion is judged by the version it deleted.
         let Some(focus) = after.as_ref().or(before.as_ref()) else { continue };
-        focuses.push(search::extract(ty, focus));
-        fired.extend(topics.into_iter().map(|topic| Fired { change, topic, focus: focuses.len() - 1 }));
-    }
-    if fired.is_empty() {
-        return Ok(());
-    }
-    let mut ids: Vec<&str> = fired.iter().map(|f| f.topic.id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let subscribers = tx.subscribers(&ids).await?;
-    for event in &fired {
-        let version = &event.change.version;
-        for subscriber in subscribers.iter().filter(|s| s.config.topic == event.topic.id) {
-            if hears(subscriber, event.topic, version.resource_type, &focuses[event.focus]) {
-                let focus = (version.resource_type, version.id.as_str(), version.version_id);
-                tx.enqueue(&subscriber.config.id, version.last_updated_ms, focus).await?;
+        if fired.is_empty() {
+            continue;
+        }
+        let index = search::extract(ty, focus);
+        for topic in fired {
+            for subscriber in subscribers.iter().filter(|s| s.config.topic == topic.id) {
+                if hears(subscriber, topic, ty, &index) {
+                    heard.push((subscriber, change));
+                }
             }
         }
+    }
+    heard.sort_by(|a, b| a.0.config.id.cmp(&b.0.config.id));
+    for (subscriber, change) in heard {
+        let version = &change.version;
+        let focus = (version.resource_type, version.id.as_str(), version.version_id);
+        tx.enqueue(&subscriber.config.id, version.last_updated_ms, focus).await?;
     }
     Ok(())
 }
