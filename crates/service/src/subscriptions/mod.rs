@@ -38,7 +38,7 @@ pub(crate) fn before_write(
     let text = prepared.render(id, VersionMeta { version_id: 0, last_updated_ms: 0 });
     let value: Value = serde_json::from_str(&text).map_err(|err| ApiError::Internal(err.into()))?;
     let spec = subscriptions::spec(&value).map_err(ApiError::Unprocessable)?;
-    if !ctx.subscription_endpoints.iter().any(|prefix| spec.endpoint.starts_with(prefix.as_str())) {
+    if !ctx.subscription_endpoints.iter().any(|prefix| allowed(&spec.endpoint, prefix)) {
         return Err(ApiError::Unprocessable(vec![Issue::error(
             IssueCode::BusinessRule,
             "Subscription.channel.endpoint",
@@ -79,6 +79,16 @@ pub(crate) fn before_write(
     let rendered = prepared.render(id, VersionMeta { version_id: 0, last_updated_ms: 0 });
     let value: Value = serde_json::from_str(&rendered).map_err(|err| ApiError::Internal(err.into()))?;
     Ok(prepared.with_index(search::extract(ResourceType::Subscription, &value)))
+}
+
+/// Whether `endpoint` is under the allow-list entry `prefix`, on a URL boundary: the prefix
+/// `https://ehr.example.org` admits `https://ehr.example.org/hooks`, not
+/// `https://ehr.example.org.evil.example/`.
+fn allowed(endpoint: &str, prefix: &str) -> bool {
+    let Some(rest) = endpoint.strip_prefix(prefix) else { return false };
+    !prefix.is_empty()
+        && (prefix.ends_with('/') || rest.is_empty() || rest.starts_with(['/', '?', '#']))
+        && !endpoint.contains(['@', '\\'])
 }
 
 /// Whether two subscriptions deliver the same events to the same place the same way.
@@ -200,6 +210,27 @@ fn hears(subscriber: &SubscriberState, topic: &Topic, ty: ResourceType, index: &
             let policy = Policy::new(Grants::parse(scopes), subscriber.config.patient.clone());
             let facts = Facts::of_index(index);
             policy.allows(ty, Letter::Read, &facts) || policy.allows(ty, Letter::Search, &facts)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allowed;
+
+    #[test]
+    fn endpoints_are_allowed_only_under_a_prefix_on_a_url_boundary() {
+        for (endpoint, prefix, expected) in [
+            ("https://ehr.example.org/hooks/1", "https://ehr.example.org/hooks/", true),
+            ("https://ehr.example.org/hooks/1", "https://ehr.example.org", true),
+            ("https://ehr.example.org", "https://ehr.example.org", true),
+            ("https://ehr.example.org.evil.example/", "https://ehr.example.org", false),
+            ("https://ehr.example.org:8443/", "https://ehr.example.org", false),
+            ("https://ehr.example.org@evil.example/", "https://ehr.example.org", false),
+            ("https://other.example/", "https://ehr.example.org/", false),
+            ("https://ehr.example.org/", "", false),
+        ] {
+            assert_eq!(allowed(endpoint, prefix), expected, "{endpoint} under {prefix}");
         }
     }
 }
