@@ -73,7 +73,7 @@ pub fn to_json() -> String {
 /// The document as YAML, keys in reading order (what `careplan openapi` prints and
 /// `openapi/openapi.yaml` holds).
 pub fn to_yaml() -> anyhow::Result<String> {
-    Ok(quote_timestamps(&serde_norway::to_string(&Ordered(&document(), Order::Document))?))
+    Ok(quote_for_yaml_1_1(&serde_norway::to_string(&Ordered(&document(), Order::Document))?))
 }
 
 /// The handler for `GET /openapi.json`; the document is built once.
@@ -2303,8 +2303,9 @@ impl Serialize for Ordered<'_> {
 }
 
 /// Quote the plain scalars that YAML 1.1 readers (PyYAML, js-yaml's default schema) would take
-/// for timestamps: serde_norway writes YAML 1.2, where they are strings, and leaves them plain.
-fn quote_timestamps(yaml: &str) -> String {
+/// for timestamps or booleans (`off`, `yes`, ...): serde_norway writes YAML 1.2, where they are
+/// strings, and leaves them plain.
+fn quote_for_yaml_1_1(yaml: &str) -> String {
     let mut out = String::with_capacity(yaml.len() + 256);
     // The indentation of the line that opened a block scalar (`|-`): deeper lines are its text.
     let mut block: Option<usize> = None;
@@ -2321,7 +2322,7 @@ fn quote_timestamps(yaml: &str) -> String {
         if value.starts_with('|') || value.starts_with('>') {
             block = Some(indent);
         }
-        if is_timestamp(value) {
+        if is_timestamp(value) || is_yaml_1_1_boolean(value) {
             out.push_str(&format!("{head}'{value}'\n"));
         } else {
             out.push_str(line);
@@ -2329,6 +2330,11 @@ fn quote_timestamps(yaml: &str) -> String {
         }
     }
     out
+}
+
+/// The plain scalars other than `true` and `false` that YAML 1.1 resolves as booleans.
+fn is_yaml_1_1_boolean(value: &str) -> bool {
+    ["y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF"].contains(&value)
 }
 
 /// `YYYY-MM-DD`, alone or followed by a time: what YAML 1.1 resolves as a timestamp.
@@ -2507,11 +2513,13 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_are_quoted_outside_block_text() {
-        let yaml = "a: 2026-11-24T10:00:00.000Z\nb:\n- 2026-01-01\nc: |-\n  2026-01-01 in text\nd: 2026-11-24x\n";
-        let expected =
-            "a: '2026-11-24T10:00:00.000Z'\nb:\n- '2026-01-01'\nc: |-\n  2026-01-01 in text\nd: 2026-11-24x\n";
-        assert_eq!(quote_timestamps(yaml), expected);
+    fn timestamps_and_yaml_1_1_booleans_are_quoted_outside_block_text() {
+        let yaml =
+            "a: 2026-11-24T10:00:00.000Z\nb:\n- 2026-01-01\nc: |-\n  2026-01-01 in text\n  off\nd: 2026-11-24x\n\
+                    e: off\nf:\n- off\ng: true\nh: offline\n";
+        let expected = "a: '2026-11-24T10:00:00.000Z'\nb:\n- '2026-01-01'\nc: |-\n  2026-01-01 in text\n  off\n\
+                        d: 2026-11-24x\ne: 'off'\nf:\n- 'off'\ng: true\nh: offline\n";
+        assert_eq!(quote_for_yaml_1_1(yaml), expected);
     }
 
     #[test]
