@@ -241,6 +241,10 @@ async fn docs_serve_swagger_ui_from_the_binary() {
     assert_eq!(page.url().path(), "/docs/", "/docs redirects to /docs/");
     assert!(header(&page, "content-type").starts_with("text/html"));
     assert_eq!(header(&page, "cache-control"), "no-cache");
+    assert!(
+        header(&page, "content-security-policy").starts_with("default-src 'self'"),
+        "the page may load its scripts"
+    );
     let html = page.text().await.expect("HTML");
     assert!(html.contains("swagger-ui-bundle.js") && html.contains("swagger-initializer.js"), "{html}");
 

@@ -31,10 +31,15 @@ const SECURITY_HEADERS: [(&str, &str); 5] = [
 ];
 
 /// Set the security headers, and `Cache-Control: no-store` unless `public` or already set:
-/// answers can hold PHI, and no cache may keep them (clients still revalidate with ETags).
+/// answers can hold PHI, and no cache may keep them (clients still revalidate with ETags). A
+/// Content-Security-Policy a handler set stays (the `/docs` page's admits its own scripts).
 pub(crate) fn secure(headers: &mut HeaderMap, public: bool) {
     for (name, value) in SECURITY_HEADERS {
-        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+        let name = HeaderName::from_static(name);
+        if name == header::CONTENT_SECURITY_POLICY && headers.contains_key(&name) {
+            continue;
+        }
+        headers.insert(name, HeaderValue::from_static(value));
     }
     if !public && !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
