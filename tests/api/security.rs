@@ -677,6 +677,43 @@ async fn transaction_and_batch_entries_are_checked_one_by_one() {
 }
 
 #[tokio::test]
+async fn conditional_references_in_a_bundle_resolve_only_inside_the_tokens_compartment() {
+    let (app, _jwks) = secure_app().await;
+    seed(&app).await;
+    let admin = token("system/*.cruds", None);
+    for (id, patient) in [("team-other", "p2"), ("team-own", "p1")] {
+        let mut body = team(id, patient);
+        body["identifier"] = json!([{ "system": "urn:teams", "value": id }]);
+        let put = call(&app, Method::PUT, &format!("CareTeam/{id}"), Some(&admin), Some(&body)).await;
+        assert_eq!(put.status(), 201);
+    }
+    let p1 = token("patient/*.cruds", Some("p1"));
+    let bundle_to = |team: &str| {
+        let mut body = plan("ignored", "p1");
+        body["careTeam"] = json!([{ "reference": format!("CareTeam?identifier=urn:teams|{team}") }]);
+        json!({ "resourceType": "Bundle", "type": "transaction",
+                "entry": [{ "resource": body, "request": { "method": "POST", "url": "CarePlan" } }] })
+    };
+
+    let other = call(&app, Method::POST, "", Some(&p1), Some(&bundle_to("team-other"))).await;
+    let other_status = other.status();
+    let other_body = json_of(other).await;
+    let own = call(&app, Method::POST, "", Some(&p1), Some(&bundle_to("team-own"))).await;
+    let own_status = own.status();
+    let own_body = json_of(own).await;
+
+    // p2's team is not there for p1's token: the same answer as for no team at all.
+    assert_eq!(other_status, 404, "{other_body}");
+    assert!(!other_body.to_string().contains("team-other\"/"), "{other_body}");
+    assert_eq!(own_status, 200, "{own_body}");
+    let location = own_body["entry"][0]["response"]["location"].as_str().expect("a location");
+    let created = json_of(get(&app, location, &admin).await).await;
+    assert_eq!(created["careTeam"][0]["reference"], "CareTeam/team-own");
+    let plans = json_of(get(&app, "CarePlan?care-team=CareTeam/team-other", &admin).await).await;
+    assert_eq!(plans["total"], 0, "nothing links p2's team: {plans}");
+}
+
+#[tokio::test]
 async fn scope_constraints_narrow_access_to_matching_resources() {
     let (app, _jwks) = secure_app().await;
     seed(&app).await;

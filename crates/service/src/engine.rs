@@ -17,6 +17,7 @@ use persistence::{DeleteOutcome, StoreError, StoredVersion, Tx};
 
 use domain::provenance::Activity;
 
+use crate::auth::Access;
 use crate::coordination::{self, Context};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -301,7 +302,7 @@ async fn run(
                 if links.contains_key(&reference) {
                     continue;
                 }
-                let target = resolve_reference(tx, &reference).await.map_err(|e| failure(i, e))?;
+                let target = resolve_reference(tx, &ctx.access, &reference).await.map_err(|e| failure(i, e))?;
                 links.insert(reference, target);
             }
         }
@@ -331,6 +332,8 @@ async fn run(
 }
 
 /// Settle where an entry lands.
+///
+/// The criteria already carry the token's compartment and constraints (`Access::admit`).
 async fn resolve(tx: &Tx<'_>, entry: &EntryRequest, allow_multiple: bool) -> Result<Option<Resolved>, ApiError> {
     let ty = entry.ty;
     match (entry.verb, &entry.address) {
@@ -449,8 +452,8 @@ fn multiple(ty: ResourceType, pairs: &[(String, String)], what: &str) -> ApiErro
     ApiError::PreconditionFailed(format!("{what} ({ty}?{}) matched more than one resource", encode(pairs)))
 }
 
-/// `Type?criteria` → `Type/id` of the one resource it matches.
-async fn resolve_reference(tx: &Tx<'_>, reference: &str) -> Result<String, ApiError> {
+/// `Type?criteria` → `Type/id` of the one resource it matches among those `access` may search.
+async fn resolve_reference(tx: &Tx<'_>, access: &Access, reference: &str) -> Result<String, ApiError> {
     let (name, query) = reference.split_once('?').unwrap_or((reference, ""));
     let Some(ty) = ResourceType::parse(name) else {
         return Err(ApiError::invalid(
@@ -461,7 +464,8 @@ async fn resolve_reference(tx: &Tx<'_>, reference: &str) -> Result<String, ApiEr
     };
     let pairs: Vec<(String, String)> =
         form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-    let request = criteria(ty, &pairs, "the conditional reference")?;
+    let mut request = criteria(ty, &pairs, "the conditional reference")?;
+    access.narrow(ty, &mut request)?;
     let found = tx.find(ty, &request, 2).await?;
     match found.as_slice() {
         [one] => Ok(format!("{ty}/{}", one.id)),
