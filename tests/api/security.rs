@@ -714,6 +714,41 @@ async fn conditional_references_in_a_bundle_resolve_only_inside_the_tokens_compa
 }
 
 #[tokio::test]
+async fn chains_and_has_cannot_test_other_patients_resources() {
+    let (app, _jwks) = secure_app().await;
+    seed(&app).await;
+    let p1 = token("patient/*.rs", Some("p1"));
+    let admin = token("system/*.rs", None);
+    let searches = [
+        // plan-1 (p1) lists p2's team-2 as a care team, and p2's task-2 is based on plan-1.
+        ("CarePlan?care-team:CareTeam.subject=Patient/p2", false),
+        ("CarePlan?_has:Task:based-on:patient=p2", false),
+        ("Task?based-on:CarePlan._has:Task:based-on:patient=p2", false),
+        // The same shapes through p1's own resources still match.
+        ("CarePlan?care-team:CareTeam.subject=Patient/p1", true),
+        ("CarePlan?_has:Task:based-on:status=requested", true),
+    ];
+
+    for (query, p1_finds_plan_1) in searches {
+        let everyone = ids(&json_of(get(&app, query, &admin).await).await);
+        let response = get(&app, query, &p1).await;
+        assert_eq!(response.status(), 200, "{query}");
+        let found = ids(&json_of(response).await);
+
+        assert!(!everyone.is_empty(), "{query} matches something for an unrestricted token");
+        let expected: Vec<String> = if p1_finds_plan_1 {
+            everyone.iter().filter(|id| !id.ends_with("-2")).cloned().collect()
+        } else {
+            Vec::new()
+        };
+        assert_eq!(found, expected, "{query}");
+    }
+    let narrow = token("patient/CarePlan.rs", Some("p1"));
+    let no_task_scope = get(&app, "CarePlan?_has:Task:based-on:status=requested", &narrow).await;
+    assert_eq!(no_task_scope.status(), 403, "testing Tasks needs the scope to search them");
+}
+
+#[tokio::test]
 async fn scope_constraints_narrow_access_to_matching_resources() {
     let (app, _jwks) = secure_app().await;
     seed(&app).await;

@@ -533,7 +533,7 @@ fn clause_sql(sql: &mut Sql, ty: ResourceType, clause: &Clause, alias: &str, dep
             sql.push(" AND ").push(&x).push(".param = ").bind(reference.name);
             sql.push(" AND ").push(&x).push(".target_type = ").bind(target_type.as_str());
             sql.push(" AND ").push(&r2).push(".deleted = ").bind(false).push(" AND ");
-            clause_sql(sql, *target_type, inner, &r2, depth);
+            inner_sql(sql, *target_type, inner, &r2, depth);
             sql.push(")");
         }
         Target::Has { source_type, reference, inner } => {
@@ -547,11 +547,24 @@ fn clause_sql(sql: &mut Sql, ty: ResourceType, clause: &Clause, alias: &str, dep
             sql.push(" AND ").push(&x).push(".target_type = ").bind(ty.as_str());
             sql.push(" AND ").push(&x).push(".target_id = ").push(alias).push(".id");
             sql.push(" AND ").push(&r2).push(".deleted = ").bind(false).push(" AND ");
-            clause_sql(sql, *source_type, inner, &r2, depth);
+            inner_sql(sql, *source_type, inner, &r2, depth);
             sql.push(")");
         }
         Target::Param(param) => param_sql(sql, param, &clause.values, alias, n),
         Target::Overdue(overdue) => overdue_sql(sql, overdue, &clause.values, alias, n),
+    }
+}
+
+/// The clauses of a chain, ANDed, on the chained resource `alias`.
+fn inner_sql(sql: &mut Sql, ty: ResourceType, inner: &[Clause], alias: &str, depth: &mut usize) {
+    if inner.is_empty() {
+        sql.push("1 = 1");
+    }
+    for (i, clause) in inner.iter().enumerate() {
+        if i > 0 {
+            sql.push(" AND ");
+        }
+        clause_sql(sql, ty, clause, alias, depth);
     }
 }
 

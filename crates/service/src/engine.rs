@@ -286,7 +286,7 @@ async fn run(
     let mut targets: Vec<Option<Resolved>> = vec![None; entries.len()];
     for &i in &order {
         let entry = &entries[i];
-        let resolved = resolve(tx, entry, allow_multiple).await.map_err(|e| failure(i, e))?;
+        let resolved = resolve(tx, &ctx.access, entry, allow_multiple).await.map_err(|e| failure(i, e))?;
         if let (Some(full_url), Some(Resolved::Id(id) | Resolved::Existing(StoredVersion { id, .. }))) =
             (&entry.full_url, &resolved)
         {
@@ -333,15 +333,21 @@ async fn run(
 
 /// Settle where an entry lands.
 ///
-/// The criteria already carry the token's compartment and constraints (`Access::admit`).
-async fn resolve(tx: &Tx<'_>, entry: &EntryRequest, allow_multiple: bool) -> Result<Option<Resolved>, ApiError> {
+/// The criteria already carry the token's compartment and constraints (`Access::admit`); chains
+/// in them are narrowed here.
+async fn resolve(
+    tx: &Tx<'_>,
+    access: &Access,
+    entry: &EntryRequest,
+    allow_multiple: bool,
+) -> Result<Option<Resolved>, ApiError> {
     let ty = entry.ty;
     match (entry.verb, &entry.address) {
         (Verb::Get, _) => Ok(None),
         (Verb::Post, _) => match &entry.if_none_exist {
             None => Ok(Some(Resolved::Id(uuid::Uuid::now_v7().to_string()))),
             Some(pairs) => {
-                let found = find_locked(tx, ty, pairs, 2, "If-None-Exist").await?;
+                let found = find_locked(tx, access, ty, pairs, 2, "If-None-Exist").await?;
                 match found.as_slice() {
                     [] => Ok(Some(Resolved::Id(uuid::Uuid::now_v7().to_string()))),
                     [existing] => Ok(Some(Resolved::Existing(existing.clone()))),
@@ -356,7 +362,7 @@ async fn resolve(tx: &Tx<'_>, entry: &EntryRequest, allow_multiple: bool) -> Res
             Ok(Some(Resolved::Id(id.clone())))
         }
         (Verb::Put | Verb::Patch, Address::Criteria(pairs)) => {
-            let found = find_locked(tx, ty, pairs, 2, "the criteria").await?;
+            let found = find_locked(tx, access, ty, pairs, 2, "the criteria").await?;
             match found.as_slice() {
                 [] if entry.verb == Verb::Put => {
                     // No match: create, under the body's id when it carries one.
@@ -370,7 +376,7 @@ async fn resolve(tx: &Tx<'_>, entry: &EntryRequest, allow_multiple: bool) -> Res
         }
         (Verb::Delete, Address::Criteria(pairs)) => {
             let limit = if allow_multiple { 1000 } else { 2 };
-            let found = find_locked(tx, ty, pairs, limit, "the criteria").await?;
+            let found = find_locked(tx, access, ty, pairs, limit, "the criteria").await?;
             match found.as_slice() {
                 [] => Ok(Some(Resolved::Nothing)),
                 [one] => Ok(Some(Resolved::Id(one.id.clone()))),
@@ -405,12 +411,14 @@ fn body_id(entry: &EntryRequest) -> Option<String> {
 /// transaction ends.
 async fn find_locked(
     tx: &Tx<'_>,
+    access: &Access,
     ty: ResourceType,
     pairs: &[(String, String)],
     limit: u64,
     what: &str,
 ) -> Result<Vec<StoredVersion>, ApiError> {
-    let request = criteria(ty, pairs, what)?;
+    let mut request = criteria(ty, pairs, what)?;
+    access.narrow_chains(&mut request.clauses)?;
     tx.lock(&format!("{ty}?{}", canonical(pairs))).await?;
     Ok(tx.find(ty, &request, limit).await?)
 }

@@ -46,11 +46,12 @@ pub enum Target {
     /// `_lastUpdated`: the server's write time.
     LastUpdated,
     /// Forward chain `reference:Type.param=value`: a referenced resource (of `target_type`,
-    /// held here) matches `inner`.
-    Chain { reference: &'static SearchParam, target_type: ResourceType, inner: Box<Clause> },
+    /// held here) matches every clause of `inner` (the chained parameter, then any narrowing
+    /// access control adds).
+    Chain { reference: &'static SearchParam, target_type: ResourceType, inner: Vec<Clause> },
     /// Reverse chain `_has:Type:reference:param=value`: a resource of `source_type` that
-    /// references this one through `reference` matches `inner`.
-    Has { source_type: ResourceType, reference: &'static SearchParam, inner: Box<Clause> },
+    /// references this one through `reference` matches every clause of `inner`.
+    Has { source_type: ResourceType, reference: &'static SearchParam, inner: Vec<Clause> },
     /// `overdue` (`Computed::Overdue`), with `Criterion::Flag` values.
     Overdue(Overdue),
 }
@@ -409,7 +410,7 @@ fn clause(ty: ResourceType, key: &str, value: &str) -> Result<Option<Clause>, Is
             return Ok(None);
         };
         return Ok(Some(Clause {
-            target: Target::Chain { reference, target_type, inner: Box::new(inner) },
+            target: Target::Chain { reference, target_type, inner: vec![inner] },
             values: Vec::new(),
         }));
     }
@@ -510,7 +511,7 @@ fn has_clause(ty: ResourceType, key: &str, rest: &str, value: &str) -> Result<Op
     let Some(inner) = clause(source_type, inner_key, value)? else {
         return Err(bad(key, format!("_has: '{inner_key}' is not a search parameter of {source_type}")));
     };
-    Ok(Some(Clause { target: Target::Has { source_type, reference, inner: Box::new(inner) }, values: Vec::new() }))
+    Ok(Some(Clause { target: Target::Has { source_type, reference, inner: vec![inner] }, values: Vec::new() }))
 }
 
 /// Split on commas not escaped with a backslash, and unescape `\,`, `\|`, `\$`, `\\`.
@@ -756,7 +757,7 @@ mod tests {
 
         let chained = parse(ResourceType::Task, &pairs("part-of:Task.overdue=true"), true).expect("chain");
         assert!(
-            matches!(&chained.clauses[0].target, Target::Chain { inner, .. } if matches!(inner.target, Target::Overdue(_)))
+            matches!(&chained.clauses[0].target, Target::Chain { inner, .. } if matches!(inner[0].target, Target::Overdue(_)))
         );
 
         for bad in ["overdue=yes", "overdue:missing=true", "overdue:not=true", "_sort=overdue", "overdue="] {
