@@ -30,6 +30,10 @@ struct Keys {
     rsa_public: String,
     rsa_n: String,
     rsa_e: String,
+    /// A P-384 key (ES384), published as `ec384-1`.
+    ec384_private: String,
+    ec384_x: String,
+    ec384_y: String,
     /// A second EC key the server has never been told about.
     rogue_private: String,
 }
@@ -43,6 +47,8 @@ static KEYS: LazyLock<Keys> = LazyLock::new(|| {
     let ec = p256::SecretKey::random(&mut rng);
     let point = ec.public_key().to_encoded_point(false);
     let rogue = p256::SecretKey::random(&mut rng);
+    let ec384 = p384::SecretKey::random(&mut rng);
+    let point384 = ec384.public_key().to_encoded_point(false);
     let rsa = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("RSA key");
     let rsa_public = rsa::RsaPublicKey::from(&rsa);
     Keys {
@@ -54,16 +60,20 @@ static KEYS: LazyLock<Keys> = LazyLock::new(|| {
         rsa_public: rsa_public.to_public_key_pem(LineEnding::LF).expect("pem"),
         rsa_n: b64(&rsa_public.n().to_bytes_be()),
         rsa_e: b64(&rsa_public.e().to_bytes_be()),
+        ec384_private: ec384.to_pkcs8_pem(LineEnding::LF).expect("pem").to_string(),
+        ec384_x: b64(point384.x().expect("x")),
+        ec384_y: b64(point384.y().expect("y")),
         rogue_private: rogue.to_pkcs8_pem(LineEnding::LF).expect("pem").to_string(),
     }
 });
 
-/// The JWKS document publishing the EC key as `ec-1` and the RSA key as `rsa-1`.
+/// The JWKS document publishing the P-256 key as `ec-1`, the RSA key as `rsa-1` and the P-384 key as `ec384-1`.
 fn jwks_document() -> Value {
     let k = &*KEYS;
     json!({ "keys": [
         { "kty": "EC", "crv": "P-256", "x": k.ec_x, "y": k.ec_y, "kid": "ec-1", "use": "sig", "alg": "ES256" },
         { "kty": "RSA", "n": k.rsa_n, "e": k.rsa_e, "kid": "rsa-1", "use": "sig" },
+        { "kty": "EC", "crv": "P-384", "x": k.ec384_x, "y": k.ec384_y, "kid": "ec384-1", "use": "sig", "alg": "ES384" },
     ]})
 }
 
@@ -152,6 +162,7 @@ fn sign(claims: &Value, alg: Algorithm, kid: Option<&str>) -> String {
     let k = &*KEYS;
     let key = match alg {
         Algorithm::ES256 => EncodingKey::from_ec_pem(k.ec_private.as_bytes()),
+        Algorithm::ES384 => EncodingKey::from_ec_pem(k.ec384_private.as_bytes()),
         _ => EncodingKey::from_rsa_pem(k.rsa_private.as_bytes()),
     }
     .expect("signing key");
@@ -281,6 +292,7 @@ async fn a_valid_token_of_every_scope_shape_is_accepted() {
         ("v2 patient (ES256)", token("patient/CarePlan.rs", Some("p1"))),
         ("v2 user (RS256)", rs256("user/CarePlan.rs", None)),
         ("v2 system (RS384)", rs384("system/*.rs")),
+        ("v2 user (ES384)", sign(&claims("user/*.rs", None), Algorithm::ES384, Some("ec384-1"))),
         ("v1 patient", rs256("patient/*.read", Some("p1"))),
         ("v1 user", token("user/CarePlan.read", None)),
         ("v1 system wildcard", token("system/*.*", None)),
