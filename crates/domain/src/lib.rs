@@ -22,6 +22,7 @@ pub mod smart;
 pub mod stored;
 pub mod summary;
 pub mod task;
+pub mod text;
 pub mod workflow;
 pub mod worklist;
 

@@ -235,6 +235,12 @@ pub fn parse(ty: ResourceType, pairs: &[(String, String)], strict: bool) -> Resu
     let mut request = SearchRequest::default();
     let mut issues = Vec::new();
     for (key, value) in pairs {
+        if let Some(c) = crate::text::forbidden_char(key).or_else(|| crate::text::forbidden_char(value)) {
+            let name = if crate::text::forbidden_char(key).is_some() { "search parameter" } else { key.as_str() };
+            issues
+                .push(bad(name, format!("{name}: control characters ({}) are not allowed", crate::text::describe(c))));
+            continue;
+        }
         match parse_pair(ty, key, value, &mut request) {
             Ok(Parsed::Understood) => request.understood.push((key.clone(), value.clone())),
             Ok(Parsed::Silent) => {}
@@ -717,6 +723,20 @@ mod tests {
         assert_eq!(split_bar("a\\|b"), None);
         assert_eq!(split_or("a,b\\,c"), vec!["a", "b\\,c"]);
         assert_eq!(unescape("b\\,c"), "b,c");
+    }
+
+    #[test]
+    fn control_characters_in_names_or_values_are_refused_in_lenient_mode_too() {
+        for (key, value, named) in
+            [("identifier", "a\u{0}b", "identifier"), ("_id", "\u{1b}", "_id"), ("bogus\u{0}", "x", "search parameter")]
+        {
+            let parsed = parse(ResourceType::Task, &[(key.to_owned(), value.to_owned())], false);
+            let issues = parsed.err().unwrap_or_default();
+            assert_eq!(issues.len(), 1, "{key}={value:?}");
+            assert_eq!(issues[0].expression.as_deref(), Some(named));
+            assert_eq!(issues[0].code, IssueCode::Value);
+        }
+        assert!(parse(ResourceType::Task, &[("identifier".to_owned(), "tab\tthere".to_owned())], true).is_ok());
     }
 
     #[test]
