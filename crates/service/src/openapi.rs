@@ -227,7 +227,7 @@ fn other_fhir_operations() -> Vec<Operation> {
             )
             .fhir()
             .param(component_param("id"))
-            .answers(S::OK, fhir_response("A collection Bundle headed by a Composition", schema_ref("Bundle"), None))
+            .answers(S::OK, fhir_response("A collection Bundle headed by a Composition", schema_ref("CollectionBundle"), None))
             .fails(&[S::NOT_FOUND, S::GONE])
             .stored(),
         Operation::new(Method::Get, "/fhir/SearchParameter/{id}", "readSearchParameter")
@@ -243,7 +243,7 @@ fn other_fhir_operations() -> Vec<Operation> {
             .fhir()
             .params(audit_params.iter().map(QueryParam::parameter))
             .params(["_count", "_cursor"].into_iter().map(component_param))
-            .answers(S::OK, fhir_response("A searchset Bundle of AuditEvents", schema_ref("Bundle"), None))
+            .answers(S::OK, fhir_response("A searchset Bundle of AuditEvents", schema_ref("AuditBundle"), None))
             .fails(&[S::BAD_REQUEST])
             .stored(),
         Operation::new(Method::Get, "/fhir/AuditEvent/{id}", "readAuditEvent")
@@ -692,9 +692,10 @@ impl Operation {
     }
 
     fn render(mut self) -> Value {
-        // Every request passes the header limit and the rate limit (when configured); every
-        // protected one, the token check.
-        let mut statuses = vec![StatusCode::TOO_MANY_REQUESTS, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE];
+        // Every request passes the URL check (no control characters: 400), the header limit and
+        // the rate limit (when configured); every protected one, the token check.
+        let mut statuses =
+            vec![StatusCode::BAD_REQUEST, StatusCode::TOO_MANY_REQUESTS, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE];
         if !self.public {
             statuses.extend([StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN]);
         }
@@ -1355,6 +1356,7 @@ fn components() -> Value {
         schemas.insert(ty.as_str().to_owned(), resource_schema(ty));
     }
     schemas.extend(datatype_schemas());
+    schemas.extend(other_bundle_schemas());
     json!({
         "schemas": schemas,
         "parameters": parameters,
@@ -1390,6 +1392,65 @@ fn components() -> Value {
             },
         },
     })
+}
+
+/// The Bundles of the plan summary and the audit trail, and the open resource they carry.
+fn other_bundle_schemas() -> Map<String, Value> {
+    let string = || json!({ "type": "string" });
+    let schemas = json!({
+        "CollectionBundle": {
+            "type": "object",
+            "description": "The `$summary` of a CarePlan: a `collection` Bundle headed by a generated Composition, \
+                then the plan, its CareTeams, its Tasks and their sub-Tasks, and their Provenance",
+            "required": ["resourceType", "type", "entry"],
+            "properties": {
+                "resourceType": code(&["Bundle"]),
+                "id": schema_ref("Id"),
+                "meta": schema_ref("Meta"),
+                "type": code(&["collection"]),
+                "timestamp": string(),
+                "entry": array_of(json!({
+                    "type": "object",
+                    "required": ["fullUrl", "resource"],
+                    "properties": { "fullUrl": string(), "resource": schema_ref("AnyResource") },
+                })),
+            },
+            "additionalProperties": true,
+        },
+        "AnyResource": {
+            "type": "object",
+            "description": "A FHIR resource of any type (a Composition, an AuditEvent, ...)",
+            "required": ["resourceType"],
+            "properties": { "resourceType": string(), "id": schema_ref("Id") },
+            "additionalProperties": true,
+        },
+        "AuditBundle": {
+            "type": "object",
+            "description": "A searchset Bundle of AuditEvents, newest first",
+            "required": ["resourceType", "type"],
+            "properties": {
+                "resourceType": code(&["Bundle"]),
+                "id": schema_ref("Id"),
+                "meta": schema_ref("Meta"),
+                "type": code(&["searchset"]),
+                "link": array_of(json!({
+                    "type": "object",
+                    "required": ["relation", "url"],
+                    "properties": { "relation": code(&["self", "next"]), "url": string() },
+                })),
+                "entry": array_of(json!({
+                    "type": "object",
+                    "required": ["fullUrl", "resource"],
+                    "properties": { "fullUrl": string(), "resource": schema_ref("AnyResource") },
+                })),
+            },
+            "additionalProperties": true,
+        },
+    });
+    match schemas {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
 }
 
 fn schema_ref(name: &str) -> Value {
@@ -1605,7 +1666,7 @@ fn datatype_schemas() -> Map<String, Value> {
                 "link": array_of(json!({
                     "type": "object",
                     "required": ["relation", "url"],
-                    "properties": { "relation": code(&["self", "next"]), "url": string() },
+                    "properties": { "relation": code(&["self", "next", "previous"]), "url": string() },
                 })),
                 "entry": array_of(json!({
                     "type": "object",
