@@ -58,9 +58,9 @@ fn unreachable(err: &DbErr) -> bool {
             | sqlx::Error::WorkerCrashed => true,
             // PostgreSQL: class 08 (connection exception), 57P01-57P03 (admin shutdown, crash
             // shutdown, cannot connect now), 53300 (too many connections); SQLite: 14 (cannot open).
-            sqlx::Error::Database(db) => {
-                db.code().is_some_and(|code| code.starts_with("08") || code.starts_with("57P") || code == "53300" || code == "14")
-            }
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                code.starts_with("08") || code.starts_with("57P") || code == "53300" || code == "14"
+            }),
             _ => false,
         },
         _ => false,

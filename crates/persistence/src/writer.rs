@@ -70,18 +70,18 @@ impl Writer {
                 let job: Job = Box::new(move |txn| {
                     Box::pin(
                         async move {
-                        let result = work(txn).await;
-                        let ok = result.is_ok();
-                        let reply: Box<dyn FnOnce(Result<(), String>) + Send> = Box::new(move |committed| {
-                            let outcome = match committed {
-                                Ok(()) => result,
-                                Err(message) => Err(database(DbErr::Custom(message))),
-                            };
-                            // The caller may have gone (timeout); the write stands regardless.
-                            let _ = answer.send(outcome);
-                        });
-                        (ok, reply)
-                    }
+                            let result = work(txn).await;
+                            let ok = result.is_ok();
+                            let reply: Box<dyn FnOnce(Result<(), String>) + Send> = Box::new(move |committed| {
+                                let outcome = match committed {
+                                    Ok(()) => result,
+                                    Err(message) => Err(database(DbErr::Custom(message))),
+                                };
+                                // The caller may have gone (timeout); the write stands regardless.
+                                let _ = answer.send(outcome);
+                            });
+                            (ok, reply)
+                        }
                         .instrument(span),
                     )
                 });

@@ -88,7 +88,8 @@ impl Metrics {
             .with_description("The most connections each database pool may open")
             .with_callback(move |observer| {
                 for pool in limits.pool_usage() {
-                    observer.observe(u64::from(pool.max), &[KeyValue::new("db.client.connection.pool.name", pool.name)]);
+                    observer
+                        .observe(u64::from(pool.max), &[KeyValue::new("db.client.connection.pool.name", pool.name)]);
                 }
             })
             .build();

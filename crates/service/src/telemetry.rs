@@ -25,7 +25,7 @@ use opentelemetry_sdk::Resource;
 use tracing::field::Empty;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::{filter_fn, FilterExt};
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -74,18 +74,24 @@ pub fn init() -> Telemetry {
     Telemetry { tracer }
 }
 
-/// The subscriber: log lines filtered by `filter` into `writer`, and, with a tracer, spans of
-/// this service's own targets into it. Returns false when a subscriber was already installed.
+/// The subscriber: log lines filtered by `filter` into `writer`, and, with a tracer, spans into
+/// it. Returns false when a subscriber was already installed.
+///
+/// Every filter is global (none per layer): tracing-subscriber's per-layer filters lose track
+/// of which layer wants a span when another span on the same thread was refused by all of
+/// them (sea-orm's trace spans are, constantly), and then drop ours at random.
 fn install<W>(filter: EnvFilter, writer: W, text: bool, tracer: Option<SdkTracer>) -> bool
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let traced = tracer.is_some();
-    // Without tracing the log layer takes events only, so no layer wants spans and they are
-    // never built. With tracing it needs the spans to know the current trace and span ids.
-    let log_filter = filter.and(filter_fn(move |metadata| traced || metadata.is_event()));
+    // sea-orm's own spans and events carry statements with their values: PHI. Never below
+    // info, whatever CAREPLAN_LOG says.
+    let filter = ["sea_orm=info", "sea_orm_migration=info"]
+        .into_iter()
+        .filter_map(|directive| directive.parse().ok())
+        .fold(filter, EnvFilter::add_directive);
     let logs = if text {
-        tracing_subscriber::fmt::layer().with_writer(writer).with_filter(log_filter).boxed()
+        tracing_subscriber::fmt::layer().with_writer(writer).boxed()
     } else {
         json_subscriber::fmt::layer()
             .with_writer(writer)
@@ -93,20 +99,18 @@ where
             .with_current_span(false)
             .with_span_list(false)
             .with_opentelemetry_ids(true)
-            .with_filter(log_filter)
             .boxed()
     };
+    // Without tracing, no span is ever built: their callsites are disabled, so they cost
+    // nothing. With tracing, the log lines name the current trace and span.
+    let events_only = tracer.is_none().then(|| filter_fn(|metadata| metadata.is_event()));
     let spans = tracer.map(|tracer| {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-        tracing_opentelemetry::layer().with_tracer(tracer).with_filter(filter_fn(is_ours))
+        // Parents come from the tracing span tree, not a thread-local OpenTelemetry context
+        // (which async tasks interleaving on one worker thread would mix up).
+        tracing_opentelemetry::layer().with_tracer(tracer).with_context_activation(false)
     });
-    tracing_subscriber::registry().with(logs).with(spans).try_init().is_ok()
-}
-
-/// Only this service's spans and events reach traces (never a dependency's, which may carry
-/// SQL or URLs), and only from `info` up.
-fn is_ours(metadata: &tracing::Metadata<'_>) -> bool {
-    metadata.target().starts_with("careplan") && *metadata.level() <= tracing::Level::INFO
+    tracing_subscriber::registry().with(filter).with(events_only).with(logs).with(spans).try_init().is_ok()
 }
 
 /// The resource every signal is tagged with: `service.name` is `careplan` unless
@@ -209,7 +213,15 @@ pub(crate) async fn observe(
         span.record("otel.status_code", "ERROR");
     }
     if let Some(metrics) = metrics {
-        metrics.record(&RequestLabels { method: method.as_str(), route: &route, resource_type: &resource_type, status: status.as_u16() }, elapsed);
+        metrics.record(
+            &RequestLabels {
+                method: method.as_str(),
+                route: &route,
+                resource_type: &resource_type,
+                status: status.as_u16(),
+            },
+            elapsed,
+        );
     }
     span.in_scope(|| {
         tracing::info!(
@@ -268,7 +280,8 @@ pub mod testing {
                 .with_resource(super::resource())
                 .build();
             let logs = Logs::default();
-            let installed = super::install(EnvFilter::new("info"), logs.clone(), false, Some(provider.tracer("careplan")));
+            let installed =
+                super::install(EnvFilter::new("info"), logs.clone(), false, Some(provider.tracer("careplan")));
             assert!(installed, "another tracing subscriber was installed first");
             Capture { spans, logs, _provider: provider }
         })
