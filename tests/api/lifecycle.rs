@@ -118,15 +118,18 @@ fn serve(database: &[(&str, String)]) -> Served {
             }
         }
     });
+    // Owned at once, so a failure below still kills and reaps the child (`Drop`).
+    let mut served = Served { child, port: 0, lines };
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let line = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("careplan listens");
+    while served.port == 0 {
+        let line =
+            served.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("careplan listens");
         if line.contains("careplan listening") {
             let value: Value = serde_json::from_str(&line).expect("a JSON log line");
-            let port = value["port"].as_u64().and_then(|p| u16::try_from(p).ok()).expect("the port");
-            return Served { child, port, lines };
+            served.port = value["port"].as_u64().and_then(|p| u16::try_from(p).ok()).expect("the port");
         }
     }
+    served
 }
 
 /// A transaction Bundle creating `n` Tasks.
