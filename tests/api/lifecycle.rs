@@ -15,6 +15,9 @@ use tokio::net::TcpStream;
 
 use crate::helpers::{assert_outcome, spawn_with, task, TestApp};
 
+/// A name no exported span or metric may hold.
+const NAME: &str = "Quokka-Zebrafinch-7319";
+
 /// Poll `path` until it answers `status` (within `limit`).
 async fn wait_for_status(app: &TestApp, path: &str, status: u16, limit: Duration) {
     let started = Instant::now();
@@ -90,11 +93,12 @@ impl Drop for Served {
     }
 }
 
-/// Start `careplan serve` on `database` and wait until it listens.
-fn serve(database: &[(&str, String)]) -> Served {
+/// `careplan` with the settings every test here shares: authorization off, JSON logs at info,
+/// no OpenTelemetry unless the test sets it.
+fn careplan(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_careplan-under-test"));
     command
-        .arg("serve")
+        .args(args)
         .env("CAREPLAN_ADDR", "127.0.0.1:0")
         .env("CAREPLAN_AUTH_DISABLED", "true")
         .env("CAREPLAN_LOG", "info")
@@ -105,7 +109,13 @@ fn serve(database: &[(&str, String)]) -> Served {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    for (name, value) in database {
+    command
+}
+
+/// Start `careplan serve` with `settings` (the database, and more) and wait until it listens.
+fn serve(settings: &[(&str, String)]) -> Served {
+    let mut command = careplan(&["serve"]);
+    for (name, value) in settings {
         command.env(name, value);
     }
     let mut child = command.spawn().expect("careplan starts");
@@ -215,4 +225,99 @@ async fn sigterm_during_a_transaction_lets_it_finish_and_loses_nothing() {
         .await
         .expect("Bundle");
     assert_eq!(count["total"], json!(TASKS), "{count}");
+}
+
+#[tokio::test]
+async fn an_unreachable_database_fails_start_up_with_one_line_and_exit_code_1() {
+    // Arrange: nothing listens on port 1; the URL carries a password.
+    let mut command = careplan(&["serve"]);
+    command.env("CAREPLAN_DATABASE_URL", "postgres://careplan:s3cret-pw@127.0.0.1:1/careplan");
+
+    // Act
+    let output = command.output().expect("careplan ran");
+
+    // Assert
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let failures: Vec<&str> = stderr.lines().filter(|l| l.contains("careplan failed")).collect();
+    assert_eq!(failures.len(), 1, "{stderr}");
+    let line: Value = serde_json::from_str(failures[0]).expect("a JSON line");
+    let error = line["error"].as_str().expect("the error");
+    assert!(error.starts_with("cannot connect to the database postgres://careplan@127.0.0.1:1/careplan"), "{error}");
+    assert!(error.contains("Connection refused"), "{error}");
+    assert!(!stderr.contains("s3cret-pw"), "the password is never printed: {stderr}");
+}
+
+/// A stand-in OpenTelemetry collector: what each `/v1/{signal}` POST carried.
+async fn collector() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>) {
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let store = received.clone();
+    let server = actix_web::HttpServer::new(move || {
+        let store = store.clone();
+        actix_web::App::new().route(
+            "/v1/{signal}",
+            actix_web::web::post().to(move |signal: actix_web::web::Path<String>, body: actix_web::web::Bytes| {
+                let store = store.clone();
+                async move {
+                    store.lock().expect("lock").push((signal.into_inner(), body.to_vec()));
+                    actix_web::HttpResponse::Ok().content_type("application/x-protobuf").finish()
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .expect("listen")
+    .run();
+    tokio::spawn(server);
+    (port, received)
+}
+
+#[tokio::test]
+async fn with_an_otlp_endpoint_traces_and_metrics_reach_the_collector_without_phi() {
+    // Arrange
+    let (port, received) = collector().await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut served = serve(&[
+        ("CAREPLAN_DATABASE_URL", format!("sqlite://{}", dir.path().join("careplan.db").display())),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{port}")),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "60000".into()),
+    ]);
+    let mut marked = task("requested");
+    marked["description"] = json!(format!("Call {NAME}"));
+
+    // Act: one write, then SIGTERM, which must flush the spans and the metrics.
+    let created = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/fhir/Task", served.port))
+        .header("content-type", "application/fhir+json")
+        .body(marked.to_string())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(created.status(), 201);
+    let id = created.json::<Value>().await.expect("JSON")["id"].as_str().expect("id").to_owned();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(served.child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let started = Instant::now();
+    while served.child.try_wait().expect("wait").is_none() {
+        assert!(started.elapsed() < Duration::from_secs(30), "careplan did not stop");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Assert: both signals arrived (metrics only at shutdown: the interval is a minute), and
+    // neither holds the name or the id.
+    let received = received.lock().expect("lock").clone();
+    let has = |signal: &str, text: &str| {
+        received.iter().any(|(s, body)| s == signal && body.windows(text.len()).any(|w| w == text.as_bytes()))
+    };
+    assert!(has("traces", "POST /fhir/Task"), "the server span was exported");
+    assert!(has("traces", "db.create"), "the database spans were exported");
+    assert!(has("metrics", "http.server.request.duration"), "the request metrics were exported");
+    for (signal, body) in &received {
+        for phi in [NAME, id.as_str()] {
+            assert!(!body.windows(phi.len()).any(|w| w == phi.as_bytes()), "{signal} holds {phi}");
+        }
+    }
 }
