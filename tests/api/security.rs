@@ -1014,3 +1014,21 @@ async fn the_plan_summary_shows_a_patient_token_only_its_patients_resources() {
     assert!(!summary["entry"][0].to_string().contains("task-2"), "nor in the narrative");
     assert_eq!(other.status(), 404, "another patient's plan is not confirmed to exist");
 }
+
+#[tokio::test]
+async fn health_and_metrics_answer_without_a_token_and_fhir_does_not() {
+    // Arrange
+    let (app, _jwks) = secure_app().await;
+
+    // Act
+    let mut statuses = Vec::new();
+    for path in ["/livez", "/readyz", "/metrics"] {
+        let response = app.client.get(app.root(path)).send().await.expect("sent");
+        statuses.push((path, response.status().as_u16()));
+    }
+    let fhir = app.request(Method::GET, "Task").send().await.expect("sent");
+
+    // Assert
+    assert_eq!(statuses, [("/livez", 200), ("/readyz", 200), ("/metrics", 200)]);
+    assert_eq!(fhir.status(), 401);
+}

@@ -35,6 +35,7 @@ const MAX_ITERATIONS: usize = 4;
 
 impl Store {
     /// The page of current resources of `ty` matching `request`, at most `count` of them.
+    #[tracing::instrument(name = "db.search", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "search", fhir.resource_type = %ty))]
     pub async fn search(
         &self,
         ty: ResourceType,
@@ -45,6 +46,7 @@ impl Store {
     }
 
     /// How many current resources of `ty` match `request`.
+    #[tracing::instrument(name = "db.count", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "count", fhir.resource_type = %ty))]
     pub async fn count(&self, ty: ResourceType, request: &SearchRequest) -> Result<u64, StoreError> {
         let mut sql = Sql::new(self.reader.get_database_backend());
         sql.push("SELECT COUNT(*) AS n FROM resources r WHERE ");
@@ -68,6 +70,7 @@ impl Store {
     /// `includes`, keeping only resources `keep` accepts; a resource it refuses is neither
     /// returned nor followed by `:iterate` (access control: what may not be seen does not lead
     /// anywhere either).
+    #[tracing::instrument(name = "db.include", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "include", fhir.resource_type = %ty))]
     pub async fn includes_where(
         &self,
         ty: ResourceType,

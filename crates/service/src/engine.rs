@@ -260,6 +260,7 @@ fn prepare_outside(entry: &EntryRequest, links: &HashMap<String, String>) -> Res
     Ok(Body::Ready(ingest_entry(entry, body)?))
 }
 
+#[tracing::instrument(name = "domain.ingest", skip_all, fields(fhir.resource_type = %entry.ty))]
 fn ingest_entry(entry: &EntryRequest, body: &[u8]) -> Result<Prepared, ApiError> {
     let mode = match (&entry.verb, &entry.address) {
         (Verb::Put, Address::Instance(id)) => IngestMode::Update { id },
@@ -590,12 +591,14 @@ async fn patch(tx: &Tx<'_>, ctx: &Context, entry: &EntryRequest, id: &str) -> Re
         return Err(ApiError::Gone(format!("{ty}/{id}")));
     };
     let document = entry.body.as_deref().unwrap_or_default();
-    let patched = match entry.patch.unwrap_or(PatchFormat::Json) {
-        PatchFormat::Json => domain::patch::json_patch(text, document),
-        PatchFormat::FhirPath => domain::patch::fhirpath_patch(text, document, ty),
-    }
-    .map_err(patch_error)?;
-    let prepared = ingest_as(ty, patched.as_bytes(), IngestMode::Update { id }).map_err(ApiError::Invalid)?;
+    let prepared = tracing::info_span!("domain.patch", fhir.resource_type = %ty).in_scope(|| {
+        let patched = match entry.patch.unwrap_or(PatchFormat::Json) {
+            PatchFormat::Json => domain::patch::json_patch(text, document),
+            PatchFormat::FhirPath => domain::patch::fhirpath_patch(text, document, ty),
+        }
+        .map_err(patch_error)?;
+        ingest_as(ty, patched.as_bytes(), IngestMode::Update { id }).map_err(ApiError::Invalid)
+    })?;
     store(tx, ctx, id, Some(text), prepared, Some(Some(current.version_id))).await
 }
 

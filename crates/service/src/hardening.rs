@@ -49,7 +49,7 @@ pub(crate) async fn headers(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let mut response = next.call(req).await?.map_into_boxed_body();
-    let public = matches!(response.request().path(), "/fhir/metadata" | "/livez" | "/readyz");
+    let public = matches!(response.request().path(), "/fhir/metadata" | "/livez" | "/readyz" | "/metrics");
     secure(response.headers_mut(), public);
     Ok(response)
 }

@@ -185,6 +185,23 @@ fn operations() -> Vec<Operation> {
             .description("Ready when the database answers and every migration is applied.")
             .answers(S::OK, plain_json("Ready", schema_ref("Readiness")))
             .answers(S::SERVICE_UNAVAILABLE, plain_json("Not ready", schema_ref("Readiness"))),
+        Operation::new(Method::Get, "/metrics", "metrics")
+            .public()
+            .about(OPERATIONS, "Metrics")
+            .description(
+                "Prometheus text exposition: requests (`careplan_http_requests_total`, \
+                 `http_server_request_duration_seconds`) by route pattern, method, resource type and \
+                 status, and database pool connections (`db_client_connection_count`, \
+                 `db_client_connection_max`). No authorization: labels are closed sets, never an id, \
+                 a path, a query or a body.",
+            )
+            .answers(
+                S::OK,
+                json!({
+                    "description": "Every metric, in the Prometheus text format 0.0.4",
+                    "content": { "text/plain": { "schema": { "type": "string" } } }
+                }),
+            ),
         Operation::new(Method::Get, "/openapi.json", "openapi")
             .public()
             .about(OPERATIONS, "This OpenAPI description")

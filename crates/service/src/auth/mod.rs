@@ -3,8 +3,8 @@
 //! principal's `Access` handed to handlers (`access.rs`), and the discovery document
 //! (`discovery.rs`). This server issues no tokens: the authorization server does.
 //!
-//! Public routes: `/livez`, `/readyz`, `GET /fhir/metadata`, the SMART configuration,
-//! `/openapi.json` and `/docs`.
+//! Public routes: `/livez`, `/readyz`, `/metrics` (no PHI by construction: see `metrics.rs`),
+//! `GET /fhir/metadata`, the SMART configuration, `/openapi.json` and `/docs`.
 //! Everything else needs a valid token unless authorization is disabled.
 
 mod access;
@@ -49,6 +49,7 @@ fn is_public(path: &str) -> bool {
         path,
         "/livez"
             | "/readyz"
+            | "/metrics"
             | "/fhir/metadata"
             | "/.well-known/smart-configuration"
             | "/fhir/.well-known/smart-configuration"
