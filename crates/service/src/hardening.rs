@@ -49,10 +49,23 @@ pub(crate) async fn headers(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let mut response = next.call(req).await?.map_into_boxed_body();
-    let public = matches!(response.request().path(), "/fhir/metadata" | "/livez" | "/readyz" | "/metrics");
+    let path = response.request().path();
+    let public = matches!(path, "/fhir/metadata" | "/livez" | "/readyz" | "/metrics");
+    let docs = path == "/docs" || path.starts_with("/docs/");
     secure(response.headers_mut(), public);
+    if docs {
+        // Swagger UI runs its own script and styles and fetches ../openapi.json: same origin
+        // only, inline styles (it sets them) and data: images (its icons); nothing else.
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("content-security-policy"), HeaderValue::from_static(DOCS_CSP));
+    }
     Ok(response)
 }
+
+/// The content security policy of `/docs`.
+pub(crate) const DOCS_CSP: &str =
+    "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'";
 
 /// The configured header limit, as app data.
 #[derive(Debug, Clone, Copy)]
