@@ -5,7 +5,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432
 PG_TEST_DB ?= careplan_test
 NEXTEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "nextest run" || echo test)
 
-.PHONY: run build release test test-postgres lint fmt openapi openapi-check bench clean
+.PHONY: run build release test test-postgres lint fmt openapi openapi-check deploy-check bench clean
 
 run: ## build and serve on ./data/careplan.db (SQLite), http://127.0.0.1:8080/fhir, WITHOUT authorization
 	@echo "make run: authorization is DISABLED (CAREPLAN_AUTH_DISABLED=true); local use only, never with real data" >&2
@@ -37,6 +37,9 @@ openapi: ## regenerate openapi/openapi.yaml from the code (a test fails while it
 
 openapi-check: ## lint the OpenAPI file, fuzz a live server with schemathesis, render /docs in Chromium
 	scripts/openapi-check.sh
+
+deploy-check: ## render the kustomize overlays, validate them against the Kubernetes schemas, checkov + hadolint
+	scripts/deploy-check.sh
 
 bench: ## load benchmark: throughput, p50/p99 and peak RSS per scenario, SQLite and PostgreSQL
 	scripts/bench/run.sh

@@ -106,7 +106,7 @@ step "headless chromium $root/docs"
 timeout 90 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run \
   --user-data-dir="$tmp/chromium" --virtual-time-budget=10000 --dump-dom "$root/docs" \
   >"$tmp/docs.html" 2>"$tmp/chromium.log" || { cat "$tmp/chromium.log" >&2; exit 1; }
-blocks=$(grep -o 'class="opblock opblock-' "$tmp/docs.html" | wc -l)
+blocks=$(grep -o 'class="opblock opblock-' "$tmp/docs.html" | wc -l || true)
 operations=$(grep -o '"operationId":' <(curl -sf "$root/openapi.json") | wc -l)
 if [ "$blocks" != "$operations" ] || ! grep -q 'data-path="/fhir/Task/{id}"' "$tmp/docs.html"; then
   echo "Swagger UI rendered $blocks operation blocks of $operations (DOM in $tmp/docs.html):" >&2

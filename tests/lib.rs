@@ -1,1 +1,1 @@
-//! Integration tests live in `api/`; this library is empty on purpose.
+//! Integration tests live in `api/`, the binary they spawn in `bin/`; this library is empty on purpose.

@@ -197,7 +197,61 @@ fn cases() -> Vec<Case> {
             "value",
             Some("_since"),
         ),
+        // Control characters: FHIR strings may not hold them, and PostgreSQL's text refuses NUL.
+        case(
+            "NUL in a string",
+            Method::POST,
+            "Task",
+            with(json!({"description": "a\u{0}b"})),
+            400,
+            "value",
+            Some("Task.description"),
+        ),
+        case(
+            "escape in a nested string",
+            Method::POST,
+            "Task",
+            with(json!({"identifier": [{"system": "urn:x", "value": "\u{1b}[31m"}]})),
+            400,
+            "value",
+            Some("Task.identifier[0].value"),
+        ),
+        case("NUL in an id", Method::GET, "Task/a%00b", json!({}), 400, "value", Some("path")),
+        case("NUL in a search value", Method::GET, "Task?identifier=%00", json!({}), 400, "value", Some("identifier")),
+        case("NUL in an _id", Method::GET, "Task?_id=x%00", json!({}), 400, "value", Some("_id")),
+        case("NUL in an audit search", Method::GET, "AuditEvent?patient=%00", json!({}), 400, "value", Some("patient")),
+        case(
+            "NUL in a transaction entry's criteria",
+            Method::POST,
+            "",
+            json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+                "request": {"method": "DELETE", "url": "Task?identifier=urn:x|\u{0}"}}]}),
+            400,
+            "value",
+            None,
+        ),
     ]
+}
+
+#[tokio::test]
+async fn control_characters_in_bundle_entries_get_an_answer_not_a_server_error() {
+    let app = spawn_app().await;
+    let bundle = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": "Task/a\u{0}b"}},
+        {"request": {"method": "GET", "url": "Task?identifier=\u{0}"}},
+        {"request": {"method": "GET", "url": "Task/ok"}},
+    ]});
+
+    let response = app.send(Method::POST, "", bundle.to_string()).await;
+
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("JSON");
+    let statuses: Vec<&str> =
+        body["entry"].as_array().expect("entries").iter().filter_map(|e| e["response"]["status"].as_str()).collect();
+    assert_eq!(statuses.len(), 3, "{body}");
+    assert!(statuses[0].starts_with("400") || statuses[0].starts_with("404"), "{body}");
+    assert!(statuses[1].starts_with("400"), "{body}");
+    assert!(statuses[2].starts_with("404"), "{body}");
 }
 
 #[tokio::test]

@@ -44,6 +44,11 @@ pub(crate) async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 impl TestApp {
+    /// A URL outside the FHIR base (`/metrics`, `/readyz`).
+    pub(crate) fn root(&self, path: &str) -> String {
+        format!("{}{path}", self.base.trim_end_matches("/fhir"))
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}/{}", self.base, path.trim_start_matches('/'))
     }

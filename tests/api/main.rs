@@ -11,6 +11,8 @@ mod examples;
 mod helpers;
 mod history;
 mod http_semantics;
+mod lifecycle;
+mod observability;
 mod openapi;
 mod scenario;
 mod search;

@@ -30,6 +30,10 @@ struct Keys {
     rsa_public: String,
     rsa_n: String,
     rsa_e: String,
+    /// A P-384 key (ES384), published as `ec384-1`.
+    ec384_private: String,
+    ec384_x: String,
+    ec384_y: String,
     /// A second EC key the server has never been told about.
     rogue_private: String,
 }
@@ -43,6 +47,8 @@ static KEYS: LazyLock<Keys> = LazyLock::new(|| {
     let ec = p256::SecretKey::random(&mut rng);
     let point = ec.public_key().to_encoded_point(false);
     let rogue = p256::SecretKey::random(&mut rng);
+    let ec384 = p384::SecretKey::random(&mut rng);
+    let point384 = ec384.public_key().to_encoded_point(false);
     let rsa = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("RSA key");
     let rsa_public = rsa::RsaPublicKey::from(&rsa);
     Keys {
@@ -54,16 +60,20 @@ static KEYS: LazyLock<Keys> = LazyLock::new(|| {
         rsa_public: rsa_public.to_public_key_pem(LineEnding::LF).expect("pem"),
         rsa_n: b64(&rsa_public.n().to_bytes_be()),
         rsa_e: b64(&rsa_public.e().to_bytes_be()),
+        ec384_private: ec384.to_pkcs8_pem(LineEnding::LF).expect("pem").to_string(),
+        ec384_x: b64(point384.x().expect("x")),
+        ec384_y: b64(point384.y().expect("y")),
         rogue_private: rogue.to_pkcs8_pem(LineEnding::LF).expect("pem").to_string(),
     }
 });
 
-/// The JWKS document publishing the EC key as `ec-1` and the RSA key as `rsa-1`.
+/// The JWKS document publishing the P-256 key as `ec-1`, the RSA key as `rsa-1` and the P-384 key as `ec384-1`.
 fn jwks_document() -> Value {
     let k = &*KEYS;
     json!({ "keys": [
         { "kty": "EC", "crv": "P-256", "x": k.ec_x, "y": k.ec_y, "kid": "ec-1", "use": "sig", "alg": "ES256" },
         { "kty": "RSA", "n": k.rsa_n, "e": k.rsa_e, "kid": "rsa-1", "use": "sig" },
+        { "kty": "EC", "crv": "P-384", "x": k.ec384_x, "y": k.ec384_y, "kid": "ec384-1", "use": "sig", "alg": "ES384" },
     ]})
 }
 
@@ -152,6 +162,7 @@ fn sign(claims: &Value, alg: Algorithm, kid: Option<&str>) -> String {
     let k = &*KEYS;
     let key = match alg {
         Algorithm::ES256 => EncodingKey::from_ec_pem(k.ec_private.as_bytes()),
+        Algorithm::ES384 => EncodingKey::from_ec_pem(k.ec384_private.as_bytes()),
         _ => EncodingKey::from_rsa_pem(k.rsa_private.as_bytes()),
     }
     .expect("signing key");
@@ -281,6 +292,7 @@ async fn a_valid_token_of_every_scope_shape_is_accepted() {
         ("v2 patient (ES256)", token("patient/CarePlan.rs", Some("p1"))),
         ("v2 user (RS256)", rs256("user/CarePlan.rs", None)),
         ("v2 system (RS384)", rs384("system/*.rs")),
+        ("v2 user (ES384)", sign(&claims("user/*.rs", None), Algorithm::ES384, Some("ec384-1"))),
         ("v1 patient", rs256("patient/*.read", Some("p1"))),
         ("v1 user", token("user/CarePlan.read", None)),
         ("v1 system wildcard", token("system/*.*", None)),
@@ -677,6 +689,78 @@ async fn transaction_and_batch_entries_are_checked_one_by_one() {
 }
 
 #[tokio::test]
+async fn conditional_references_in_a_bundle_resolve_only_inside_the_tokens_compartment() {
+    let (app, _jwks) = secure_app().await;
+    seed(&app).await;
+    let admin = token("system/*.cruds", None);
+    for (id, patient) in [("team-other", "p2"), ("team-own", "p1")] {
+        let mut body = team(id, patient);
+        body["identifier"] = json!([{ "system": "urn:teams", "value": id }]);
+        let put = call(&app, Method::PUT, &format!("CareTeam/{id}"), Some(&admin), Some(&body)).await;
+        assert_eq!(put.status(), 201);
+    }
+    let p1 = token("patient/*.cruds", Some("p1"));
+    let bundle_to = |team: &str| {
+        let mut body = plan("ignored", "p1");
+        body["careTeam"] = json!([{ "reference": format!("CareTeam?identifier=urn:teams|{team}") }]);
+        json!({ "resourceType": "Bundle", "type": "transaction",
+                "entry": [{ "resource": body, "request": { "method": "POST", "url": "CarePlan" } }] })
+    };
+
+    let other = call(&app, Method::POST, "", Some(&p1), Some(&bundle_to("team-other"))).await;
+    let other_status = other.status();
+    let other_body = json_of(other).await;
+    let own = call(&app, Method::POST, "", Some(&p1), Some(&bundle_to("team-own"))).await;
+    let own_status = own.status();
+    let own_body = json_of(own).await;
+
+    // p2's team is not there for p1's token: the same answer as for no team at all.
+    assert_eq!(other_status, 404, "{other_body}");
+    assert!(!other_body.to_string().contains("team-other\"/"), "{other_body}");
+    assert_eq!(own_status, 200, "{own_body}");
+    let location = own_body["entry"][0]["response"]["location"].as_str().expect("a location");
+    let created = json_of(get(&app, location, &admin).await).await;
+    assert_eq!(created["careTeam"][0]["reference"], "CareTeam/team-own");
+    let plans = json_of(get(&app, "CarePlan?care-team=CareTeam/team-other", &admin).await).await;
+    assert_eq!(plans["total"], 0, "nothing links p2's team: {plans}");
+}
+
+#[tokio::test]
+async fn chains_and_has_cannot_test_other_patients_resources() {
+    let (app, _jwks) = secure_app().await;
+    seed(&app).await;
+    let p1 = token("patient/*.rs", Some("p1"));
+    let admin = token("system/*.rs", None);
+    let searches = [
+        // plan-1 (p1) lists p2's team-2 as a care team, and p2's task-2 is based on plan-1.
+        ("CarePlan?care-team:CareTeam.subject=Patient/p2", false),
+        ("CarePlan?_has:Task:based-on:patient=p2", false),
+        ("Task?based-on:CarePlan._has:Task:based-on:patient=p2", false),
+        // The same shapes through p1's own resources still match.
+        ("CarePlan?care-team:CareTeam.subject=Patient/p1", true),
+        ("CarePlan?_has:Task:based-on:status=requested", true),
+    ];
+
+    for (query, p1_finds_plan_1) in searches {
+        let everyone = ids(&json_of(get(&app, query, &admin).await).await);
+        let response = get(&app, query, &p1).await;
+        assert_eq!(response.status(), 200, "{query}");
+        let found = ids(&json_of(response).await);
+
+        assert!(!everyone.is_empty(), "{query} matches something for an unrestricted token");
+        let expected: Vec<String> = if p1_finds_plan_1 {
+            everyone.iter().filter(|id| !id.ends_with("-2")).cloned().collect()
+        } else {
+            Vec::new()
+        };
+        assert_eq!(found, expected, "{query}");
+    }
+    let narrow = token("patient/CarePlan.rs", Some("p1"));
+    let no_task_scope = get(&app, "CarePlan?_has:Task:based-on:status=requested", &narrow).await;
+    assert_eq!(no_task_scope.status(), 403, "testing Tasks needs the scope to search them");
+}
+
+#[tokio::test]
 async fn scope_constraints_narrow_access_to_matching_resources() {
     let (app, _jwks) = secure_app().await;
     seed(&app).await;
@@ -990,4 +1074,22 @@ async fn a_patient_scoped_subscription_hears_only_its_patient_and_needs_a_read_s
     assert_eq!(heard, [format!("{}/Task/task-1", app.base)], "only p1's Task: {all:?}");
     let full = receiver.notifications("p1").remove(0);
     assert_eq!(full.body["entry"][1]["resource"]["for"]["reference"], "Patient/p1");
+}
+
+#[tokio::test]
+async fn health_and_metrics_answer_without_a_token_and_fhir_does_not() {
+    // Arrange
+    let (app, _jwks) = secure_app().await;
+
+    // Act
+    let mut statuses = Vec::new();
+    for path in ["/livez", "/readyz", "/metrics"] {
+        let response = app.client.get(app.root(path)).send().await.expect("sent");
+        statuses.push((path, response.status().as_u16()));
+    }
+    let fhir = app.request(Method::GET, "Task").send().await.expect("sent");
+
+    // Assert
+    assert_eq!(statuses, [("/livez", 200), ("/readyz", 200), ("/metrics", 200)]);
+    assert_eq!(fhir.status(), 401);
 }

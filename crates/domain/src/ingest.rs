@@ -159,6 +159,18 @@ fn dropped_elements(sent: &Value, echo: &Value, path: &str, issues: &mut Vec<Iss
             }
         }
         (Value::Object(_) | Value::Array(_), _) | (_, Value::Null) => issues.push(dropped(path, sent)),
+        (Value::String(text), _) => {
+            if let Some(c) = crate::text::forbidden_char(text) {
+                issues.push(Issue::error(
+                    IssueCode::Value,
+                    path,
+                    format!(
+                        "{path}: strings may not hold control characters ({}); only tab, carriage return and line feed",
+                        crate::text::describe(c)
+                    ),
+                ));
+            }
+        }
         _ => {}
     }
 }
@@ -212,6 +224,10 @@ mod tests {
             &[("Task.note[0].bogus", IssueCode::Structure)],
         );
         check::<Task>(&format!("{{{TASK},\"note\":[]}}"), &[("Task.note", IssueCode::Structure)]);
+        check::<Task>(
+            &format!("{{{TASK},\"note\":[{{\"text\":\"ok\\ttab\"}},{{\"text\":\"nul\\u0000\"}}]}}"),
+            &[("Task.note[1].text", IssueCode::Value)],
+        );
         check::<Task>(
             r#"{"resourceType":"Task","id":"a","status":"bogus","intent":"order"}"#,
             &[("Task.status", IssueCode::CodeInvalid)],

@@ -23,6 +23,7 @@ pub mod stored;
 pub mod subscriptions;
 pub mod summary;
 pub mod task;
+pub mod text;
 pub mod workflow;
 pub mod worklist;
 

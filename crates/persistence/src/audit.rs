@@ -53,6 +53,7 @@ const CHUNK: usize = 200;
 impl Store {
     /// Append `rows` in one transaction (through the writer on SQLite, so audit batches share
     /// the group commit with resource writes).
+    #[tracing::instrument(name = "db.audit_append", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "audit_append"))]
     pub async fn append_audit(&self, rows: Vec<AuditRow>) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
@@ -61,6 +62,7 @@ impl Store {
     }
 
     /// The AuditEvent text with this id.
+    #[tracing::instrument(name = "db.audit_read", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "audit_read"))]
     pub async fn read_audit(&self, id: &str) -> Result<Option<String>, StoreError> {
         let mut sql = Sql::new(self.reader.get_database_backend());
         sql.push("SELECT body FROM audit_event WHERE id = ").bind(id);
@@ -70,6 +72,7 @@ impl Store {
 
     /// Matching records newest first, at most `query.count + 1` (the extra one tells the
     /// caller that a next page exists).
+    #[tracing::instrument(name = "db.audit_search", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "audit_search"))]
     pub async fn search_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let mut sql = Sql::new(self.reader.get_database_backend());
         sql.push("SELECT seq, body FROM audit_event WHERE 1 = 1");

@@ -5,8 +5,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sea_orm::{DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Connection;
 
 use crate::error::StoreError;
 
@@ -15,6 +16,16 @@ use crate::error::StoreError;
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+impl Backend {
+    /// The OpenTelemetry `db.system.name` of the engine.
+    pub fn system(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgresql",
+        }
+    }
 }
 
 /// How to reach the database.
@@ -32,10 +43,62 @@ pub struct StoreConfig {
     pub cache_bytes: u64,
 }
 
+impl StoreConfig {
+    /// The URL without its password, for messages.
+    pub fn redacted_url(&self) -> String {
+        let Some((scheme, rest)) = self.url.split_once("://") else { return self.url.clone() };
+        match rest.split_once('@') {
+            Some((user, host)) => {
+                let user = user.split_once(':').map_or(user, |(name, _)| name);
+                format!("{scheme}://{user}@{host}")
+            }
+            None => self.url.clone(),
+        }
+    }
+}
+
 pub(crate) struct Connections {
     pub(crate) backend: Backend,
     pub(crate) reader: DatabaseConnection,
     pub(crate) writer: DatabaseConnection,
+    pub(crate) pools: Pools,
+}
+
+/// The sqlx pools behind the connections, kept to report their usage (`Store::pool_usage`).
+#[derive(Clone)]
+pub(crate) enum Pools {
+    Sqlite { reader: SqlitePool, writer: SqlitePool },
+    Postgres(PgPool),
+}
+
+/// How busy one connection pool is, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// `reader` or `writer` on SQLite; `main` on PostgreSQL (one pool serves both).
+    pub name: &'static str,
+    /// Open connections, idle or in use.
+    pub size: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// The most connections the pool may open.
+    pub max: u32,
+}
+
+impl Pools {
+    pub(crate) fn usage(&self) -> Vec<PoolUsage> {
+        fn of<DB: sqlx::Database>(name: &'static str, pool: &sqlx::Pool<DB>) -> PoolUsage {
+            PoolUsage {
+                name,
+                size: pool.size(),
+                idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+                max: pool.options().get_max_connections(),
+            }
+        }
+        match self {
+            Pools::Sqlite { reader, writer } => vec![of("reader", reader), of("writer", writer)],
+            Pools::Postgres(pool) => vec![of("main", pool)],
+        }
+    }
 }
 
 pub(crate) async fn connect(config: &StoreConfig) -> Result<Connections, StoreError> {
@@ -81,6 +144,7 @@ async fn connect_sqlite(config: &StoreConfig) -> Result<Connections, StoreError>
         .await?;
     Ok(Connections {
         backend: Backend::Sqlite,
+        pools: Pools::Sqlite { reader: reader.clone(), writer: writer.clone() },
         reader: SqlxSqliteConnector::from_sqlx_sqlite_pool(reader),
         writer: SqlxSqliteConnector::from_sqlx_sqlite_pool(writer),
     })
@@ -94,6 +158,13 @@ async fn connect_postgres(config: &StoreConfig) -> Result<Connections, StoreErro
         }
         options = options.options([("search_path", schema.as_str())]);
     }
+    // One connection first, so that an unreachable server fails start-up with its own reason
+    // ("connection refused") rather than the pool's "timed out".
+    match tokio::time::timeout(config.acquire_timeout, PgConnection::connect_with(&options)).await {
+        Ok(Ok(connection)) => drop(connection.close().await),
+        Ok(Err(err)) => return Err(err.into()),
+        Err(_) => return Err(sqlx::Error::PoolTimedOut.into()),
+    }
     let pool = PgPoolOptions::new()
         .max_connections(config.max_connections.max(1))
         .min_connections(1)
@@ -104,6 +175,7 @@ async fn connect_postgres(config: &StoreConfig) -> Result<Connections, StoreErro
         // The name was checked above to be a plain lower-case identifier.
         sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).execute(&pool).await?;
     }
+    let pools = Pools::Postgres(pool.clone());
     let db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
-    Ok(Connections { backend: Backend::Postgres, reader: db.clone(), writer: db })
+    Ok(Connections { backend: Backend::Postgres, reader: db.clone(), writer: db, pools })
 }

@@ -1,6 +1,6 @@
 //! `StoreError`: what can go wrong in the store, with database errors kept only as a source.
 
-use sea_orm::DbErr;
+use sea_orm::{DbErr, RuntimeErr};
 
 /// A failed store operation.
 #[derive(Debug, thiserror::Error)]
@@ -20,19 +20,49 @@ pub enum StoreError {
     /// The configuration does not name a usable database.
     #[error("invalid database configuration: {0}")]
     Config(String),
-    /// The database failed or could not be reached.
+    /// The database cannot be reached or is shutting down: no connection could be had in
+    /// time, or the one in use broke. Worth retrying; the pool reconnects by itself.
+    #[error("the database is unreachable")]
+    Unavailable(#[source] DbErr),
+    /// The database failed.
     #[error("database error")]
     Database(#[source] DbErr),
 }
 
 impl From<DbErr> for StoreError {
     fn from(err: DbErr) -> Self {
-        StoreError::Database(err)
+        if unreachable(&err) {
+            StoreError::Unavailable(err)
+        } else {
+            StoreError::Database(err)
+        }
     }
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
-        StoreError::Database(DbErr::Conn(sea_orm::RuntimeErr::SqlxError(err)))
+        StoreError::from(DbErr::Conn(RuntimeErr::SqlxError(err)))
+    }
+}
+
+/// Whether an error means "no database right now" rather than "this statement failed".
+fn unreachable(err: &DbErr) -> bool {
+    match err {
+        // sea-orm reports failures to get or open a connection as these two.
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(err)) | DbErr::Query(RuntimeErr::SqlxError(err)) => match err {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            // PostgreSQL: class 08 (connection exception), 57P01-57P03 (admin shutdown, crash
+            // shutdown, cannot connect now), 53300 (too many connections); SQLite: 14 (cannot open).
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                code.starts_with("08") || code.starts_with("57P") || code == "53300" || code == "14"
+            }),
+            _ => false,
+        },
+        _ => false,
     }
 }

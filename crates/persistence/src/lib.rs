@@ -19,7 +19,7 @@ mod tx;
 mod writer;
 
 pub use audit::{AuditEntry, AuditQuery, AuditRow};
-pub use connect::{Backend, StoreConfig};
+pub use connect::{Backend, PoolUsage, StoreConfig};
 pub use error::StoreError;
 pub use search::SearchPage;
 pub use store::{DeleteOutcome, HistoryEntry, HistoryQuery, Method, Store, StoredVersion, WriteOutcome};

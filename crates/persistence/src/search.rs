@@ -35,6 +35,7 @@ const MAX_ITERATIONS: usize = 4;
 
 impl Store {
     /// The page of current resources of `ty` matching `request`, at most `count` of them.
+    #[tracing::instrument(name = "db.search", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "search", fhir.resource_type = %ty))]
     pub async fn search(
         &self,
         ty: ResourceType,
@@ -45,6 +46,7 @@ impl Store {
     }
 
     /// How many current resources of `ty` match `request`.
+    #[tracing::instrument(name = "db.count", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "count", fhir.resource_type = %ty))]
     pub async fn count(&self, ty: ResourceType, request: &SearchRequest) -> Result<u64, StoreError> {
         let mut sql = Sql::new(self.reader.get_database_backend());
         sql.push("SELECT COUNT(*) AS n FROM resources r WHERE ");
@@ -68,6 +70,7 @@ impl Store {
     /// `includes`, keeping only resources `keep` accepts; a resource it refuses is neither
     /// returned nor followed by `:iterate` (access control: what may not be seen does not lead
     /// anywhere either).
+    #[tracing::instrument(name = "db.include", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "include", fhir.resource_type = %ty))]
     pub async fn includes_where(
         &self,
         ty: ResourceType,
@@ -533,7 +536,7 @@ fn clause_sql(sql: &mut Sql, ty: ResourceType, clause: &Clause, alias: &str, dep
             sql.push(" AND ").push(&x).push(".param = ").bind(reference.name);
             sql.push(" AND ").push(&x).push(".target_type = ").bind(target_type.as_str());
             sql.push(" AND ").push(&r2).push(".deleted = ").bind(false).push(" AND ");
-            clause_sql(sql, *target_type, inner, &r2, depth);
+            inner_sql(sql, *target_type, inner, &r2, depth);
             sql.push(")");
         }
         Target::Has { source_type, reference, inner } => {
@@ -547,11 +550,24 @@ fn clause_sql(sql: &mut Sql, ty: ResourceType, clause: &Clause, alias: &str, dep
             sql.push(" AND ").push(&x).push(".target_type = ").bind(ty.as_str());
             sql.push(" AND ").push(&x).push(".target_id = ").push(alias).push(".id");
             sql.push(" AND ").push(&r2).push(".deleted = ").bind(false).push(" AND ");
-            clause_sql(sql, *source_type, inner, &r2, depth);
+            inner_sql(sql, *source_type, inner, &r2, depth);
             sql.push(")");
         }
         Target::Param(param) => param_sql(sql, param, &clause.values, alias, n),
         Target::Overdue(overdue) => overdue_sql(sql, overdue, &clause.values, alias, n),
+    }
+}
+
+/// The clauses of a chain, ANDed, on the chained resource `alias`.
+fn inner_sql(sql: &mut Sql, ty: ResourceType, inner: &[Clause], alias: &str, depth: &mut usize) {
+    if inner.is_empty() {
+        sql.push("1 = 1");
+    }
+    for (i, clause) in inner.iter().enumerate() {
+        if i > 0 {
+            sql.push(" AND ");
+        }
+        clause_sql(sql, ty, clause, alias, depth);
     }
 }
 

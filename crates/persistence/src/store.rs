@@ -8,7 +8,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOr
 use sea_orm_migration::MigratorTrait;
 
 use crate::cache::{Body, Caches, Pointer};
-use crate::connect::{self, Backend, StoreConfig};
+use crate::connect::{self, Backend, PoolUsage, Pools, StoreConfig};
 use crate::entity::{history, resource};
 use crate::error::StoreError;
 use crate::migration::Migrator;
@@ -18,13 +18,14 @@ use crate::writer::Writer;
 /// The resource store. Cheap to clone: connections are pooled.
 #[derive(Clone)]
 pub struct Store {
-    backend: Backend,
+    pub(crate) backend: Backend,
     pub(crate) reader: DatabaseConnection,
     /// The write connection, used directly only for migrations.
     schema: DatabaseConnection,
     pub(crate) writer: Writer,
     caches: Arc<Caches>,
     announcer: Option<Arc<dyn Announcer>>,
+    pools: Pools,
 }
 
 /// One stored version of a resource.
@@ -104,13 +105,13 @@ pub struct HistoryQuery {
 impl Store {
     /// Connect to the database named by `config`. Fails fast when it cannot be reached.
     pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
-        let connect::Connections { backend, reader, writer } = connect::connect(config).await?;
+        let connect::Connections { backend, reader, writer, pools } = connect::connect(config).await?;
         let (queue, cache_current) = match backend {
             Backend::Sqlite => (Writer::queue(writer.clone()), true),
             Backend::Postgres => (Writer::Direct(writer.clone()), false),
         };
         let caches = Arc::new(Caches::new(config.cache_bytes, cache_current));
-        Ok(Self { backend, reader, schema: writer, writer: queue, caches, announcer: None })
+        Ok(Self { backend, reader, schema: writer, writer: queue, caches, announcer: None, pools })
     }
 
     /// This store, telling `announcer` of every version each write transaction writes, inside
@@ -120,29 +121,38 @@ impl Store {
         self
     }
 
+    /// How busy each connection pool is right now.
+    pub fn pool_usage(&self) -> Vec<PoolUsage> {
+        self.pools.usage()
+    }
+
     /// Which engine backs this store.
     pub fn backend(&self) -> Backend {
         self.backend
     }
 
     /// Apply every pending migration.
+    #[tracing::instrument(name = "db.migrate", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "migrate"))]
     pub async fn migrate(&self) -> Result<(), StoreError> {
         Migrator::up(&self.schema, None).await?;
         Ok(())
     }
 
     /// Whether the database answers.
+    #[tracing::instrument(name = "db.ping", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "ping"))]
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.reader.ping().await?;
         Ok(())
     }
 
     /// How many migrations are not yet applied.
+    #[tracing::instrument(name = "db.pending_migrations", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "pending_migrations"))]
     pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
         Ok(Migrator::get_pending_migrations(&self.schema).await?.len())
     }
 
     /// The current version of a resource. A deleted resource is `StoreError::Deleted`.
+    #[tracing::instrument(name = "db.read", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "read", fhir.resource_type = %ty))]
     pub async fn read(&self, ty: ResourceType, id: &str) -> Result<StoredVersion, StoreError> {
         if let Some(pointer) = self.caches.current(ty, id) {
             if pointer.deleted {
@@ -163,6 +173,7 @@ impl Store {
     }
 
     /// One version of a resource. A version that is a deletion is `StoreError::Deleted`.
+    #[tracing::instrument(name = "db.vread", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "vread", fhir.resource_type = %ty))]
     pub async fn vread(&self, ty: ResourceType, id: &str, version_id: i64) -> Result<StoredVersion, StoreError> {
         if let Some(body) = self.caches.body(ty, id, version_id) {
             return Ok(stored(ty, id, version_id, &body));
@@ -196,6 +207,7 @@ impl Store {
 
     /// Run `work` in one database transaction: everything it writes commits together, or
     /// nothing does (when it returns `Err` or the commit fails).
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "transaction"))]
     pub async fn transaction<T, E>(&self, work: TxWork<T, E>) -> Result<T, E>
     where
         T: Send + 'static,
@@ -268,6 +280,7 @@ impl Store {
 
     /// Rebuild the search index of every current resource from its stored text, in batches,
     /// each batch in one transaction. Returns how many resources were indexed.
+    #[tracing::instrument(name = "db.reindex", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "reindex"))]
     pub async fn reindex(&self) -> Result<u64, StoreError> {
         const BATCH: u64 = 200;
         let mut after: Option<(String, String)> = None;
@@ -316,6 +329,7 @@ impl Store {
 
     /// Versions newest first, at most `query.count + 1` of them (the extra one tells the caller
     /// that a next page exists).
+    #[tracing::instrument(name = "db.history", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "history", fhir.resource_type = %query.resource_type.map(|t| t.as_str()).unwrap_or("*")))]
     pub async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryEntry>, StoreError> {
         let mut select = history::Entity::find();
         if let Some(ty) = query.resource_type {

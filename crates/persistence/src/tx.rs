@@ -112,6 +112,7 @@ impl<'a> Tx<'a> {
 
     /// The current row of `ty/id`, locked against concurrent writers until the transaction
     /// ends (`FOR UPDATE` on PostgreSQL; SQLite has a single writer connection).
+    #[tracing::instrument(name = "db.lock_current", skip_all, fields(otel.kind = "client", db.operation.name = "lock_current", fhir.resource_type = %ty))]
     pub async fn current(&self, ty: ResourceType, id: &str) -> Result<Option<Current>, StoreError> {
         Ok(lock_current(self.txn, ty, id).await?.map(|row| Current {
             version_id: row.version_id,
@@ -124,6 +125,7 @@ impl<'a> Tx<'a> {
     /// creates, updates and deletes lock their criteria so that two racing with the same
     /// criteria cannot both find nothing and both create. (PostgreSQL advisory transaction
     /// lock; on SQLite every write transaction is already serial.)
+    #[tracing::instrument(name = "db.lock_criteria", skip_all, fields(otel.kind = "client", db.operation.name = "lock_criteria"))]
     pub async fn lock(&self, key: &str) -> Result<(), StoreError> {
         if self.txn.get_database_backend() == DatabaseBackend::Postgres {
             let mut sql = Sql::new(DatabaseBackend::Postgres);
@@ -135,6 +137,7 @@ impl<'a> Tx<'a> {
 
     /// Current resources of `ty` matching `request`, as this transaction sees them, at most
     /// `limit` of them.
+    #[tracing::instrument(name = "db.find", skip_all, fields(otel.kind = "client", db.operation.name = "find", fhir.resource_type = %ty))]
     pub async fn find(
         &self,
         ty: ResourceType,
@@ -145,6 +148,7 @@ impl<'a> Tx<'a> {
     }
 
     /// Store a new resource under `id` as version 1.
+    #[tracing::instrument(name = "db.create", skip_all, fields(otel.kind = "client", db.operation.name = "create", fhir.resource_type = %prepared.resource_type()))]
     pub async fn create(&self, prepared: &Prepared, id: &str) -> Result<StoredVersion, StoreError> {
         let version = write_version(self.txn, prepared.resource_type(), id, Some(prepared), 1, Method::Post, None)
             .await?
@@ -156,6 +160,7 @@ impl<'a> Tx<'a> {
 
     /// Store a new version of `id`, creating the resource if it does not exist. With
     /// `if_match`, the write happens only if the current version is exactly that one.
+    #[tracing::instrument(name = "db.update", skip_all, fields(otel.kind = "client", db.operation.name = "update", fhir.resource_type = %prepared.resource_type()))]
     pub async fn update(
         &self,
         prepared: &Prepared,
@@ -184,6 +189,7 @@ impl<'a> Tx<'a> {
     }
 
     /// Delete `id` logically: a deletion version is written and history keeps every version.
+    #[tracing::instrument(name = "db.delete", skip_all, fields(otel.kind = "client", db.operation.name = "delete", fhir.resource_type = %ty))]
     pub async fn delete(&self, ty: ResourceType, id: &str, if_match: Option<i64>) -> Result<DeleteOutcome, StoreError> {
         let Some(row) = lock_current(self.txn, ty, id).await? else {
             return Err(StoreError::NotFound);

@@ -8,6 +8,7 @@
 use futures_util::future::BoxFuture;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::error::StoreError;
 
@@ -47,7 +48,7 @@ impl Writer {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let database = |err: DbErr| E::from(StoreError::Database(err));
+        let database = |err: DbErr| E::from(StoreError::from(err));
         match self {
             Writer::Direct(db) => {
                 let txn = db.begin().await.map_err(database)?;
@@ -64,20 +65,25 @@ impl Writer {
             }
             Writer::Queue(sender) => {
                 let (answer, answered) = oneshot::channel();
+                // The work runs on the writer task: its spans belong to the caller's trace.
+                let span = tracing::Span::current();
                 let job: Job = Box::new(move |txn| {
-                    Box::pin(async move {
-                        let result = work(txn).await;
-                        let ok = result.is_ok();
-                        let reply: Box<dyn FnOnce(Result<(), String>) + Send> = Box::new(move |committed| {
-                            let outcome = match committed {
-                                Ok(()) => result,
-                                Err(message) => Err(database(DbErr::Custom(message))),
-                            };
-                            // The caller may have gone (timeout); the write stands regardless.
-                            let _ = answer.send(outcome);
-                        });
-                        (ok, reply)
-                    })
+                    Box::pin(
+                        async move {
+                            let result = work(txn).await;
+                            let ok = result.is_ok();
+                            let reply: Box<dyn FnOnce(Result<(), String>) + Send> = Box::new(move |committed| {
+                                let outcome = match committed {
+                                    Ok(()) => result,
+                                    Err(message) => Err(database(DbErr::Custom(message))),
+                                };
+                                // The caller may have gone (timeout); the write stands regardless.
+                                let _ = answer.send(outcome);
+                            });
+                            (ok, reply)
+                        }
+                        .instrument(span),
+                    )
                 });
                 sender.send(job).await.map_err(|_| E::from(unavailable()))?;
                 answered.await.map_err(|_| E::from(unavailable()))?

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use persistence::{Store, StoreConfig};
 
@@ -113,6 +114,9 @@ struct ServeArgs {
     /// Seconds one request may take before it is answered with 503.
     #[arg(long, env = "CAREPLAN_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     request_timeout_secs: u64,
+    /// On SIGTERM, seconds requests in flight may take to finish before the server stops anyway.
+    #[arg(long, env = "CAREPLAN_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    shutdown_grace_secs: u64,
     /// HTTP worker threads (default: one per CPU core).
     #[arg(long, env = "CAREPLAN_WORKERS")]
     workers: Option<usize>,
@@ -262,6 +266,7 @@ impl ServeArgs {
             max_bundle_entries: self.max_bundle_entries.max(1),
             multiple_delete: self.multiple_delete,
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             workers: self.workers,
             overdue_interval: Duration::from_secs(self.overdue_interval_secs),
             auth: self.auth.settings(),
@@ -282,10 +287,10 @@ impl ServeArgs {
 /// Parse the command line, run the command, and turn failure into a message and exit code 1.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init();
     if let Command::Openapi = cli.command {
         return print_openapi();
     }
+    let telemetry = telemetry::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -300,15 +305,21 @@ pub fn run() -> ExitCode {
                 app.run_until_stopped().await
             }
             Command::Migrate(args) => {
-                let store = Store::connect(&args.store_config()).await?;
-                store.migrate().await?;
+                let config = args.store_config();
+                let store = Store::connect(&config)
+                    .await
+                    .with_context(|| format!("cannot connect to the database {}", config.redacted_url()))?;
+                store.migrate().await.context("cannot apply database migrations")?;
                 tracing::info!("migrations applied");
                 Ok(())
             }
             // Answered above, before a runtime starts.
             Command::Openapi => Ok(()),
             Command::Reindex(args) => {
-                let store = Store::connect(&args.store_config()).await?;
+                let config = args.store_config();
+                let store = Store::connect(&config)
+                    .await
+                    .with_context(|| format!("cannot connect to the database {}", config.redacted_url()))?;
                 store.migrate().await?;
                 let indexed = store.reindex().await?;
                 tracing::info!(indexed, "search index rebuilt");
@@ -316,22 +327,44 @@ pub fn run() -> ExitCode {
             }
         }
     });
-    match result {
+    // Tasks still running (an idle pool's reconnects) are dropped; then the last spans leave.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "careplan failed");
+            // One line, cause chain included: "cannot connect to the database: the database is
+            // unreachable: ...".
+            tracing::error!(error = one_line(&err), "careplan failed");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
-/// `careplan openapi`: the document on stdout; no runtime, no database.
+/// The error and its causes on one line, each said once (sea-orm repeats its source's text).
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+/// `careplan openapi`: the document on stdout; no runtime, no database, no telemetry (errors
+/// go to stderr as plain text).
 fn print_openapi() -> ExitCode {
     let written = crate::openapi::to_yaml().and_then(|yaml| Ok(std::io::stdout().lock().write_all(yaml.as_bytes())?));
     match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "cannot print the OpenAPI description");
+            eprintln!("careplan: cannot print the OpenAPI description: {err:#}");
             ExitCode::FAILURE
         }
     }

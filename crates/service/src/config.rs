@@ -37,6 +37,8 @@ pub struct Settings {
     pub multiple_delete: bool,
     /// Longest time one request may take before it is answered with 503.
     pub request_timeout: Duration,
+    /// On SIGTERM, how long requests in flight may run on before the server stops anyway.
+    pub shutdown_grace: Duration,
     /// HTTP worker threads; the number of CPU cores when unset.
     pub workers: Option<usize>,
     /// How often the overdue job marks newly overdue Tasks (`jobs.rs`); zero disables it.
@@ -194,6 +196,7 @@ impl Settings {
             max_bundle_entries: 1000,
             multiple_delete: false,
             request_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
             workers: Some(2),
             // Tests run the job themselves (`Application::jobs`), when they choose.
             overdue_interval: Duration::ZERO,

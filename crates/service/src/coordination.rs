@@ -56,6 +56,7 @@ const OPEN: &str = "draft,requested,received,accepted,ready,in-progress,on-hold"
 
 /// Check a new version of `ty/id` against its `previous` text and add what the server derives
 /// (the on-hold memory). Returns the version to store and any warnings.
+#[tracing::instrument(name = "domain.rules", skip_all, fields(fhir.resource_type = %prepared.resource_type()))]
 pub(crate) async fn before_write(
     tx: &Tx<'_>,
     ctx: &Context,
@@ -103,6 +104,7 @@ pub(crate) async fn before_write(
 
 /// After a Task version is written: cascade holds and resumes to sub-Tasks, and keep the plan's
 /// care team in step with who is working on it.
+#[tracing::instrument(name = "domain.derive", skip_all, fields(fhir.resource_type = %written.resource_type))]
 pub(crate) async fn after_write(tx: &Tx<'_>, previous: Option<&str>, written: &StoredVersion) -> Result<(), ApiError> {
     if written.resource_type != ResourceType::Task {
         return Ok(());
@@ -121,6 +123,7 @@ pub(crate) async fn after_write(tx: &Tx<'_>, previous: Option<&str>, written: &S
 
 /// Refuse deleting a plan or team that open Tasks depend on, unless a cascade was asked for,
 /// in which case those Tasks are deleted in the same transaction.
+#[tracing::instrument(name = "domain.rules", skip_all, fields(fhir.resource_type = %ty))]
 pub(crate) async fn before_delete(
     tx: &Tx<'_>,
     ctx: &Context,

@@ -17,6 +17,7 @@ use persistence::{DeleteOutcome, StoreError, StoredVersion, Tx};
 
 use domain::provenance::Activity;
 
+use crate::auth::Access;
 use crate::coordination::{self, Context};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -259,6 +260,7 @@ fn prepare_outside(entry: &EntryRequest, links: &HashMap<String, String>) -> Res
     Ok(Body::Ready(ingest_entry(entry, body)?))
 }
 
+#[tracing::instrument(name = "domain.ingest", skip_all, fields(fhir.resource_type = %entry.ty))]
 fn ingest_entry(entry: &EntryRequest, body: &[u8]) -> Result<Prepared, ApiError> {
     let mode = match (&entry.verb, &entry.address) {
         (Verb::Put, Address::Instance(id)) => IngestMode::Update { id },
@@ -285,7 +287,7 @@ async fn run(
     let mut targets: Vec<Option<Resolved>> = vec![None; entries.len()];
     for &i in &order {
         let entry = &entries[i];
-        let resolved = resolve(tx, entry, allow_multiple).await.map_err(|e| failure(i, e))?;
+        let resolved = resolve(tx, &ctx.access, entry, allow_multiple).await.map_err(|e| failure(i, e))?;
         if let (Some(full_url), Some(Resolved::Id(id) | Resolved::Existing(StoredVersion { id, .. }))) =
             (&entry.full_url, &resolved)
         {
@@ -301,7 +303,7 @@ async fn run(
                 if links.contains_key(&reference) {
                     continue;
                 }
-                let target = resolve_reference(tx, &reference).await.map_err(|e| failure(i, e))?;
+                let target = resolve_reference(tx, &ctx.access, &reference).await.map_err(|e| failure(i, e))?;
                 links.insert(reference, target);
             }
         }
@@ -331,14 +333,22 @@ async fn run(
 }
 
 /// Settle where an entry lands.
-async fn resolve(tx: &Tx<'_>, entry: &EntryRequest, allow_multiple: bool) -> Result<Option<Resolved>, ApiError> {
+///
+/// The criteria already carry the token's compartment and constraints (`Access::admit`); chains
+/// in them are narrowed here.
+async fn resolve(
+    tx: &Tx<'_>,
+    access: &Access,
+    entry: &EntryRequest,
+    allow_multiple: bool,
+) -> Result<Option<Resolved>, ApiError> {
     let ty = entry.ty;
     match (entry.verb, &entry.address) {
         (Verb::Get, _) => Ok(None),
         (Verb::Post, _) => match &entry.if_none_exist {
             None => Ok(Some(Resolved::Id(uuid::Uuid::now_v7().to_string()))),
             Some(pairs) => {
-                let found = find_locked(tx, ty, pairs, 2, "If-None-Exist").await?;
+                let found = find_locked(tx, access, ty, pairs, 2, "If-None-Exist").await?;
                 match found.as_slice() {
                     [] => Ok(Some(Resolved::Id(uuid::Uuid::now_v7().to_string()))),
                     [existing] => Ok(Some(Resolved::Existing(existing.clone()))),
@@ -353,7 +363,7 @@ async fn resolve(tx: &Tx<'_>, entry: &EntryRequest, allow_multiple: bool) -> Res
             Ok(Some(Resolved::Id(id.clone())))
         }
         (Verb::Put | Verb::Patch, Address::Criteria(pairs)) => {
-            let found = find_locked(tx, ty, pairs, 2, "the criteria").await?;
+            let found = find_locked(tx, access, ty, pairs, 2, "the criteria").await?;
             match found.as_slice() {
                 [] if entry.verb == Verb::Put => {
                     // No match: create, under the body's id when it carries one.
@@ -367,7 +377,7 @@ async fn resolve(tx: &Tx<'_>, entry: &EntryRequest, allow_multiple: bool) -> Res
         }
         (Verb::Delete, Address::Criteria(pairs)) => {
             let limit = if allow_multiple { 1000 } else { 2 };
-            let found = find_locked(tx, ty, pairs, limit, "the criteria").await?;
+            let found = find_locked(tx, access, ty, pairs, limit, "the criteria").await?;
             match found.as_slice() {
                 [] => Ok(Some(Resolved::Nothing)),
                 [one] => Ok(Some(Resolved::Id(one.id.clone()))),
@@ -402,12 +412,14 @@ fn body_id(entry: &EntryRequest) -> Option<String> {
 /// transaction ends.
 async fn find_locked(
     tx: &Tx<'_>,
+    access: &Access,
     ty: ResourceType,
     pairs: &[(String, String)],
     limit: u64,
     what: &str,
 ) -> Result<Vec<StoredVersion>, ApiError> {
-    let request = criteria(ty, pairs, what)?;
+    let mut request = criteria(ty, pairs, what)?;
+    access.narrow_chains(&mut request.clauses)?;
     tx.lock(&format!("{ty}?{}", canonical(pairs))).await?;
     Ok(tx.find(ty, &request, limit).await?)
 }
@@ -449,8 +461,8 @@ fn multiple(ty: ResourceType, pairs: &[(String, String)], what: &str) -> ApiErro
     ApiError::PreconditionFailed(format!("{what} ({ty}?{}) matched more than one resource", encode(pairs)))
 }
 
-/// `Type?criteria` → `Type/id` of the one resource it matches.
-async fn resolve_reference(tx: &Tx<'_>, reference: &str) -> Result<String, ApiError> {
+/// `Type?criteria` → `Type/id` of the one resource it matches among those `access` may search.
+async fn resolve_reference(tx: &Tx<'_>, access: &Access, reference: &str) -> Result<String, ApiError> {
     let (name, query) = reference.split_once('?').unwrap_or((reference, ""));
     let Some(ty) = ResourceType::parse(name) else {
         return Err(ApiError::invalid(
@@ -461,7 +473,8 @@ async fn resolve_reference(tx: &Tx<'_>, reference: &str) -> Result<String, ApiEr
     };
     let pairs: Vec<(String, String)> =
         form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-    let request = criteria(ty, &pairs, "the conditional reference")?;
+    let mut request = criteria(ty, &pairs, "the conditional reference")?;
+    access.narrow(ty, &mut request)?;
     let found = tx.find(ty, &request, 2).await?;
     match found.as_slice() {
         [one] => Ok(format!("{ty}/{}", one.id)),
@@ -585,12 +598,14 @@ async fn patch(tx: &Tx<'_>, ctx: &Context, entry: &EntryRequest, id: &str) -> Re
         return Err(ApiError::Gone(format!("{ty}/{id}")));
     };
     let document = entry.body.as_deref().unwrap_or_default();
-    let patched = match entry.patch.unwrap_or(PatchFormat::Json) {
-        PatchFormat::Json => domain::patch::json_patch(text, document),
-        PatchFormat::FhirPath => domain::patch::fhirpath_patch(text, document, ty),
-    }
-    .map_err(patch_error)?;
-    let prepared = ingest_as(ty, patched.as_bytes(), IngestMode::Update { id }).map_err(ApiError::Invalid)?;
+    let prepared = tracing::info_span!("domain.patch", fhir.resource_type = %ty).in_scope(|| {
+        let patched = match entry.patch.unwrap_or(PatchFormat::Json) {
+            PatchFormat::Json => domain::patch::json_patch(text, document),
+            PatchFormat::FhirPath => domain::patch::fhirpath_patch(text, document, ty),
+        }
+        .map_err(patch_error)?;
+        ingest_as(ty, patched.as_bytes(), IngestMode::Update { id }).map_err(ApiError::Invalid)
+    })?;
     store(tx, ctx, id, Some(text), prepared, Some(Some(current.version_id))).await
 }
 

@@ -205,7 +205,8 @@ impl From<StoreError> for ApiError {
                 "_cursor",
                 "the paging cursor is malformed or belongs to another search",
             ),
-            StoreError::Database(sea_orm::DbErr::ConnectionAcquire(_)) => {
+            // No connection in time, or the one in use broke (a database restart): retryable.
+            StoreError::Unavailable(_) => {
                 ApiError::Unavailable("the database is busy or unreachable; retry later".into())
             }
             other => ApiError::Internal(other.into()),

@@ -20,6 +20,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use crate::auth::Access;
 use crate::config::{Hardening, RateLimit};
 use crate::error::ApiError;
+use domain::IssueCode;
 
 /// The headers every response carries.
 const SECURITY_HEADERS: [(&str, &str); 5] = [
@@ -53,7 +54,8 @@ pub(crate) async fn headers(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let mut response = next.call(req).await?.map_into_boxed_body();
-    let public = matches!(response.request().path(), "/fhir/metadata" | "/livez" | "/readyz");
+    let path = response.request().path();
+    let public = matches!(path, "/fhir/metadata" | "/livez" | "/readyz" | "/metrics");
     secure(response.headers_mut(), public);
     Ok(response)
 }
@@ -62,8 +64,10 @@ pub(crate) async fn headers(
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HeaderLimit(pub(crate) usize);
 
-/// Middleware: refuse requests whose headers together exceed the limit (431). actix-web
-/// already refuses more than 96 headers or 128 KiB of them; this is the configured bound.
+/// Middleware: refuse requests whose headers together exceed the limit (431; actix-web
+/// already refuses more than 96 headers or 128 KiB of them, this is the configured bound), and
+/// those whose path or query string decodes to control characters (400): no FHIR id, string or
+/// search value may hold them, and a NUL would reach the database as text.
 pub(crate) async fn header_limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -74,7 +78,37 @@ pub(crate) async fn header_limit(
         let response = ApiError::HeadersTooLarge(limit).error_response();
         return Ok(req.into_response(response));
     }
+    if let Some(error) = control_characters(req.path(), req.query_string()) {
+        return Ok(req.into_response(error.error_response()));
+    }
     next.call(req).await.map(ServiceResponse::map_into_boxed_body)
+}
+
+/// A 400 naming where the URL holds a control character, if it does.
+fn control_characters(path: &str, query: &str) -> Option<ApiError> {
+    let refuse = |at: &str, c: char| {
+        Some(ApiError::invalid(
+            IssueCode::Value,
+            at,
+            format!("{at}: control characters ({}) are not allowed in the URL", domain::text::describe(c)),
+        ))
+    };
+    let decoded_path = form_urlencoded::parse(format!("p={}", path.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    if let Some(c) = domain::text::forbidden_char(&decoded_path) {
+        return refuse("path", c);
+    }
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        if let Some(c) = domain::text::forbidden_char(&key) {
+            return refuse("search parameter", c);
+        }
+        if let Some(c) = domain::text::forbidden_char(&value) {
+            return refuse(&key, c);
+        }
+    }
+    None
 }
 
 /// CORS as configured: `None` (no CORS headers at all, so browsers keep other origins out)

@@ -18,6 +18,7 @@ mod hardening;
 mod health;
 mod interactions;
 pub mod jobs;
+mod metrics;
 pub mod openapi;
 mod plan_summary;
 mod responder;

@@ -41,6 +41,7 @@ const EXAMPLE_BASE: &str = "http://127.0.0.1:8080/fhir";
 /// Tags beside one per resource type.
 const SYSTEM: &str = "System";
 const OPERATIONS: &str = "Operations";
+const AUDIT: &str = "AuditEvent";
 
 /// The whole document.
 pub fn document() -> Value {
@@ -60,6 +61,7 @@ pub fn document() -> Value {
         "externalDocs": { "description": "FHIR R4 RESTful API", "url": "http://hl7.org/fhir/R4/http.html" },
         "servers": [{ "url": "/", "description": "This server (the FHIR base is /fhir)" }],
         "tags": tags(),
+        "security": [{ "smart": [] }],
         "paths": paths,
         "components": components(),
     })
@@ -101,8 +103,9 @@ practitioner's role), plan and team consistency (422 when the deployment enforce
 dependants that block deleting a plan or team (409). Each operation lists the ones that apply.
 - Search parameters are listed per type; modifiers (`name:modifier`), chains (`ref.param`), \
 reverse chains (`_has:Type:ref:param`) and `:iterate` are understood but not listed one by one.
-- Authentication is not enforced yet: the `smart` security scheme describes the bearer tokens \
-that will be required.";
+- Every operation but the probes, discovery and this description needs a SMART bearer token \
+(the `smart` scheme): 401 without a valid one, 403 when its scopes do not allow the interaction. \
+A deployment may switch authorization off for local use (`CAREPLAN_AUTH_DISABLED`).";
 
 fn tags() -> Vec<Value> {
     let mut tags: Vec<Value> = ResourceType::ALL
@@ -119,6 +122,7 @@ fn tags() -> Vec<Value> {
         "name": SYSTEM,
         "description": "The CapabilityStatement, transaction and batch Bundles, and whole-system history",
     }));
+    tags.push(json!({ "name": AUDIT, "description": "The audit trail: one AuditEvent per FHIR request (read-only)" }));
     tags.push(json!({ "name": OPERATIONS, "description": "Health probes and this description" }));
     tags
 }
@@ -154,6 +158,7 @@ fn operations() -> Vec<Operation> {
             ),
         ),
         Operation::new(Method::Get, "/fhir/metadata", "capabilities")
+            .public()
             .about(SYSTEM, "The CapabilityStatement")
             .description("What this server supports, derived from the same tables as this document.")
             .fhir()
@@ -171,22 +176,108 @@ fn operations() -> Vec<Operation> {
         all.extend(type_operations(ty));
     }
     all.extend(subscription_operations());
+    all.extend(other_fhir_operations());
     all.extend([
         Operation::new(Method::Get, "/livez", "livez")
+            .public()
             .about(OPERATIONS, "Liveness")
             .description("Answers while the process serves requests.")
             .answers(S::OK, plain_json("The process is alive", schema_ref("Liveness"))),
         Operation::new(Method::Get, "/readyz", "readyz")
+            .public()
             .about(OPERATIONS, "Readiness")
             .description("Ready when the database answers and every migration is applied.")
             .answers(S::OK, plain_json("Ready", schema_ref("Readiness")))
             .answers(S::SERVICE_UNAVAILABLE, plain_json("Not ready", schema_ref("Readiness"))),
+        Operation::new(Method::Get, "/metrics", "metrics")
+            .public()
+            .about(OPERATIONS, "Metrics")
+            .description(
+                "Prometheus text exposition: requests (`careplan_http_requests_total`, \
+                 `http_server_request_duration_seconds`) by route pattern, method, resource type and \
+                 status, and database pool connections (`db_client_connection_count`, \
+                 `db_client_connection_max`). No authorization: labels are closed sets, never an id, \
+                 a path, a query or a body.",
+            )
+            .answers(
+                S::OK,
+                json!({
+                    "description": "Every metric, in the Prometheus text format 0.0.4",
+                    "content": { "text/plain": { "schema": { "type": "string" } } }
+                }),
+            ),
         Operation::new(Method::Get, "/openapi.json", "openapi")
+            .public()
             .about(OPERATIONS, "This OpenAPI description")
             .description("The document Swagger UI at /docs renders.")
             .answers(S::OK, plain_json("The OpenAPI document", json!({ "type": "object" }))),
     ]);
     all
+}
+
+/// The operations beside the resource interactions: the plan summary, our SearchParameter
+/// definitions, the audit trail and SMART discovery.
+fn other_fhir_operations() -> Vec<Operation> {
+    use StatusCode as S;
+    let object = json!({ "type": "object", "required": ["resourceType"], "properties": { "resourceType": { "type": "string" } } });
+    let audit_params = [
+        QueryParam::new(
+            "date",
+            "When the request was recorded: a FHIR date, dateTime or instant, with an optional `eq`, `ge`, `gt`, `le` or `lt` prefix",
+            json!({ "type": "string", "example": "ge2026-01-01" }),
+        ),
+        QueryParam::new("patient", "The patient the request concerned (`Patient/id` or `id`)", json!({ "type": "string" })),
+        QueryParam::new("agent", "Who made the request (the token's `fhirUser` or subject)", json!({ "type": "string" })),
+        QueryParam::new("entity", "What the request concerned (`Type/id`)", json!({ "type": "string" })),
+    ];
+    let discovery = |path: &str, id: &str| {
+        Operation::new(Method::Get, path, id)
+            .public()
+            .about(SYSTEM, "SMART configuration")
+            .description("SMART App Launch discovery: the authorization endpoints, the scopes and the capabilities, from configuration; 404 when authorization is disabled.")
+            .answers(S::OK, plain_json("The SMART configuration", json!({ "type": "object" })))
+            .fails(&[S::NOT_FOUND])
+    };
+    vec![
+        Operation::new(Method::Get, "/fhir/CarePlan/{id}/$summary", "summaryCarePlan")
+            .about("CarePlan", "The shared plan of care as one Bundle")
+            .description(
+                "A `collection` Bundle: a generated Composition whose narrative names the team, the open and the \
+                 overdue work and the recent changes; then the plan, its CareTeams, the Tasks based on it and their \
+                 sub-Tasks, and the Provenance of each, as stored. What the token may not read is left out.",
+            )
+            .fhir()
+            .param(component_param("id"))
+            .answers(S::OK, fhir_response("A collection Bundle headed by a Composition", schema_ref("CollectionBundle"), None))
+            .fails(&[S::NOT_FOUND, S::GONE])
+            .stored(),
+        Operation::new(Method::Get, "/fhir/SearchParameter/{id}", "readSearchParameter")
+            .about(SYSTEM, "Read a SearchParameter this server defines")
+            .description("The definitions of the search parameters the CapabilityStatement lists with this server's own URL (`{Type}-{name}`, e.g. `Task-overdue`).")
+            .fhir()
+            .param(component_param("id"))
+            .answers(S::OK, fhir_response("The SearchParameter", object.clone(), None))
+            .fails(&[S::NOT_FOUND]),
+        Operation::new(Method::Get, "/fhir/AuditEvent", "searchAuditEvent")
+            .about(AUDIT, "Search the audit trail")
+            .description("AuditEvents newest first, one per FHIR request, paged with `_count` and the `next` link. Needs an audit scope (`user/AuditEvent.rs` or `system/AuditEvent.rs`).")
+            .fhir()
+            .params(audit_params.iter().map(QueryParam::parameter))
+            .params(["_count", "_cursor"].into_iter().map(component_param))
+            .answers(S::OK, fhir_response("A searchset Bundle of AuditEvents", schema_ref("AuditBundle"), None))
+            .fails(&[S::BAD_REQUEST])
+            .stored(),
+        Operation::new(Method::Get, "/fhir/AuditEvent/{id}", "readAuditEvent")
+            .about(AUDIT, "Read an AuditEvent")
+            .description("One record of the audit trail. Needs an audit scope.")
+            .fhir()
+            .param(component_param("id"))
+            .answers(S::OK, fhir_response("The AuditEvent", object, None))
+            .fails(&[S::NOT_FOUND])
+            .stored(),
+        discovery("/.well-known/smart-configuration", "smartConfiguration"),
+        discovery("/fhir/.well-known/smart-configuration", "smartConfigurationUnderBase"),
+    ]
 }
 
 /// The interactions of one resource type, in route-table order.
@@ -653,6 +744,8 @@ impl Method {
 struct Operation {
     method: Method,
     path: String,
+    /// Served without a token (probes, discovery, this description).
+    public: bool,
     object: Map<String, Value>,
     parameters: Vec<Value>,
     responses: Map<String, Value>,
@@ -662,7 +755,14 @@ impl Operation {
     fn new(method: Method, path: impl Into<String>, operation_id: impl Into<String>) -> Self {
         let mut object = Map::new();
         object.insert("operationId".into(), Value::String(operation_id.into()));
-        Self { method, path: path.into(), object, parameters: Vec::new(), responses: Map::new() }
+        Self { method, path: path.into(), public: false, object, parameters: Vec::new(), responses: Map::new() }
+    }
+
+    /// Served without a token.
+    fn public(mut self) -> Self {
+        self.public = true;
+        self.object.insert("security".into(), json!([]));
+        self
     }
 
     /// The group it is listed under and what it does, in a few words.
@@ -717,6 +817,18 @@ impl Operation {
     }
 
     fn render(mut self) -> Value {
+        // Every request passes the URL check (no control characters: 400), the header limit and
+        // the rate limit (when configured); every protected one, the token check.
+        let mut statuses =
+            vec![StatusCode::BAD_REQUEST, StatusCode::TOO_MANY_REQUESTS, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE];
+        if !self.public {
+            statuses.extend([StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN]);
+        }
+        for status in statuses {
+            self.responses
+                .entry(status.as_str().to_owned())
+                .or_insert_with(|| component_ref("responses", &error_name(status)));
+        }
         if !self.parameters.is_empty() {
             self.object.insert("parameters".into(), Value::Array(self.parameters));
         }
@@ -1298,6 +1410,9 @@ fn error_samples() -> Vec<ApiError> {
             domain::IssueCode::Conflict,
             "CarePlan/example cannot be deleted: 1 open Task(s) depend on it (Task/t1)",
         )]),
+        ApiError::Unauthorized { why: "the token has expired".into(), invalid: true },
+        ApiError::TooManyRequests(1),
+        ApiError::HeadersTooLarge(16 * 1024),
     ]
 }
 
@@ -1332,8 +1447,8 @@ fn error_description(err: &ApiError) -> &'static str {
              workflow or care-plan consistency rule (business-rule)"
         }
         ApiError::NotPermitted(_) => {
-            "The acting practitioner may not make this change (the Task workflow roles; only when the deployment \
-             names the actor with `CAREPLAN_ACTOR_HEADER`)"
+            "The token's scopes do not allow this interaction on this resource (`insufficient_scope`), or the \
+             acting practitioner may not make this change (the Task workflow roles)"
         }
         ApiError::Conflict(_) => {
             "Open Tasks depend on the plan or team; delete with `_cascade=delete` to delete them too"
@@ -1367,6 +1482,7 @@ fn components() -> Value {
         schemas.insert(ty.as_str().to_owned(), resource_schema(ty));
     }
     schemas.extend(datatype_schemas());
+    schemas.extend(other_bundle_schemas());
     json!({
         "schemas": schemas,
         "parameters": parameters,
@@ -1396,12 +1512,71 @@ fn components() -> Value {
                 "type": "http",
                 "scheme": "bearer",
                 "bearerFormat": "JWT",
-                "description": "SMART on FHIR: an OAuth 2.0 access token (JWT) carrying SMART scopes such as \
-                    `user/CarePlan.read`, `user/Task.write` or `system/*.read`. Not enforced yet: requests \
-                    are served without a token.",
+                "description": "SMART on FHIR: an OAuth 2.0 access token (JWT, RS256/RS384/ES256/ES384) \
+                    carrying SMART scopes such as `patient/CarePlan.rs`, `user/Task.cru` or `system/*.read` \
+                    (see `/.well-known/smart-configuration`).",
             },
         },
     })
+}
+
+/// The Bundles of the plan summary and the audit trail, and the open resource they carry.
+fn other_bundle_schemas() -> Map<String, Value> {
+    let string = || json!({ "type": "string" });
+    let schemas = json!({
+        "CollectionBundle": {
+            "type": "object",
+            "description": "The `$summary` of a CarePlan: a `collection` Bundle headed by a generated Composition, \
+                then the plan, its CareTeams, its Tasks and their sub-Tasks, and their Provenance",
+            "required": ["resourceType", "type", "entry"],
+            "properties": {
+                "resourceType": code(&["Bundle"]),
+                "id": schema_ref("Id"),
+                "meta": schema_ref("Meta"),
+                "type": code(&["collection"]),
+                "timestamp": string(),
+                "entry": array_of(json!({
+                    "type": "object",
+                    "required": ["fullUrl", "resource"],
+                    "properties": { "fullUrl": string(), "resource": schema_ref("AnyResource") },
+                })),
+            },
+            "additionalProperties": true,
+        },
+        "AnyResource": {
+            "type": "object",
+            "description": "A FHIR resource of any type (a Composition, an AuditEvent, ...)",
+            "required": ["resourceType"],
+            "properties": { "resourceType": string(), "id": schema_ref("Id") },
+            "additionalProperties": true,
+        },
+        "AuditBundle": {
+            "type": "object",
+            "description": "A searchset Bundle of AuditEvents, newest first",
+            "required": ["resourceType", "type"],
+            "properties": {
+                "resourceType": code(&["Bundle"]),
+                "id": schema_ref("Id"),
+                "meta": schema_ref("Meta"),
+                "type": code(&["searchset"]),
+                "link": array_of(json!({
+                    "type": "object",
+                    "required": ["relation", "url"],
+                    "properties": { "relation": code(&["self", "next"]), "url": string() },
+                })),
+                "entry": array_of(json!({
+                    "type": "object",
+                    "required": ["fullUrl", "resource"],
+                    "properties": { "fullUrl": string(), "resource": schema_ref("AnyResource") },
+                })),
+            },
+            "additionalProperties": true,
+        },
+    });
+    match schemas {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
 }
 
 fn schema_ref(name: &str) -> Value {
@@ -1642,7 +1817,7 @@ fn datatype_schemas() -> Map<String, Value> {
                 "link": array_of(json!({
                     "type": "object",
                     "required": ["relation", "url"],
-                    "properties": { "relation": code(&["self", "next"]), "url": string() },
+                    "properties": { "relation": code(&["self", "next", "previous"]), "url": string() },
                 })),
                 "entry": array_of(json!({
                     "type": "object",

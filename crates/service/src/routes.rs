@@ -7,12 +7,13 @@ use crate::audit::trail;
 use crate::auth::discovery;
 use crate::interactions::{self as i, method_not_allowed, unknown_type};
 use crate::subscriptions::operations as subscription;
-use crate::{capabilities, docs, health, openapi, plan_summary, search, transaction};
+use crate::{capabilities, docs, health, metrics, openapi, plan_summary, search, transaction};
 
 /// Register the operational routes and every route under the FHIR base `/fhir`.
 pub(crate) fn configure(cfg: &mut ServiceConfig) {
     cfg.route("/livez", web::get().to(health::livez))
         .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(metrics::serve))
         .route("/openapi.json", web::get().to(openapi::serve))
         .route("/docs", web::get().to(docs::redirect))
         .route("/docs/{file:[^/]*}", web::get().to(docs::asset))

@@ -14,6 +14,7 @@ use crate::audit::{self, Auditor};
 use crate::auth::{self, Authenticator};
 use crate::config::Settings;
 use crate::jobs::Jobs;
+use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::subscriptions::dispatch::Dispatcher;
 use crate::subscriptions::Matcher;
@@ -30,6 +31,7 @@ pub struct Application {
     dispatcher: Dispatcher,
     /// The notification dispatcher on its timer, when enabled; stopped with the server.
     dispatching: Option<tokio::task::JoinHandle<()>>,
+    metrics: web::Data<Metrics>,
 }
 
 impl Application {
@@ -40,7 +42,7 @@ impl Application {
         let wake = matcher.committed.clone();
         let store = Store::connect(&settings.database)
             .await
-            .context("cannot connect to the database")?
+            .with_context(|| format!("cannot connect to the database {}", settings.database.redacted_url()))?
             .with_announcer(std::sync::Arc::new(matcher));
         if settings.migrate {
             store.migrate().await.context("cannot apply database migrations")?;
@@ -60,8 +62,11 @@ impl Application {
         let jobs = Jobs::new(store.clone(), settings.provenance);
         let notify_base = settings.base_url.clone().unwrap_or_else(|| format!("http://127.0.0.1:{port}/fhir"));
         let dispatcher = Dispatcher::new(store.clone(), settings.subscriptions.clone(), notify_base, wake)?;
+        let metrics = web::Data::new(Metrics::new(&store)?);
+        let shutdown_grace = settings.shutdown_grace;
         let overdue_interval = settings.overdue_interval;
         let state = web::Data::new(AppState { store, settings });
+        let app_metrics = metrics.clone();
         let server = HttpServer::new(move || {
             let cors = hardening::cors(&hardening);
             // Innermost first: the last `wrap` sees the request first.
@@ -70,7 +75,8 @@ impl Application {
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(authenticator.clone())
                 .app_data(auditor.clone())
-                .app_data(header_limit.clone());
+                .app_data(header_limit.clone())
+                .app_data(app_metrics.clone());
             if let Some(limiter) = &limiter {
                 app = app.app_data(limiter.clone());
             }
@@ -79,7 +85,7 @@ impl Application {
                 .wrap(from_fn(auth::authenticate))
                 .wrap(from_fn(hardening::header_limit))
                 .wrap(from_fn(audit::record))
-                .wrap(from_fn(telemetry::log_request))
+                .wrap(from_fn(telemetry::observe))
                 .wrap(Condition::new(cors.is_some(), cors.unwrap_or_default()))
                 .wrap(from_fn(hardening::headers))
                 .app_data(web::Data::new(timeout::Limit(request_timeout)))
@@ -87,14 +93,16 @@ impl Application {
         })
         .workers(workers)
         .client_request_timeout(Duration::from_secs(10))
-        .shutdown_timeout(30)
+        // SIGTERM: stop accepting, let requests in flight finish (their transactions commit)
+        // for up to the grace period, then stop.
+        .shutdown_timeout(shutdown_grace.as_secs())
         .listen(listener)?
         .run();
         tracing::info!(port, workers, "careplan listening");
         // Started last, so a build that fails leaves no job behind.
         let overdue = jobs.spawn(overdue_interval);
         let dispatching = dispatcher.spawn();
-        Ok(Self { port, server, audit, jobs, overdue, dispatcher, dispatching })
+        Ok(Self { port, server, audit, jobs, overdue, dispatcher, dispatching, metrics })
     }
 
     /// The port the server listens on.
@@ -112,10 +120,12 @@ impl Application {
         self.dispatcher.clone()
     }
 
-    /// Serve until the process is told to stop (SIGINT/SIGTERM stop gracefully); the background
-    /// jobs stop with the server.
+    /// Serve until the process is told to stop (SIGTERM: gracefully, requests in flight
+    /// finish within the grace period; SIGINT: at once); then stop the background jobs, write
+    /// the queued audit records and push the last metrics.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let served = self.server.await.context("the HTTP server failed");
+        tracing::info!("careplan stopping");
         if let Some(overdue) = self.overdue {
             overdue.abort();
         }
@@ -123,6 +133,9 @@ impl Application {
             dispatching.abort();
         }
         self.audit.finish(Duration::from_secs(10)).await;
+        // The OTLP reader's last push blocks on HTTP: off the async threads.
+        let metrics = self.metrics.clone();
+        let _ = tokio::task::spawn_blocking(move || metrics.shutdown()).await;
         served
     }
 }

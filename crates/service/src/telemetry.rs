@@ -1,43 +1,334 @@
-//! Logs: JSON lines on stderr, one per request, carrying the interaction's route pattern,
-//! status and duration. Never a body, a query string or a concrete path: those can hold PHI.
+//! Telemetry: log lines, traces and metrics. None of them ever carries PHI: no body, query
+//! string, concrete path or identifier; requests are named by their route pattern
+//! (`/fhir/Task/{id}`), method, resource type and status.
+//!
+//! - Logs: JSON lines (or text) on stderr, one per request and one per notable event; with
+//!   tracing on, each line carries the current `openTelemetry.traceId`/`spanId`.
+//! - Traces: a server span per request (`observe`), spans for the domain checks (service) and
+//!   each database call (persistence). Exported over OTLP/HTTP only when the standard
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) is set; otherwise no span is
+//!   even created (the spans' callsites are disabled), so tracing costs nothing.
+//! - Metrics: `metrics.rs`.
 
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::HeaderMap;
 use actix_web::middleware::Next;
-use tracing_subscriber::EnvFilter;
+use actix_web::web;
+use opentelemetry::propagation::Extractor;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::Resource;
+use tracing::field::Empty;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-/// Install the global subscriber (once; later calls are ignored). The filter comes from
-/// `CAREPLAN_LOG` (default `info`), the format from `CAREPLAN_LOG_FORMAT` (`json` or `text`).
-pub fn init() {
-    let filter = EnvFilter::try_from_env("CAREPLAN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let result = if std::env::var("CAREPLAN_LOG_FORMAT").is_ok_and(|f| f == "text") {
-        builder.try_init()
-    } else {
-        builder.json().flatten_event(true).try_init()
-    };
-    // Already installed (tests start many servers in one process): keep the first.
-    drop(result);
+use crate::metrics::{Metrics, RequestLabels};
+
+/// What `init` set up and `shutdown` flushes: the OTLP trace pipeline, when configured.
+#[must_use = "call shutdown() before exiting, or the last spans are lost"]
+pub struct Telemetry {
+    tracer: Option<SdkTracerProvider>,
 }
 
-/// Middleware: log one line per request without PHI.
-pub(crate) async fn log_request(
+impl Telemetry {
+    /// Flush and stop the trace exporter (spans still queued are sent).
+    pub fn shutdown(self) {
+        if let Some(provider) = self.tracer {
+            if let Err(err) = provider.shutdown() {
+                tracing::warn!(error = %err, "the trace exporter did not shut down cleanly");
+            }
+        }
+    }
+}
+
+/// Install the global subscriber (once; later calls are ignored) and, when the `OTEL_*`
+/// variables ask for it, the OTLP trace exporter. The log filter comes from `CAREPLAN_LOG`
+/// (default `info`), the format from `CAREPLAN_LOG_FORMAT` (`json` or `text`).
+pub fn init() -> Telemetry {
+    let tracer = if otlp_configured(Signal::Traces) {
+        match opentelemetry_otlp::SpanExporter::builder().with_http().build() {
+            Ok(exporter) => {
+                Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource()).build())
+            }
+            Err(err) => {
+                // No subscriber yet: say it on stderr, once, and run without traces.
+                eprintln!("careplan: traces are not exported: cannot build the OTLP exporter: {err}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let text = std::env::var("CAREPLAN_LOG_FORMAT").is_ok_and(|f| f == "text");
+    let filter = EnvFilter::try_from_env("CAREPLAN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    install(filter, std::io::stderr, text, tracer.as_ref().map(|provider| provider.tracer("careplan")));
+    Telemetry { tracer }
+}
+
+/// The subscriber: log lines filtered by `filter` into `writer`, and, with a tracer, spans into
+/// it. Returns false when a subscriber was already installed.
+///
+/// Every filter is global (none per layer): tracing-subscriber's per-layer filters lose track
+/// of which layer wants a span when another span on the same thread was refused by all of
+/// them (sea-orm's trace spans are, constantly), and then drop ours at random.
+fn install<W>(filter: EnvFilter, writer: W, text: bool, tracer: Option<SdkTracer>) -> bool
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    // sea-orm's own spans and events carry statements with their values: PHI. Never below
+    // info, whatever CAREPLAN_LOG says.
+    let filter = ["sea_orm=info", "sea_orm_migration=info"]
+        .into_iter()
+        .filter_map(|directive| directive.parse().ok())
+        .fold(filter, EnvFilter::add_directive);
+    let logs = if text {
+        tracing_subscriber::fmt::layer().with_writer(writer).boxed()
+    } else {
+        json_subscriber::fmt::layer()
+            .with_writer(writer)
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_opentelemetry_ids(true)
+            .boxed()
+    };
+    // Without tracing, no span is ever built: their callsites are disabled, so they cost
+    // nothing. With tracing, the log lines name the current trace and span.
+    let events_only = tracer.is_none().then(|| filter_fn(|metadata| metadata.is_event()));
+    let spans = tracer.map(|tracer| {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        // Parents come from the tracing span tree, not a thread-local OpenTelemetry context
+        // (which async tasks interleaving on one worker thread would mix up).
+        tracing_opentelemetry::layer().with_tracer(tracer).with_context_activation(false)
+    });
+    tracing_subscriber::registry().with(filter).with(events_only).with(logs).with(spans).try_init().is_ok()
+}
+
+/// The resource every signal is tagged with: `service.name` is `careplan` unless
+/// `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` say otherwise.
+pub(crate) fn resource() -> Resource {
+    let named = std::env::var_os("OTEL_SERVICE_NAME").is_some()
+        || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|a| a.contains("service.name="));
+    let builder = Resource::builder();
+    if named {
+        builder.build()
+    } else {
+        builder.with_service_name("careplan").build()
+    }
+}
+
+/// A kind of telemetry exported over OTLP.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Signal {
+    Traces,
+    Metrics,
+}
+
+/// Whether the standard variables ask for OTLP export of `signal`: an endpoint is set
+/// (`OTEL_EXPORTER_OTLP_ENDPOINT` or the signal's own), the SDK is not disabled
+/// (`OTEL_SDK_DISABLED`) and the signal's exporter is not `none` (`OTEL_TRACES_EXPORTER`,
+/// `OTEL_METRICS_EXPORTER`).
+pub(crate) fn otlp_configured(signal: Signal) -> bool {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    let (endpoint, exporter) = match signal {
+        Signal::Traces => ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_EXPORTER"),
+        Signal::Metrics => ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_METRICS_EXPORTER"),
+    };
+    let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
+        || std::env::var(exporter).is_ok_and(|v| v.trim().eq_ignore_ascii_case("none"));
+    !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set(endpoint))
+}
+
+/// The resource type a route pattern addresses (`/fhir/Task/{id}` → `Task`; the transaction
+/// endpoint → `Bundle`), or `none`. Taken from the pattern, never from the concrete path.
+fn resource_type(route: &str) -> &str {
+    match route.strip_prefix("/fhir") {
+        Some("" | "/") => "Bundle",
+        Some(rest) => match rest.trim_start_matches('/').split('/').next() {
+            Some(first) if first.starts_with(|c: char| c.is_ascii_uppercase()) => first,
+            _ => "none",
+        },
+        None => "none",
+    }
+}
+
+/// Reads the W3C `traceparent`/`tracestate` headers of a request.
+struct Headers<'a>(&'a HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|name| name.as_str()).collect()
+    }
+}
+
+/// Middleware: the request's server span (child of the caller's `traceparent`, if any), its
+/// metrics, and one log line; all named by the route pattern, never the concrete path.
+pub(crate) async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = req.method().clone();
-    let response = next.call(req).await?;
-    let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
-    tracing::info!(
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let resource_type = resource_type(&route).to_owned();
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let span = tracing::info_span!(
         target: "careplan::http",
-        method = %method,
-        route = %route,
-        status = response.status().as_u16(),
-        elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        "request"
+        "request",
+        otel.name = Empty,
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = Empty,
+        fhir.resource_type = %resource_type,
     );
-    Ok(response)
+    if !span.is_disabled() {
+        span.record("otel.name", format!("{method} {route}"));
+        let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(req.headers())));
+        // A malformed or absent traceparent leaves the span a root: nothing to report.
+        let _ = span.set_parent(parent);
+    }
+    let result = next.call(req).instrument(span.clone()).await;
+    let status = match &result {
+        Ok(response) => response.status(),
+        Err(err) => err.as_response_error().status_code(),
+    };
+    let elapsed = started.elapsed();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    if let Some(metrics) = metrics {
+        metrics.record(
+            &RequestLabels {
+                method: method.as_str(),
+                route: &route,
+                resource_type: &resource_type,
+                status: status.as_u16(),
+            },
+            elapsed,
+        );
+    }
+    span.in_scope(|| {
+        tracing::info!(
+            target: "careplan::http",
+            method = %method,
+            route = %route,
+            status = status.as_u16(),
+            elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            "request"
+        );
+    });
+    result
+}
+
+/// For tests (feature `testing`): spans into an in-memory exporter and log lines into a buffer,
+/// so a test can look at everything the server emitted. Installed once per process; every
+/// server in the process reports into it.
+#[cfg(feature = "testing")]
+pub mod testing {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+    use tracing_subscriber::fmt::MakeWriter;
+    use tracing_subscriber::EnvFilter;
+
+    /// What the process emitted since `capture()` was first called.
+    pub struct Capture {
+        spans: InMemorySpanExporter,
+        logs: Logs,
+        _provider: SdkTracerProvider,
+    }
+
+    impl Capture {
+        /// Every finished span.
+        pub fn spans(&self) -> Vec<SpanData> {
+            self.spans.get_finished_spans().unwrap_or_default()
+        }
+
+        /// Every log line, JSON.
+        pub fn logs(&self) -> String {
+            String::from_utf8_lossy(&self.logs.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+        }
+    }
+
+    /// Install the capturing subscriber (at `info`, as in production), or return the one
+    /// installed. Panics if another subscriber was installed first.
+    pub fn capture() -> &'static Capture {
+        static CAPTURE: OnceLock<Capture> = OnceLock::new();
+        CAPTURE.get_or_init(|| {
+            let spans = InMemorySpanExporter::default();
+            // Simple processor: a span is in the exporter as soon as it ends.
+            let provider = SdkTracerProvider::builder()
+                .with_simple_exporter(spans.clone())
+                .with_resource(super::resource())
+                .build();
+            let logs = Logs::default();
+            let installed =
+                super::install(EnvFilter::new("info"), logs.clone(), false, Some(provider.tracer("careplan")));
+            assert!(installed, "another tracing subscriber was installed first");
+            Capture { spans, logs, _provider: provider }
+        })
+    }
+
+    /// A shared, growing log buffer.
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'w> MakeWriter<'w> for Logs {
+        type Writer = Logs;
+
+        fn make_writer(&'w self) -> Self::Writer {
+            self.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resource_type;
+
+    #[test]
+    fn the_resource_type_comes_from_the_route_pattern() {
+        for (route, expected) in [
+            ("/fhir/Task/{id}", "Task"),
+            ("/fhir/CarePlan/{id}/$summary", "CarePlan"),
+            ("/fhir/Task", "Task"),
+            ("/fhir", "Bundle"),
+            ("/fhir/", "Bundle"),
+            ("/fhir/metadata", "none"),
+            ("/fhir/_history", "none"),
+            ("/livez", "none"),
+            ("unmatched", "none"),
+        ] {
+            assert_eq!(resource_type(route), expected, "{route}");
+        }
+    }
 }

@@ -46,11 +46,12 @@ pub enum Target {
     /// `_lastUpdated`: the server's write time.
     LastUpdated,
     /// Forward chain `reference:Type.param=value`: a referenced resource (of `target_type`,
-    /// held here) matches `inner`.
-    Chain { reference: &'static SearchParam, target_type: ResourceType, inner: Box<Clause> },
+    /// held here) matches every clause of `inner` (the chained parameter, then any narrowing
+    /// access control adds).
+    Chain { reference: &'static SearchParam, target_type: ResourceType, inner: Vec<Clause> },
     /// Reverse chain `_has:Type:reference:param=value`: a resource of `source_type` that
-    /// references this one through `reference` matches `inner`.
-    Has { source_type: ResourceType, reference: &'static SearchParam, inner: Box<Clause> },
+    /// references this one through `reference` matches every clause of `inner`.
+    Has { source_type: ResourceType, reference: &'static SearchParam, inner: Vec<Clause> },
     /// `overdue` (`Computed::Overdue`), with `Criterion::Flag` values.
     Overdue(Overdue),
 }
@@ -234,6 +235,12 @@ pub fn parse(ty: ResourceType, pairs: &[(String, String)], strict: bool) -> Resu
     let mut request = SearchRequest::default();
     let mut issues = Vec::new();
     for (key, value) in pairs {
+        if let Some(c) = crate::text::forbidden_char(key).or_else(|| crate::text::forbidden_char(value)) {
+            let name = if crate::text::forbidden_char(key).is_some() { "search parameter" } else { key.as_str() };
+            issues
+                .push(bad(name, format!("{name}: control characters ({}) are not allowed", crate::text::describe(c))));
+            continue;
+        }
         match parse_pair(ty, key, value, &mut request) {
             Ok(Parsed::Understood) => request.understood.push((key.clone(), value.clone())),
             Ok(Parsed::Silent) => {}
@@ -409,7 +416,7 @@ fn clause(ty: ResourceType, key: &str, value: &str) -> Result<Option<Clause>, Is
             return Ok(None);
         };
         return Ok(Some(Clause {
-            target: Target::Chain { reference, target_type, inner: Box::new(inner) },
+            target: Target::Chain { reference, target_type, inner: vec![inner] },
             values: Vec::new(),
         }));
     }
@@ -510,7 +517,7 @@ fn has_clause(ty: ResourceType, key: &str, rest: &str, value: &str) -> Result<Op
     let Some(inner) = clause(source_type, inner_key, value)? else {
         return Err(bad(key, format!("_has: '{inner_key}' is not a search parameter of {source_type}")));
     };
-    Ok(Some(Clause { target: Target::Has { source_type, reference, inner: Box::new(inner) }, values: Vec::new() }))
+    Ok(Some(Clause { target: Target::Has { source_type, reference, inner: vec![inner] }, values: Vec::new() }))
 }
 
 /// Split on commas not escaped with a backslash, and unescape `\,`, `\|`, `\$`, `\\`.
@@ -719,6 +726,20 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_in_names_or_values_are_refused_in_lenient_mode_too() {
+        for (key, value, named) in
+            [("identifier", "a\u{0}b", "identifier"), ("_id", "\u{1b}", "_id"), ("bogus\u{0}", "x", "search parameter")]
+        {
+            let parsed = parse(ResourceType::Task, &[(key.to_owned(), value.to_owned())], false);
+            let issues = parsed.err().unwrap_or_default();
+            assert_eq!(issues.len(), 1, "{key}={value:?}");
+            assert_eq!(issues[0].expression.as_deref(), Some(named));
+            assert_eq!(issues[0].code, IssueCode::Value);
+        }
+        assert!(parse(ResourceType::Task, &[("identifier".to_owned(), "tab\tthere".to_owned())], true).is_ok());
+    }
+
+    #[test]
     fn references_are_read_in_every_form() {
         let check = |value: &str, expected: ReferenceMatch| assert_eq!(reference_value(value), expected, "{value}");
         let local =
@@ -756,7 +777,7 @@ mod tests {
 
         let chained = parse(ResourceType::Task, &pairs("part-of:Task.overdue=true"), true).expect("chain");
         assert!(
-            matches!(&chained.clauses[0].target, Target::Chain { inner, .. } if matches!(inner.target, Target::Overdue(_)))
+            matches!(&chained.clauses[0].target, Target::Chain { inner, .. } if matches!(inner[0].target, Target::Overdue(_)))
         );
 
         for bad in ["overdue=yes", "overdue:missing=true", "overdue:not=true", "_sort=overdue", "overdue="] {

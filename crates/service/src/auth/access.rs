@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
-use domain::search::query::{self, SearchRequest};
+use domain::search::query::{self, Clause, SearchRequest, Target};
 use domain::smart::{Facts, Letter, Narrowing, Policy};
 use domain::ResourceType;
 use persistence::{HistoryEntry, StoredVersion, Tx};
@@ -123,22 +123,46 @@ impl Access {
         !self.restricted(ty, Letter::Read)
     }
 
-    /// Add to a search what the scopes require: the patient compartment, constraints.
+    /// Add to a search what the scopes require: the patient compartment, constraints; and the
+    /// same inside every chain and `_has`, so that a search cannot test what the token may not
+    /// see through the resources it can.
     pub(crate) fn narrow(&self, ty: ResourceType, request: &mut SearchRequest) -> Result<(), ApiError> {
-        let Some(policy) = self.policy() else { return Ok(()) };
+        if self.policy().is_none() {
+            return Ok(());
+        }
+        self.narrow_chains(&mut request.clauses)?;
+        request.clauses.extend(self.restriction(ty)?);
+        Ok(())
+    }
+
+    /// Narrow the chained resources of `clauses` (forward chains and `_has`, at every depth).
+    pub(crate) fn narrow_chains(&self, clauses: &mut [Clause]) -> Result<(), ApiError> {
+        if self.policy().is_none() {
+            return Ok(());
+        }
+        for clause in clauses {
+            if let Target::Chain { target_type: ty, inner, .. } | Target::Has { source_type: ty, inner, .. } =
+                &mut clause.target
+            {
+                self.narrow_chains(inner)?;
+                inner.extend(self.restriction(*ty)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The clauses a search of `ty` must carry for this token (none when it may search all).
+    fn restriction(&self, ty: ResourceType) -> Result<Vec<Clause>, ApiError> {
+        let Some(policy) = self.policy() else { return Ok(Vec::new()) };
         match policy.narrowing(ty, Letter::Search) {
-            Narrowing::None => Ok(()),
-            Narrowing::Denied => self.require(ty, Letter::Search),
+            Narrowing::None => Ok(Vec::new()),
+            Narrowing::Denied => self.require(ty, Letter::Search).map(|()| Vec::new()),
             Narrowing::Inexpressible => Err(ApiError::Forbidden(format!(
                 "the token's scopes allow searching {ty} only under constraints that cannot be combined into one search"
             ))),
-            Narrowing::Filter(pairs) => {
-                let extra = query::parse(ty, &pairs, true).map_err(|_| {
-                    ApiError::Forbidden(format!("the token's scope constraints on {ty} cannot be applied"))
-                })?;
-                request.clauses.extend(extra.clauses);
-                Ok(())
-            }
+            Narrowing::Filter(pairs) => query::parse(ty, &pairs, true)
+                .map(|extra| extra.clauses)
+                .map_err(|_| ApiError::Forbidden(format!("the token's scope constraints on {ty} cannot be applied"))),
         }
     }
 

@@ -3,7 +3,8 @@
 //! principal's `Access` handed to handlers (`access.rs`), and the discovery document
 //! (`discovery.rs`). This server issues no tokens: the authorization server does.
 //!
-//! Public routes: `/livez`, `/readyz`, `GET /fhir/metadata` and the SMART configuration.
+//! Public routes: `/livez`, `/readyz`, `/metrics` (no PHI by construction: see `metrics.rs`),
+//! `GET /fhir/metadata`, the SMART configuration, `/openapi.json` and `/docs`.
 //! Everything else needs a valid token unless authorization is disabled.
 
 mod access;
@@ -42,10 +43,19 @@ impl Authenticator {
     }
 }
 
-/// Routes anyone may call.
+/// Routes anyone may call: probes, discovery and the API description (none holds PHI).
 fn is_public(path: &str) -> bool {
-    matches!(path, "/livez" | "/readyz" | "/fhir/metadata" | "/.well-known/smart-configuration")
-        || path == "/fhir/.well-known/smart-configuration"
+    matches!(
+        path,
+        "/livez"
+            | "/readyz"
+            | "/metrics"
+            | "/fhir/metadata"
+            | "/.well-known/smart-configuration"
+            | "/fhir/.well-known/smart-configuration"
+            | "/openapi.json"
+            | "/docs"
+    ) || path.starts_with("/docs/")
 }
 
 /// Middleware: authenticate the request and leave its `Access` in the request extensions; a
