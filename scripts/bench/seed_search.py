@@ -17,6 +17,7 @@ PRACTITIONERS = 1000
 CODES = [f"code-{n}" for n in range(20)]
 CODE_SYSTEM = "http://careplan.example/task-code"
 PLAN_STATUSES = ["active", "active", "active", "completed", "draft", "on-hold", "revoked", "active", "completed", "active"]
+NEEDS_REASON = {"cancelled", "rejected", "on-hold", "failed"}
 TASK_STATUSES = ["requested", "accepted", "in-progress", "completed", "requested", "cancelled", "on-hold",
                  "completed", "ready", "in-progress"]
 
@@ -39,7 +40,10 @@ def patient_bundle(p: int) -> dict:
              "title": f"Plan {c}", "period": {"start": f"2026-{(c % 12) + 1:02d}-01"},
              "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "734163000"}]}]})
     for t in range(50):
-        put({"resourceType": "Task", "id": f"t-{p}-{t}", "status": TASK_STATUSES[t % 10], "intent": "order",
+        status = TASK_STATUSES[t % 10]
+        # The Task workflow asks why a Task was cancelled, rejected, put on hold or failed.
+        reason = {"statusReason": {"text": "bench"}} if status in NEEDS_REASON else {}
+        put({**reason, "resourceType": "Task", "id": f"t-{p}-{t}", "status": status, "intent": "order",
              "for": subject, "basedOn": [{"reference": f"CarePlan/cp-{p}-{t % 10}"}],
              "owner": {"reference": f"Practitioner/pr{(p * 7 + t) % PRACTITIONERS}"},
              "requester": {"reference": f"Practitioner/pr{p % PRACTITIONERS}"},

@@ -1,8 +1,10 @@
 //! Search: a parsed `SearchRequest` compiled to one parameterised SQL query over the current
 //! versions and the search index, with keyset paging, totals and includes.
 //!
-//! Each clause becomes an `EXISTS` over the index table of its parameter type, correlated with
-//! the resource row; chains and `_has` nest the same compilation one level down.
+//! Each parameter clause becomes `id IN (SELECT resource_id FROM <index table> WHERE …)`,
+//! uncorrelated, so that the index drives the plan on both backends; chains and `_has` are an
+//! `EXISTS` over the reference index joined to the other resource, with the same compilation
+//! one level down.
 
 use std::collections::HashSet;
 
@@ -553,7 +555,7 @@ fn clause_sql(sql: &mut Sql, ty: ResourceType, clause: &Clause, alias: &str, dep
             inner_sql(sql, *source_type, inner, &r2, depth);
             sql.push(")");
         }
-        Target::Param(param) => param_sql(sql, param, &clause.values, alias, n),
+        Target::Param(param) => param_sql(sql, ty, param, &clause.values, alias, n),
         Target::Overdue(overdue) => overdue_sql(sql, overdue, &clause.values, alias, n),
     }
 }
@@ -603,12 +605,15 @@ fn correlate(sql: &mut Sql, index_alias: &str, alias: &str) {
     sql.push(index_alias).push(".resource_id = ").push(alias).push(".id");
 }
 
-fn param_sql(sql: &mut Sql, param: &SearchParam, values: &[Criterion], alias: &str, n: usize) {
+/// A parameter's clause as `id [NOT] IN (the ids whose index rows match)`: uncorrelated, so
+/// the planner can start from the index (SQLite runs a correlated `EXISTS` once per row of the
+/// type, which reads every resource row of that type).
+fn param_sql(sql: &mut Sql, ty: ResourceType, param: &SearchParam, values: &[Criterion], alias: &str, n: usize) {
     let s = format!("s{n}");
     let open = |sql: &mut Sql, negate: bool| {
-        sql.push(if negate { "NOT EXISTS (SELECT 1 FROM " } else { "EXISTS (SELECT 1 FROM " });
-        sql.push(index_table(param.kind)).push(" ").push(&s).push(" WHERE ");
-        correlate(sql, &s, alias);
+        sql.push(alias).push(if negate { ".id NOT IN (SELECT " } else { ".id IN (SELECT " });
+        sql.push(&s).push(".resource_id FROM ").push(index_table(param.kind)).push(" ").push(&s).push(" WHERE ");
+        sql.push(&s).push(".resource_type = ").bind(ty.as_str());
         sql.push(" AND ").push(&s).push(".param = ").bind(param.name);
     };
     if let [Criterion::Missing(missing)] = values {
