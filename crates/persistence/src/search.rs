@@ -488,10 +488,39 @@ fn filter(sql: &mut Sql, ty: ResourceType, request: &SearchRequest, alias: &str,
         .push(alias)
         .push(".deleted = ")
         .bind(false);
-    for clause in &request.clauses {
+    let driver = driving_clause(&request.clauses);
+    for (i, clause) in request.clauses.iter().enumerate() {
         sql.push(" AND ");
+        if Some(i) == driver {
+            if let Target::Param(param) = &clause.target {
+                *depth += 1;
+                param_sql(sql, ty, param, &clause.values, alias, *depth, true);
+                continue;
+            }
+        }
         clause_sql(sql, ty, clause, alias, depth);
     }
+}
+
+/// The clause the plan should start from: compiled as an uncorrelated `id IN (index rows)`, so
+/// that the index finds the candidates; every other clause is a correlated `EXISTS` checked on
+/// each candidate. (SQLite runs a correlated `EXISTS` once per resource of the type, and
+/// materializes every uncorrelated `IN` in full.) Without statistics, prefer a reference (a
+/// patient, an owner: few rows each), then a positive token, then any parameter.
+fn driving_clause(clauses: &[Clause]) -> Option<usize> {
+    let positive = |clause: &Clause| {
+        matches!(clause.target, Target::Param(_))
+            && !clause.values.is_empty()
+            && clause.values.iter().all(|c| {
+                !matches!(c, Criterion::Missing(_) | Criterion::Token(TokenMatch { mode: TokenMode::Not, .. }))
+            })
+    };
+    let kind = |clause: &Clause, kind: ParamType| matches!(clause.target, Target::Param(p) if p.kind == kind);
+    clauses
+        .iter()
+        .position(|c| positive(c) && kind(c, ParamType::Reference))
+        .or_else(|| clauses.iter().position(|c| positive(c) && kind(c, ParamType::Token)))
+        .or_else(|| clauses.iter().position(positive))
 }
 
 fn clause_sql(sql: &mut Sql, ty: ResourceType, clause: &Clause, alias: &str, depth: &mut usize) {
@@ -555,7 +584,7 @@ fn clause_sql(sql: &mut Sql, ty: ResourceType, clause: &Clause, alias: &str, dep
             inner_sql(sql, *source_type, inner, &r2, depth);
             sql.push(")");
         }
-        Target::Param(param) => param_sql(sql, ty, param, &clause.values, alias, n),
+        Target::Param(param) => param_sql(sql, ty, param, &clause.values, alias, n, false),
         Target::Overdue(overdue) => overdue_sql(sql, overdue, &clause.values, alias, n),
     }
 }
@@ -605,15 +634,29 @@ fn correlate(sql: &mut Sql, index_alias: &str, alias: &str) {
     sql.push(index_alias).push(".resource_id = ").push(alias).push(".id");
 }
 
-/// A parameter's clause as `id [NOT] IN (the ids whose index rows match)`: uncorrelated, so
-/// the planner can start from the index (SQLite runs a correlated `EXISTS` once per row of the
-/// type, which reads every resource row of that type).
-fn param_sql(sql: &mut Sql, ty: ResourceType, param: &SearchParam, values: &[Criterion], alias: &str, n: usize) {
+/// A parameter's clause: when `driving`, `id IN (the ids whose index rows match)`, uncorrelated,
+/// for the index to find the candidates; otherwise a correlated `[NOT] EXISTS` on the index
+/// rows of each candidate.
+fn param_sql(
+    sql: &mut Sql,
+    ty: ResourceType,
+    param: &SearchParam,
+    values: &[Criterion],
+    alias: &str,
+    n: usize,
+    driving: bool,
+) {
     let s = format!("s{n}");
     let open = |sql: &mut Sql, negate: bool| {
-        sql.push(alias).push(if negate { ".id NOT IN (SELECT " } else { ".id IN (SELECT " });
-        sql.push(&s).push(".resource_id FROM ").push(index_table(param.kind)).push(" ").push(&s).push(" WHERE ");
-        sql.push(&s).push(".resource_type = ").bind(ty.as_str());
+        if driving && !negate {
+            sql.push(alias).push(".id IN (SELECT ").push(&s).push(".resource_id FROM ");
+            sql.push(index_table(param.kind)).push(" ").push(&s).push(" WHERE ");
+            sql.push(&s).push(".resource_type = ").bind(ty.as_str());
+        } else {
+            sql.push(if negate { "NOT EXISTS (SELECT 1 FROM " } else { "EXISTS (SELECT 1 FROM " });
+            sql.push(index_table(param.kind)).push(" ").push(&s).push(" WHERE ");
+            correlate(sql, &s, alias);
+        }
         sql.push(" AND ").push(&s).push(".param = ").bind(param.name);
     };
     if let [Criterion::Missing(missing)] = values {
