@@ -239,7 +239,11 @@ pub(crate) async fn page<C: ConnectionTrait>(
     for (i, key) in keys.iter().enumerate() {
         sql.push(&format!("k{i}{}, ", if key.descending() != backward { " DESC" } else { "" }));
     }
-    sql.push(if backward { "r.id DESC" } else { "r.id" });
+    // On SQLite `+r.id` (an expression, not the column) keeps the planner from walking the
+    // primary key for the order (every resource of the type), so that the driving clause's index
+    // finds the candidates and only they are sorted. PostgreSQL plans this well by itself.
+    let id = if conn.get_database_backend() == sea_orm::DatabaseBackend::Sqlite { "+r.id" } else { "r.id" };
+    sql.push(id).push(if backward { " DESC" } else { "" });
     sql.push(" LIMIT ").bind(i64::try_from(count.saturating_add(1)).unwrap_or(i64::MAX));
     let mut rows = conn.query_all(sql.statement()).await?;
     let more = rows.len() as u64 > count;

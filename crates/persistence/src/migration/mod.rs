@@ -6,6 +6,7 @@ mod m20261124_000001_resources;
 mod m20261124_000002_search_index;
 mod m20261124_000003_audit;
 mod m20261124_000004_subscriptions;
+mod m20261124_000005_index_by_resource_param;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_search_index::Migration),
             Box::new(m20261124_000003_audit::Migration),
             Box::new(m20261124_000004_subscriptions::Migration),
+            Box::new(m20261124_000005_index_by_resource_param::Migration),
         ]
     }
 }
