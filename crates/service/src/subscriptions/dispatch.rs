@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use domain::subscriptions::notification::{Event, Focus, Kind, Notification};
+use domain::subscriptions::notification::{Kind, Notification};
 use domain::subscriptions::{Status, Topic};
 use domain::{ingest_as, with_member, IngestMode, ResourceType};
 use persistence::{Settlement, Store, StoreError, SubscriberState, SubscriptionEvent, NEVER};
@@ -209,20 +209,7 @@ impl Dispatcher {
             };
             texts.push(text);
         }
-        let numbered: Vec<Event<'_>> = events
-            .iter()
-            .zip(&texts)
-            .map(|(event, text)| Event {
-                number: event.number,
-                recorded_ms: event.recorded_ms,
-                focus: Focus {
-                    ty: event.focus_type,
-                    id: &event.focus_id,
-                    version: event.focus_version,
-                    text: text.as_deref(),
-                },
-            })
-            .collect();
+        let numbered = super::numbered(events, &texts);
         let through = events.last().map_or(state.delivered_through, |e| e.number);
         let topic_url = topic.url();
         let notification = Notification {

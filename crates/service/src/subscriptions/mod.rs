@@ -214,6 +214,29 @@ fn hears(subscriber: &SubscriberState, topic: &Topic, ty: ResourceType, index: &
     }
 }
 
+/// Stored events as the numbered events of a notification Bundle; `texts[i]` is the focus's
+/// stored text for a full-resource payload (`None`: reference only).
+fn numbered<'a>(
+    events: &'a [persistence::SubscriptionEvent],
+    texts: &'a [Option<String>],
+) -> Vec<domain::subscriptions::notification::Event<'a>> {
+    use domain::subscriptions::notification::{Event, Focus};
+    events
+        .iter()
+        .zip(texts)
+        .map(|(event, text)| Event {
+            number: event.number,
+            recorded_ms: event.recorded_ms,
+            focus: Focus {
+                ty: event.focus_type,
+                id: &event.focus_id,
+                version: event.focus_version,
+                text: text.as_deref(),
+            },
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::allowed;

@@ -5,7 +5,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use domain::smart::Letter;
-use domain::subscriptions::notification::{Event, Focus, Kind, Notification};
+use domain::subscriptions::notification::{Kind, Notification};
 use domain::subscriptions::{Content, Topic, TOPICS};
 use domain::{IssueCode, ResourceType};
 use serde_json::{json, Value};
@@ -114,20 +114,7 @@ pub(crate) async fn events(
         };
         texts.push(text);
     }
-    let events: Vec<Event<'_>> = stored
-        .iter()
-        .zip(&texts)
-        .map(|(event, text)| Event {
-            number: event.number,
-            recorded_ms: event.recorded_ms,
-            focus: Focus {
-                ty: event.focus_type,
-                id: &event.focus_id,
-                version: event.focus_version,
-                text: text.as_deref(),
-            },
-        })
-        .collect();
+    let events = super::numbered(&stored, &texts);
     let base = base_url(&req, &state);
     let topic_url = Topic::by_id(&subscriber.config.topic).map(Topic::url).unwrap_or_default();
     let bundle = Notification {
