@@ -160,3 +160,48 @@ fn descends_from(span: &SpanData, ancestor: &SpanData, trace: &[&SpanData]) -> b
     }
     false
 }
+
+/// Audit log lines (`CAREPLAN_AUDIT_LOG`) name the patient only by a keyed hash and the entity by
+/// its type: an id in the URL (`Task/MRN-…`) never reaches the log.
+#[tokio::test]
+async fn audit_log_lines_carry_a_keyed_patient_hash_and_no_ids() {
+    let capture = testing::capture();
+    let keyed = crate::helpers::spawn_with(|s| {
+        s.audit.log = true;
+        s.audit.log_key = Some("a secret of this deployment".into());
+    })
+    .await;
+    let mut task = marked_task();
+    task["id"] = json!(MRN);
+    assert_eq!(keyed.put(&format!("Task/{MRN}"), &task).await.status(), 201);
+    assert_eq!(keyed.get(&format!("Task/{MRN}")).await.status(), 200);
+
+    let lines = wait_for_audit_lines(&capture, 2).await;
+    for line in &lines {
+        for phi in [MRN, "5581-2207", "QuokkaPatient-88", NAME] {
+            assert!(!line.contains(phi), "an audit log line holds {phi}: {line}");
+        }
+        let record: Value = serde_json::from_str(line).expect("a JSON log line");
+        let fields = if record["fields"].is_object() { &record["fields"] } else { &record };
+        assert_eq!(fields["entity"], "Task", "{line}");
+        let hash = fields["patient_hash"].as_str().expect("a patient hash");
+        assert!(hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()), "HMAC-SHA-256 in hex: {line}");
+    }
+}
+
+/// The audit lines captured so far, once there are at least `n`.
+async fn wait_for_audit_lines(capture: &testing::Capture, n: usize) -> Vec<String> {
+    for _ in 0..100 {
+        let lines: Vec<String> = capture
+            .logs()
+            .lines()
+            .filter(|l| l.contains(r#""audit""#) && l.contains("audit_id"))
+            .map(str::to_owned)
+            .collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("fewer than {n} audit log lines:\n{}", capture.logs());
+}

@@ -848,6 +848,51 @@ async fn every_request_leaves_an_audit_record_readable_only_with_the_audit_scope
     );
 }
 
+/// The AuditEvents read back from the trail keep their shape, whatever the storage holds: a
+/// read, a search, a refused create and a transaction, with the values that change redacted.
+#[tokio::test]
+async fn audit_events_read_back_from_the_trail_keep_their_shape() {
+    let (app, _jwks) = secure_app().await;
+    seed(&app).await;
+    let p1 = token("patient/*.rs", Some("p1"));
+    let read = app
+        .request(Method::GET, "CarePlan/plan-1")
+        .bearer_auth(&p1)
+        .header("x-request-id", "req-read-1")
+        .send()
+        .await
+        .expect("the read reaches the server");
+    assert_eq!(read.status(), 200);
+    assert_eq!(get(&app, "CarePlan?status=active&subject=Patient/p1", &p1).await.status(), 200);
+    assert_eq!(call(&app, Method::POST, "CarePlan", Some(&p1), Some(&plan("x", "p2"))).await.status(), 403);
+    assert_eq!(app.get("Task/t-anonymous").await.status(), 401);
+
+    // The seeding PUTs, the four requests above, and the trail's own searches: wait for the
+    // first eleven, then keep the four.
+    let mut records = Vec::new();
+    for _ in 0..50 {
+        records = audit_records(&app, "date=ge2020-01-01&_count=100", 1).await;
+        records.retain(|r| !r["entity"].to_string().contains("AuditEvent"));
+        if records.len() >= 11 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    records.retain(|r| r["outcomeDesc"] != "HTTP 201");
+    assert_eq!(records.len(), 4, "{records:?}");
+    records.sort_by_key(|r| r.to_string());
+    insta::with_settings!({ sort_maps => true }, {
+        insta::assert_json_snapshot!("audit_events", records, {
+            "[].id" => "[id]",
+            "[].meta.lastUpdated" => "[instant]",
+            "[].recorded" => "[instant]",
+            "[].entity[].what.identifier.value" => insta::dynamic_redaction(|value, _| {
+                if value.as_str() == Some("req-read-1") { value } else { "[request id]".into() }
+            }),
+        });
+    });
+}
+
 #[tokio::test]
 async fn every_response_carries_the_security_headers_and_cors_stays_closed_by_default() {
     let (app, _jwks) = secure_app().await;

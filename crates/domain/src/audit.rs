@@ -4,6 +4,7 @@
 //! user and client, this server as observer, the resource (never the query text: only the
 //! names of the parameters, since values can be PHI) and the patient.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::instant;
@@ -19,6 +20,18 @@ pub enum Action {
 }
 
 impl Action {
+    /// The action of a stored code (`C`, `R`, `U`, `D`, `E`).
+    pub fn parse(code: &str) -> Option<Action> {
+        Some(match code {
+            "C" => Action::Create,
+            "R" => Action::Read,
+            "U" => Action::Update,
+            "D" => Action::Delete,
+            "E" => Action::Execute,
+            _ => return None,
+        })
+    }
+
     pub fn code(self) -> &'static str {
         match self {
             Action::Create => "C",
@@ -83,7 +96,112 @@ pub struct AuditRecord {
 
 const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
 
+/// The `restful-interaction` codes a record's subtype may take.
+pub const SUBTYPES: [&str; 12] = [
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "history-system",
+    "create",
+    "search-type",
+    "transaction",
+    "batch",
+];
+
+/// What a stored record keeps in its columns: the values its searches use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Columns {
+    pub id: String,
+    pub recorded_ms: i64,
+    /// `Action::code`.
+    pub action: String,
+    pub patient: Option<String>,
+    pub client: Option<String>,
+    pub entity: Option<String>,
+}
+
+/// The rest of a record, stored beside its columns as compact JSON (tens of bytes): what
+/// `render` needs that the columns do not hold. Keys are short on purpose; a record of an
+/// anonymous read is about 40 bytes, against 1.7 KB for the rendered AuditEvent.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Facts {
+    /// Subtype.
+    s: String,
+    /// HTTP status.
+    h: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    u: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    b: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    i: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    a: Option<String>,
+    /// Parameter names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    q: Vec<String>,
+    /// The request id, when it is not the record's own id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    r: Option<String>,
+}
+
 impl AuditRecord {
+    /// The searchable columns of the stored form.
+    pub fn columns(&self) -> Columns {
+        Columns {
+            id: self.id.clone(),
+            recorded_ms: self.recorded_ms,
+            action: self.action.code().to_owned(),
+            patient: self.patient.clone(),
+            client: self.agent.client_id.clone(),
+            entity: self.entity.clone(),
+        }
+    }
+
+    /// The rest of the stored form (see `Facts`); `restore` turns both back into the record.
+    pub fn facts(&self) -> String {
+        let facts = Facts {
+            s: self.subtype.to_owned(),
+            h: self.status,
+            u: self.agent.fhir_user.clone(),
+            b: self.agent.subject.clone(),
+            i: self.agent.issuer.clone(),
+            a: self.agent.address.clone(),
+            q: self.parameters.clone(),
+            r: self.request_id.clone().filter(|r| *r != self.id),
+        };
+        serde_json::to_string(&facts).unwrap_or_default()
+    }
+
+    /// The record stored as `columns` and `facts`; `None` when they are not a stored record's.
+    pub fn restore(columns: Columns, facts: &str) -> Option<AuditRecord> {
+        let facts: Facts = serde_json::from_str(facts).ok()?;
+        let subtype = SUBTYPES.into_iter().find(|s| *s == facts.s)?;
+        let request_id = facts.r.or_else(|| Some(columns.id.clone()));
+        Some(AuditRecord {
+            recorded_ms: columns.recorded_ms,
+            action: Action::parse(&columns.action)?,
+            subtype,
+            status: facts.h,
+            agent: Agent {
+                fhir_user: facts.u,
+                subject: facts.b,
+                issuer: facts.i,
+                client_id: columns.client,
+                address: facts.a,
+            },
+            entity: columns.entity,
+            parameters: facts.q,
+            patient: columns.patient,
+            request_id,
+            id: columns.id,
+        })
+    }
+
     /// The record as AuditEvent JSON text.
     pub fn render(&self) -> String {
         let recorded = instant::to_fhir(self.recorded_ms);
@@ -208,6 +326,35 @@ mod tests {
             patient: Some("amy".into()),
             request_id: Some("req-9".into()),
         }
+    }
+
+    #[test]
+    fn a_record_is_restored_from_its_columns_and_facts_as_it_was() {
+        let check = |record: AuditRecord| {
+            let facts = record.facts();
+            assert!(facts.len() < 200, "compact: {facts}");
+            let restored = AuditRecord::restore(record.columns(), &facts).expect("restores");
+            assert_eq!(restored, record);
+            assert_eq!(restored.render(), record.render());
+        };
+        for subtype in SUBTYPES {
+            check(record(Action::Read, subtype, 200, Some("Task/t1")));
+        }
+        check(AuditRecord {
+            agent: Agent::default(),
+            parameters: Vec::new(),
+            patient: None,
+            request_id: Some("a1".into()),
+            ..record(Action::Execute, "transaction", 500, None)
+        });
+        let anonymous = AuditRecord {
+            agent: Agent { address: Some("127.0.0.1".into()), ..Agent::default() },
+            request_id: Some("a1".into()),
+            ..record(Action::Read, "read", 200, Some("CarePlan/bench-1"))
+        };
+        assert_eq!(anonymous.facts(), r#"{"s":"read","h":200,"a":"127.0.0.1","q":["patient","status"]}"#);
+        check(anonymous);
+        assert!(AuditRecord::restore(record(Action::Read, "read", 200, None).columns(), "{}").is_none());
     }
 
     #[test]

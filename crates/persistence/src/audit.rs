@@ -1,28 +1,38 @@
-//! The audit trail: append batches of AuditEvents (rendered by the domain) and read them back,
-//! newest first, by date, patient, agent and entity. Append-only: nothing here updates or
-//! deletes a row.
+//! The audit trail: append batches of audit records and read them back as AuditEvents, newest
+//! first, by date, patient, agent and entity. Append-only: nothing here updates or deletes a row.
+//!
+//! A row holds the searchable columns and `facts`, the rest of the record as tens of bytes of
+//! JSON (`domain::audit::AuditRecord::facts`); the AuditEvent is rendered when the trail is read,
+//! not on every request. Rows written before migration 6 hold the rendered text in `body`.
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction};
+use domain::audit::{AuditRecord, Columns};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, QueryResult};
 
 use crate::error::StoreError;
 use crate::sql::Sql;
 use crate::store::Store;
 
-/// One audit record as stored: the searchable columns and the AuditEvent text.
+/// One audit record as stored: the searchable columns and the compact rest.
 #[derive(Debug, Clone)]
 pub struct AuditRow {
-    pub id: String,
-    pub recorded_ms: i64,
-    /// Patient id.
-    pub patient: Option<String>,
-    /// `fhirUser` or subject.
+    pub columns: Columns,
+    /// `fhirUser` or subject (searched by `agent=`).
     pub agent: Option<String>,
-    pub client: Option<String>,
-    /// `Type/id` or `Type`.
-    pub entity: Option<String>,
-    pub action: &'static str,
     pub outcome: u8,
-    pub body: String,
+    /// `AuditRecord::facts`.
+    pub facts: String,
+}
+
+impl AuditRow {
+    /// The stored form of `record`.
+    pub fn of(record: &AuditRecord) -> Self {
+        Self {
+            columns: record.columns(),
+            agent: record.agent.who().map(str::to_owned),
+            outcome: domain::audit::outcome(record.status),
+            facts: record.facts(),
+        }
+    }
 }
 
 /// Which audit records to read: every filter given must hold.
@@ -47,8 +57,11 @@ pub struct AuditEntry {
     pub body: String,
 }
 
-/// Rows per INSERT statement (10 values each: far below both backends' parameter limits).
-const CHUNK: usize = 200;
+/// Rows per INSERT statement (9 values each: far below both backends' parameter limits).
+const CHUNK: usize = 500;
+
+/// The columns a read needs to render a record.
+const SELECTED: &str = "seq, id, recorded, patient, client, entity, action, facts, body";
 
 impl Store {
     /// Append `rows` in one transaction (through the writer on SQLite, so audit batches share
@@ -65,9 +78,9 @@ impl Store {
     #[tracing::instrument(name = "db.audit_read", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "audit_read"))]
     pub async fn read_audit(&self, id: &str) -> Result<Option<String>, StoreError> {
         let mut sql = Sql::new(self.reader.get_database_backend());
-        sql.push("SELECT body FROM audit_event WHERE id = ").bind(id);
+        sql.push("SELECT ").push(SELECTED).push(" FROM audit_event WHERE id = ").bind(id);
         let row = self.reader.query_one(sql.statement()).await?;
-        Ok(row.map(|r| r.try_get::<String>("", "body")).transpose()?)
+        Ok(row.map(|r| rendered(&r)).transpose()?)
     }
 
     /// Matching records newest first, at most `query.count + 1` (the extra one tells the
@@ -75,7 +88,7 @@ impl Store {
     #[tracing::instrument(name = "db.audit_search", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "audit_search"))]
     pub async fn search_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let mut sql = Sql::new(self.reader.get_database_backend());
-        sql.push("SELECT seq, body FROM audit_event WHERE 1 = 1");
+        sql.push("SELECT ").push(SELECTED).push(" FROM audit_event WHERE 1 = 1");
         if let Some(from) = query.from_ms {
             sql.push(" AND recorded >= ").bind(from);
         }
@@ -96,36 +109,56 @@ impl Store {
         }
         sql.push(" ORDER BY seq DESC LIMIT ").bind(i64::try_from(query.count.saturating_add(1)).unwrap_or(i64::MAX));
         let rows = self.reader.query_all(sql.statement()).await?;
-        rows.iter().map(|row| Ok(AuditEntry { seq: row.try_get("", "seq")?, body: row.try_get("", "body")? })).collect()
+        rows.iter().map(|row| Ok(AuditEntry { seq: row.try_get("", "seq")?, body: rendered(row)? })).collect()
     }
+}
+
+/// The AuditEvent text of a stored row: rendered from its columns and facts, or as stored by a
+/// version before migration 6.
+fn rendered(row: &QueryResult) -> Result<String, StoreError> {
+    let Some(facts) = row.try_get::<Option<String>>("", "facts")? else {
+        return Ok(row.try_get("", "body")?);
+    };
+    let columns = Columns {
+        id: row.try_get("", "id")?,
+        recorded_ms: row.try_get("", "recorded")?,
+        action: row.try_get("", "action")?,
+        patient: row.try_get("", "patient")?,
+        client: row.try_get("", "client")?,
+        entity: row.try_get("", "entity")?,
+    };
+    let record = AuditRecord::restore(columns, &facts)
+        .ok_or_else(|| StoreError::Database(DbErr::Custom("an audit record's facts could not be read".into())))?;
+    Ok(record.render())
 }
 
 async fn insert(txn: &DatabaseTransaction, rows: &[AuditRow]) -> Result<(), StoreError> {
     for chunk in rows.chunks(CHUNK) {
         let mut sql = Sql::new(txn.get_database_backend());
         sql.push(
-            "INSERT INTO audit_event (id, recorded, patient, agent, client, entity, action, outcome, body) VALUES ",
+            "INSERT INTO audit_event (id, recorded, patient, agent, client, entity, action, outcome, facts, body) VALUES ",
         );
         for (i, row) in chunk.iter().enumerate() {
+            let columns = &row.columns;
             sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind(row.id.clone())
+            sql.bind(columns.id.clone())
                 .push(", ")
-                .bind(row.recorded_ms)
+                .bind(columns.recorded_ms)
                 .push(", ")
-                .bind(row.patient.clone())
+                .bind(columns.patient.clone())
                 .push(", ")
                 .bind(row.agent.clone())
                 .push(", ")
-                .bind(row.client.clone())
+                .bind(columns.client.clone())
                 .push(", ")
-                .bind(row.entity.clone())
+                .bind(columns.entity.clone())
                 .push(", ")
-                .bind(row.action)
+                .bind(columns.action.clone())
                 .push(", ")
                 .bind(i32::from(row.outcome))
                 .push(", ")
-                .bind(row.body.clone())
-                .push(")");
+                .bind(row.facts.clone())
+                .push(", '')");
         }
         txn.execute(sql.statement()).await?;
     }

@@ -143,6 +143,12 @@ struct ServeArgs {
     /// Audit records queued for the background writer before requests wait for it.
     #[arg(long, env = "CAREPLAN_AUDIT_QUEUE", default_value_t = 8192)]
     audit_queue: usize,
+    /// Secret that keys the patient hash in audit log lines (HMAC-SHA-256); unset: no patient field.
+    #[arg(long, env = "CAREPLAN_AUDIT_LOG_KEY", hide_env_values = true)]
+    audit_log_key: Option<String>,
+    /// Audit log lines name the resource id (valid FHIR ids of hosted types), not only its type.
+    #[arg(long, env = "CAREPLAN_AUDIT_LOG_IDS")]
+    audit_log_ids: bool,
     #[command(flatten)]
     subscriptions: SubscriptionArgs,
 }
@@ -278,7 +284,12 @@ impl ServeArgs {
                     burst: self.rate_limit_burst.unwrap_or(self.rate_limit_per_second).max(1),
                 }),
             },
-            audit: AuditSettings { log: self.audit_log, queue: self.audit_queue.max(1) },
+            audit: AuditSettings {
+                log: self.audit_log,
+                queue: self.audit_queue.max(1),
+                log_key: self.audit_log_key.clone().filter(|key| !key.is_empty()),
+                log_ids: self.audit_log_ids,
+            },
             subscriptions: self.subscriptions.settings(),
         }
     }

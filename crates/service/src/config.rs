@@ -165,11 +165,16 @@ pub struct AuditSettings {
     pub log: bool,
     /// Records waiting for the background writer; a full queue makes requests wait.
     pub queue: usize,
+    /// The secret the log's patient hash is keyed with (HMAC-SHA-256); without one the log
+    /// line carries no patient field.
+    pub log_key: Option<String>,
+    /// Log lines name the resource id (`Type/id`, valid FHIR ids only), not just its type.
+    pub log_ids: bool,
 }
 
 impl Default for AuditSettings {
     fn default() -> Self {
-        Self { log: false, queue: 8192 }
+        Self { log: false, queue: 8192, log_key: None, log_ids: false }
     }
 }
 

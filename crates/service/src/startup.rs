@@ -54,7 +54,7 @@ impl Application {
         let request_timeout = settings.request_timeout;
         let max_body = settings.max_body_bytes;
         let authenticator = web::Data::new(Authenticator::new(&settings.auth).await?);
-        let (auditor, audit) = Auditor::start(store.clone(), settings.audit.queue, settings.audit.log);
+        let (auditor, audit) = Auditor::start(store.clone(), &settings.audit);
         let auditor = web::Data::from(auditor);
         let limiter = settings.hardening.rate_limit.map(|limit| web::Data::from(hardening::Limiter::new(limit)));
         let header_limit = web::Data::new(hardening::HeaderLimit(settings.hardening.max_header_bytes));

@@ -7,6 +7,7 @@ mod m20261124_000002_search_index;
 mod m20261124_000003_audit;
 mod m20261124_000004_subscriptions;
 mod m20261124_000005_index_by_resource_param;
+mod m20261205_000006_compact_audit;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_audit::Migration),
             Box::new(m20261124_000004_subscriptions::Migration),
             Box::new(m20261124_000005_index_by_resource_param::Migration),
+            Box::new(m20261205_000006_compact_audit::Migration),
         ]
     }
 }

@@ -27,6 +27,7 @@ use persistence::{AuditRow, Store};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::Access;
+use crate::config::AuditSettings;
 use crate::extract::query_pairs;
 
 /// Records per batch written.
@@ -35,16 +36,21 @@ const BATCH: usize = 512;
 /// Hands audit records to the background writer.
 pub(crate) struct Auditor {
     queue: mpsc::Sender<AuditRow>,
-    log: bool,
+    /// How records are also written to the log, when they are.
+    log: Option<LogLine>,
 }
 
 impl Auditor {
     /// Start the writer task; it ends once every `Auditor` clone is gone and the queue is
     /// drained. Await the returned handle to be sure the last records are stored.
-    pub(crate) fn start(store: Store, queue: usize, log: bool) -> (Arc<Self>, Drain) {
-        let (sender, receiver) = mpsc::channel(queue);
+    pub(crate) fn start(store: Store, settings: &AuditSettings) -> (Arc<Self>, Drain) {
+        let (sender, receiver) = mpsc::channel(settings.queue);
         let (stop, stopped) = oneshot::channel();
         let handle = tokio::spawn(write(store, receiver, stopped));
+        let log = settings.log.then(|| LogLine {
+            key: settings.log_key.as_ref().map(|key| key.as_bytes().to_vec()),
+            ids: settings.log_ids,
+        });
         (Arc::new(Self { queue: sender, log }), Drain { stop, handle })
     }
 }
@@ -139,7 +145,7 @@ struct Asked {
     path: String,
     query: String,
     address: Option<String>,
-    request_id: String,
+    request_id: Option<String>,
 }
 
 /// Middleware: record every request to the FHIR API, once its status is known.
@@ -154,19 +160,19 @@ pub(crate) async fn record(
     let Some(auditor) = req.app_data::<web::Data<Auditor>>().cloned().filter(|_| audited) else {
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     };
+    // The client's request id, if it sent a usable one; otherwise the record's own id serves.
     let request_id = req
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        .map(str::to_owned);
     let asked = Asked {
         method: req.method().clone(),
         path: req.path().to_owned(),
         query: req.query_string().to_owned(),
         address: req.peer_addr().map(|a| a.ip().to_string()),
-        request_id: request_id.clone(),
+        request_id,
     };
     let slot = Slot::default();
     req.extensions_mut().insert(slot.clone());
@@ -190,25 +196,14 @@ pub(crate) async fn record(
     let routed = route.pattern.as_deref().is_some_and(|p| route.id.is_some() || !p.contains("{id}"));
     let route = if routed { route } else { Route::of_path(&asked.path) };
     let record = describe(&asked, route, note, status);
-    if auditor.log {
-        log(&record);
+    if let Some(line) = &auditor.log {
+        line.write(&record);
     }
-    let row = AuditRow {
-        id: record.id.clone(),
-        recorded_ms: record.recorded_ms,
-        patient: record.patient.clone(),
-        agent: record.agent.who().map(str::to_owned),
-        client: record.agent.client_id.clone(),
-        entity: record.entity.clone(),
-        action: record.action.code(),
-        outcome: audit::outcome(status),
-        body: record.render(),
-    };
-    if auditor.queue.send(row).await.is_err() {
+    if auditor.queue.send(AuditRow::of(&record)).await.is_err() {
         tracing::error!("the audit writer has stopped; a record was lost");
     }
     let mut response = result?.map_into_boxed_body();
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    if let Ok(value) = HeaderValue::from_str(record.request_id.as_deref().unwrap_or(&record.id)) {
         response.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
     }
     Ok(response)
@@ -270,8 +265,10 @@ fn describe(asked: &Asked, route: Route, note: Note, status: u16) -> AuditRecord
         (Some(ty), None, _) => Some(ty),
         _ => None,
     };
+    let id = uuid::Uuid::now_v7().to_string();
     AuditRecord {
-        id: uuid::Uuid::now_v7().to_string(),
+        request_id: Some(asked.request_id.clone().unwrap_or_else(|| id.clone())),
+        id,
         recorded_ms: domain::instant::from_system_time(std::time::SystemTime::now()),
         action,
         subtype: note.subtype.unwrap_or(subtype),
@@ -280,7 +277,6 @@ fn describe(asked: &Asked, route: Route, note: Note, status: u16) -> AuditRecord
         entity,
         parameters: if action == Action::Execute { names } else { Vec::new() },
         patient,
-        request_id: Some(asked.request_id.clone()),
     }
 }
 
@@ -333,31 +329,56 @@ fn patient_parameter(key: &str, value: &str) -> Option<String> {
     }
 }
 
-/// The record in the log: no body, name or identifier; the patient only as a hash.
-fn log(record: &AuditRecord) {
-    tracing::info!(
-        target: "careplan::audit",
-        audit_id = %record.id,
-        action = record.action.code(),
-        subtype = record.subtype,
-        status = record.status,
-        outcome = audit::outcome(record.status),
-        entity = record.entity.as_deref().unwrap_or(""),
-        client = record.agent.client_id.as_deref().unwrap_or(""),
-        patient_hash = %record.patient.as_deref().map(hash).unwrap_or_default(),
-        request_id = record.request_id.as_deref().unwrap_or(""),
-        "audit"
-    );
+/// How a record is written to the log: no body, name or identifier. The patient appears only
+/// as a keyed hash (HMAC-SHA-256 under `CAREPLAN_AUDIT_LOG_KEY`; without a key, not at all), and
+/// the entity as its type, with its id only when `CAREPLAN_AUDIT_LOG_IDS` asks for it and the
+/// id is a valid FHIR id of a type this server hosts.
+struct LogLine {
+    key: Option<Vec<u8>>,
+    ids: bool,
 }
 
-/// A stable, non-reversible-at-a-glance key for a patient id in logs (FNV-1a, 64 bits).
-fn hash(text: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
+impl LogLine {
+    fn write(&self, record: &AuditRecord) {
+        let patient = match (&self.key, &record.patient) {
+            (Some(key), Some(patient)) => keyed_hash(key, patient),
+            _ => String::new(),
+        };
+        tracing::info!(
+            target: "careplan::audit",
+            audit_id = %record.id,
+            action = record.action.code(),
+            subtype = record.subtype,
+            status = record.status,
+            outcome = audit::outcome(record.status),
+            entity = %self.entity(record.entity.as_deref()),
+            client = record.agent.client_id.as_deref().unwrap_or(""),
+            patient_hash = %patient,
+            request_id = record.request_id.as_deref().unwrap_or(""),
+            "audit"
+        );
     }
-    format!("{hash:016x}")
+
+    /// What the log says of the entity: its type; `Type/id` only when asked to and both are ours.
+    fn entity(&self, entity: Option<&str>) -> String {
+        let Some(entity) = entity else { return String::new() };
+        let (ty, id) = entity.split_once('/').map_or((entity, None), |(ty, id)| (ty, Some(id)));
+        let hosted = domain::ResourceType::parse(ty).is_some() || ty == "AuditEvent";
+        match id {
+            _ if !hosted => String::new(),
+            Some(id) if self.ids && domain::id::is_valid(id) => format!("{ty}/{id}"),
+            _ => ty.to_owned(),
+        }
+    }
+}
+
+/// HMAC-SHA-256 of a patient id under the configured key, hex: stable for correlating lines,
+/// not reversible without the key.
+fn keyed_hash(key: &[u8], text: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(key) else { return String::new() };
+    mac.update(text.as_bytes());
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -383,6 +404,25 @@ mod tests {
         check(Method::DELETE, Some("/fhir/Task"), Action::Delete, "delete", Some("Task"));
         check(Method::POST, Some("/fhir"), Action::Execute, "transaction", None);
         check(Method::GET, None, Action::Read, "read", None);
+    }
+
+    #[test]
+    fn log_lines_hash_patients_under_the_key_and_name_ids_only_when_asked() {
+        let key = b"a secret of the deployment".to_vec();
+        let hashed = keyed_hash(&key, "MRN-884421907");
+        assert_eq!(hashed.len(), 64);
+        assert_eq!(hashed, keyed_hash(&key, "MRN-884421907"), "stable");
+        assert_ne!(hashed, keyed_hash(b"another key", "MRN-884421907"), "keyed");
+        assert!(!hashed.contains("884421907"));
+
+        let plain = LogLine { key: None, ids: false };
+        assert_eq!(plain.entity(Some("Task/MRN-884421907")), "Task");
+        assert_eq!(plain.entity(Some("Task")), "Task");
+        assert_eq!(plain.entity(Some("Patient/MRN-884421907")), "");
+        let with_ids = LogLine { key: None, ids: true };
+        assert_eq!(with_ids.entity(Some("Task/t-1")), "Task/t-1");
+        assert_eq!(with_ids.entity(Some("Task/not an id")), "Task");
+        assert_eq!(with_ids.entity(None), "");
     }
 
     #[test]
