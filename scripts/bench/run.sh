@@ -21,8 +21,11 @@ if ! command -v wrk >/dev/null; then
   echo "installing wrk (Debian package)" >&2
   (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
 fi
-cargo build --release --bin careplan >&2
-BIN=${CARGO_TARGET_DIR:-target}/release/careplan
+# BIN names an already built binary (skips the build).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --bin careplan >&2
+  BIN=${CARGO_TARGET_DIR:-target}/release/careplan
+fi
 WORK=$(mktemp -d)
 SERVER_PID=
 cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }

@@ -64,6 +64,21 @@ pub fn for_write(target: &str, recorded: &str, activity: Activity, who: Option<&
     by(target, recorded, activity, Agent::from(who))
 }
 
+/// The Provenance of one written version, by any agent, ready to store: the server writes the
+/// text itself, so it is split and indexed without the model check `ingest` gives client text
+/// (a test holds the two to the same result).
+pub fn prepared(
+    target: &str,
+    recorded: &str,
+    activity: Activity,
+    agent: Agent<'_>,
+) -> Result<crate::Prepared, serde_json::Error> {
+    let value = by(target, recorded, activity, agent);
+    let index = crate::search::extract(ResourceType::Provenance, &value);
+    // `json!` text is minified: `from_minified` reads it as it is.
+    Ok(crate::Prepared::from_minified(ResourceType::Provenance, &value.to_string())?.with_index(index))
+}
+
 /// The Provenance of one written version, by any agent.
 pub fn by(target: &str, recorded: &str, activity: Activity, agent: Agent<'_>) -> Value {
     let agent = match agent {
@@ -89,4 +104,27 @@ pub fn by(target: &str, recorded: &str, activity: Activity, agent: Agent<'_>) ->
             "who": agent
         }]
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ingest_as, IngestMode, VersionMeta};
+
+    #[test]
+    fn a_prepared_provenance_is_what_ingesting_its_text_gives() {
+        for agent in [Agent::Reference("Practitioner/p1"), Agent::Unidentified, Agent::Service("overdue")] {
+            for activity in [Activity::Create, Activity::Update, Activity::Delete] {
+                let target = "Task/t1/_history/3";
+                let recorded = "2026-12-05T12:00:00.123Z";
+                let fast = prepared(target, recorded, activity, agent).expect("prepared");
+                let text = by(target, recorded, activity, agent).to_string();
+                let checked = ingest_as(ResourceType::Provenance, text.as_bytes(), IngestMode::Create)
+                    .expect("the server's Provenance is valid");
+                let meta = VersionMeta { version_id: 1, last_updated_ms: 1 };
+                assert_eq!(fast.render("x", meta), checked.render("x", meta));
+                assert_eq!(fast.index(), checked.index());
+            }
+        }
+    }
 }

@@ -10,8 +10,8 @@ use crate::sql::Sql;
 /// Index tables, as the search SQL names them.
 pub(crate) const TABLES: [&str; 5] = ["search_token", "search_reference", "search_date", "search_string", "search_uri"];
 
-/// Rows per INSERT statement.
-const CHUNK: usize = 64;
+/// Index entries per script (`push_insert`): 64 rows of at most 8 values.
+pub(crate) const CHUNK: usize = 64;
 
 /// Parameters whose values come from server columns, not the index.
 fn from_columns(param: &str) -> bool {
@@ -20,17 +20,23 @@ fn from_columns(param: &str) -> bool {
 
 /// Remove the index rows of a resource.
 pub(crate) async fn clear(txn: &DatabaseTransaction, ty: ResourceType, id: &str) -> Result<(), DbErr> {
+    let mut sql = Sql::new(txn.get_database_backend());
+    push_clear(&mut sql, ty, id);
+    txn.execute(sql.statement()).await?;
+    Ok(())
+}
+
+/// Append the statements that remove the index rows of a resource to a script (`Sql::then`).
+pub(crate) fn push_clear(sql: &mut Sql, ty: ResourceType, id: &str) {
     for table in TABLES {
-        let mut sql = Sql::new(txn.get_database_backend());
-        sql.push("DELETE FROM ")
+        sql.then()
+            .push("DELETE FROM ")
             .push(table)
             .push(" WHERE resource_type = ")
             .bind(ty.as_str())
             .push(" AND resource_id = ")
             .bind(id);
-        txn.execute(sql.statement()).await?;
     }
-    Ok(())
 }
 
 /// Insert the index rows of a resource.
@@ -40,34 +46,44 @@ pub(crate) async fn insert(
     id: &str,
     entries: &[IndexEntry],
 ) -> Result<(), DbErr> {
+    for chunk in entries.chunks(CHUNK) {
+        let mut sql = Sql::new(txn.get_database_backend());
+        push_insert(&mut sql, ty, id, chunk);
+        if !sql.is_empty() {
+            txn.execute(sql.statement()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Append the statements that insert the index rows of a resource to a script: one multi-row
+/// INSERT per table that gets rows. At most `CHUNK` entries belong in one script (the bound
+/// values stay far below both backends' limits); `insert` splits larger sets.
+pub(crate) fn push_insert(sql: &mut Sql, ty: ResourceType, id: &str, entries: &[IndexEntry]) {
     let mut by_table: [Vec<(&str, Vec<Value>)>; 5] = Default::default();
     for entry in entries.iter().filter(|e| !from_columns(e.param)) {
         let (table, values) = columns(&entry.value);
         by_table[table].push((entry.param, values));
     }
-    for (table, rows) in by_table.iter().enumerate() {
-        for chunk in rows.chunks(CHUNK) {
-            if chunk.is_empty() {
-                continue;
+    for (table, chunk) in by_table.iter().enumerate() {
+        if chunk.is_empty() {
+            continue;
+        }
+        sql.then()
+            .push("INSERT INTO ")
+            .push(TABLES[table])
+            .push(" (resource_type, resource_id, param, ")
+            .push(column_names(table))
+            .push(") VALUES ");
+        for (i, (param, values)) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind(ty.as_str()).push(", ").bind(id).push(", ").bind(*param);
+            for value in values {
+                sql.push(", ").bind(value.clone());
             }
-            let mut sql = Sql::new(txn.get_database_backend());
-            sql.push("INSERT INTO ")
-                .push(TABLES[table])
-                .push(" (resource_type, resource_id, param, ")
-                .push(column_names(table))
-                .push(") VALUES ");
-            for (i, (param, values)) in chunk.iter().enumerate() {
-                sql.push(if i == 0 { "(" } else { ", (" });
-                sql.bind(ty.as_str()).push(", ").bind(id).push(", ").bind(*param);
-                for value in values {
-                    sql.push(", ").bind(value.clone());
-                }
-                sql.push(")");
-            }
-            txn.execute(sql.statement()).await?;
+            sql.push(")");
         }
     }
-    Ok(())
 }
 
 fn column_names(table: usize) -> &'static str {

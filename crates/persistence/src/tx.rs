@@ -16,7 +16,7 @@ use sea_orm::{
     QueryFilter, QuerySelect,
 };
 
-use crate::entity::{history, resource};
+use crate::entity::resource;
 use crate::error::StoreError;
 use crate::index;
 use crate::search;
@@ -276,7 +276,6 @@ async fn write_version(
             .filter(resource::Column::Id.eq(id))
             .exec(txn)
             .await?;
-        index::clear(txn, ty, id).await?;
     } else {
         let row = resource::ActiveModel {
             resource_type: Set(ty.as_str().to_owned()),
@@ -294,21 +293,36 @@ async fn write_version(
             return Ok(None);
         }
     }
-    if let Some(prepared) = prepared {
-        index::insert(txn, ty, id, prepared.index()).await?;
+    // The rest in one round trip: the old index rows out, the new in, the history row.
+    let entries = prepared.map_or(&[][..], Prepared::index);
+    let inline = entries.len() <= index::CHUNK;
+    let mut sql = Sql::new(txn.get_database_backend());
+    if current.is_some() {
+        index::push_clear(&mut sql, ty, id);
     }
-    history::Entity::insert(history::ActiveModel {
-        seq: sea_orm::ActiveValue::NotSet,
-        resource_type: Set(ty.as_str().to_owned()),
-        id: Set(id.to_owned()),
-        version_id: Set(version_id),
-        last_updated: Set(now),
-        method: Set(method.as_str().to_owned()),
-        deleted: Set(body.is_none()),
-        body: Set(body.clone()),
-    })
-    .exec_without_returning(txn)
-    .await?;
+    if inline {
+        index::push_insert(&mut sql, ty, id, entries);
+    }
+    sql.then()
+        .push("INSERT INTO resource_history (resource_type, id, version_id, last_updated, method, deleted, body) VALUES (")
+        .bind(ty.as_str())
+        .push(", ")
+        .bind(id)
+        .push(", ")
+        .bind(version_id)
+        .push(", ")
+        .bind(now)
+        .push(", ")
+        .bind(method.as_str())
+        .push(", ")
+        .bind(body.is_none())
+        .push(", ")
+        .bind(body.clone())
+        .push(")");
+    txn.execute(sql.statement()).await?;
+    if !inline {
+        index::insert(txn, ty, id, entries).await?;
+    }
     Ok(Some(StoredVersion { resource_type: ty, id: id.to_owned(), version_id, last_updated_ms: now, body }))
 }
 

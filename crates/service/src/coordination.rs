@@ -194,9 +194,8 @@ pub(crate) async fn record_by(
     let (version_id, last_updated_ms) = version;
     let target = format!("{ty}/{id}/_history/{version_id}");
     let recorded = domain::instant::to_fhir(last_updated_ms);
-    let text = provenance::by(&target, &recorded, activity, agent).to_string();
     let prepared =
-        ingest_as(ResourceType::Provenance, text.as_bytes(), IngestMode::Create).map_err(ApiError::Invalid)?;
+        provenance::prepared(&target, &recorded, activity, agent).map_err(|err| ApiError::Internal(err.into()))?;
     tx.create(&prepared, &uuid::Uuid::now_v7().to_string()).await?;
     Ok(())
 }

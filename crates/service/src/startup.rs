@@ -65,7 +65,11 @@ impl Application {
         let metrics = web::Data::new(Metrics::new(&store)?);
         let shutdown_grace = settings.shutdown_grace;
         let overdue_interval = settings.overdue_interval;
-        let state = web::Data::new(AppState { store, settings });
+        let state = web::Data::new(AppState { store, settings, capabilities: Default::default() });
+        if let Some(base) = &state.settings.base_url {
+            // Rendered now, so the first client does not pay for it.
+            state.capabilities.get(base.trim_end_matches('/'), &state.settings);
+        }
         let app_metrics = metrics.clone();
         let server = HttpServer::new(move || {
             let cors = hardening::cors(&hardening);
