@@ -48,11 +48,7 @@ async fn search_post(app: &TestApp, ty: &str, pairs: &[(String, String)]) -> req
 }
 
 fn form_urlencoded_body(pairs: &[(String, String)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
 }
 
 fn encode(text: &str) -> String {

@@ -98,14 +98,20 @@ impl Limits {
             if values > self.max_values_per_param {
                 return Err(too_costly(
                     &name,
-                    format!("{name} has {values} values; the limit max-values-per-param is {}", self.max_values_per_param),
+                    format!(
+                        "{name} has {values} values; the limit max-values-per-param is {}",
+                        self.max_values_per_param
+                    ),
                 ));
             }
             total += values;
             if total > self.max_values {
                 return Err(too_costly(
                     &name,
-                    format!("the search has more than {} values; the limit max-values is reached at {name}", self.max_values),
+                    format!(
+                        "the search has more than {} values; the limit max-values is reached at {name}",
+                        self.max_values
+                    ),
                 ));
             }
             let (chain, has) = depths(key);
@@ -201,9 +207,15 @@ mod tests {
     fn each_limit_refuses_what_exceeds_it_and_names_itself() {
         check("status=a,b,c&_id=x", None);
         check("part-of:Task.part-of:Task.status=x", None);
-        check("part-of:Task.part-of:Task.part-of:Task.status=x", Some(("max-chain-depth", Some("part-of:Task.part-of:Task.part-of:Task.status"))));
+        check(
+            "part-of:Task.part-of:Task.part-of:Task.status=x",
+            Some(("max-chain-depth", Some("part-of:Task.part-of:Task.part-of:Task.status"))),
+        );
         check("_has:Task:part-of:status=x", None);
-        check("_has:Task:part-of:_has:Task:part-of:status=x", Some(("max-has-depth", Some("_has:Task:part-of:_has:Task:part-of:status"))));
+        check(
+            "_has:Task:part-of:_has:Task:part-of:status=x",
+            Some(("max-has-depth", Some("_has:Task:part-of:_has:Task:part-of:status"))),
+        );
         check("status=a,b,c,d", Some(("max-values-per-param", Some("status"))));
         check("status=a\\,b\\,c\\,d", None);
         check("status=a,b,c&_id=d,e,f", Some(("max-values", Some("_id"))));

@@ -527,13 +527,7 @@ fn computed_clause(
     Ok(Clause { target: Target::Overdue(overdue), values: flags })
 }
 
-fn has_clause(
-    ty: ResourceType,
-    key: &str,
-    rest: &str,
-    value: &str,
-    nesting: usize,
-) -> Result<Option<Clause>, Issue> {
+fn has_clause(ty: ResourceType, key: &str, rest: &str, value: &str, nesting: usize) -> Result<Option<Clause>, Issue> {
     // _has:Type:reference:param  (param may itself be _has:...)
     let mut parts = rest.splitn(3, ':');
     let (Some(source), Some(reference), Some(inner_key)) = (parts.next(), parts.next(), parts.next()) else {
