@@ -37,8 +37,7 @@ fn assert_too_costly_outcome(body: &Value, limit: &str) {
 
 /// `POST [type]/_search` with `pairs` as the form body.
 async fn search_post(app: &TestApp, ty: &str, pairs: &[(String, String)]) -> reqwest::Response {
-    let mut form = form_urlencoded_body(pairs);
-    form.shrink_to_fit();
+    let form = form_urlencoded_body(pairs);
     app.request(Method::POST, &format!("{ty}/_search"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(form)
