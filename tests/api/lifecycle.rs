@@ -142,6 +142,18 @@ fn serve(settings: &[(&str, String)]) -> Served {
     served
 }
 
+/// The settings of a database of its own: a schema of `TEST_DATABASE_URL`, else a SQLite file
+/// in `dir`.
+fn own_database(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => vec![
+            ("CAREPLAN_DATABASE_URL", url),
+            ("CAREPLAN_DATABASE_SCHEMA", format!("t_{}", uuid::Uuid::new_v4().simple())),
+        ],
+        _ => vec![("CAREPLAN_DATABASE_URL", format!("sqlite://{}", dir.join("careplan.db").display()))],
+    }
+}
+
 /// A transaction Bundle creating `n` Tasks.
 fn bundle_of_tasks(n: usize) -> String {
     let entries: Vec<Value> = (0..n)
@@ -158,13 +170,7 @@ fn bundle_of_tasks(n: usize) -> String {
 async fn sigterm_during_a_transaction_lets_it_finish_and_loses_nothing() {
     // Arrange: the real binary on a database of its own.
     let dir = tempfile::tempdir().expect("temporary directory");
-    let database = match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => vec![
-            ("CAREPLAN_DATABASE_URL", url),
-            ("CAREPLAN_DATABASE_SCHEMA", format!("t_{}", uuid::Uuid::new_v4().simple())),
-        ],
-        _ => vec![("CAREPLAN_DATABASE_URL", format!("sqlite://{}", dir.path().join("careplan.db").display()))],
-    };
+    let database = own_database(dir.path());
     let mut served = serve(&database);
     const TASKS: usize = 500;
     let body = bundle_of_tasks(TASKS);
@@ -320,4 +326,46 @@ async fn with_an_otlp_endpoint_traces_and_metrics_reach_the_collector_without_ph
             assert!(!body.windows(phi.len()).any(|w| w == phi.as_bytes()), "{signal} holds {phi}");
         }
     }
+}
+
+#[tokio::test]
+async fn the_searches_that_aborted_the_process_are_refused_and_it_still_answers() {
+    // Arrange: the real binary (a stack overflow aborts a process, which no in-process server
+    // could survive to report).
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut served = serve(&own_database(dir.path()));
+    let base = format!("http://127.0.0.1:{}", served.port);
+    let client = reqwest::Client::new();
+    let chain = "part-of:Task.".repeat(2400) + "status";
+    let has = "_has:Task:part-of:".repeat(2500) + "status";
+    let batch = json!({ "resourceType": "Bundle", "type": "batch", "entry": [
+        { "request": { "method": "GET", "url": format!("Task?{has}=requested") } }
+    ]});
+
+    // Act: a 2,400-link chain by GET, a 2,500-deep _has by POST _search and in a batch.
+    let by_get = client.get(format!("{base}/fhir/Task?{chain}=requested")).send().await.expect("GET");
+    let by_post = client
+        .post(format!("{base}/fhir/Task/_search"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("{has}=requested"))
+        .send()
+        .await
+        .expect("POST _search");
+    let in_batch = client
+        .post(format!("{base}/fhir"))
+        .header("content-type", "application/fhir+json")
+        .body(batch.to_string())
+        .send()
+        .await
+        .expect("batch");
+
+    // Assert: refused, and the process lives on.
+    assert_eq!(by_get.status(), 400);
+    assert_eq!(by_post.status(), 400);
+    assert_eq!(in_batch.status(), 200);
+    let entry = &in_batch.json::<Value>().await.expect("batch-response")["entry"][0]["response"];
+    assert_eq!(entry["status"], "400 Bad Request", "{entry}");
+    assert!(served.child.try_wait().expect("wait").is_none(), "careplan is still running");
+    let livez = client.get(format!("{base}/livez")).send().await.expect("GET /livez");
+    assert_eq!(livez.status(), 200);
 }

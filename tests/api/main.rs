@@ -12,6 +12,7 @@ mod helpers;
 mod history;
 mod http_semantics;
 mod lifecycle;
+mod limits;
 mod observability;
 mod openapi;
 mod scenario;

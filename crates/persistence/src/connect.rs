@@ -2,7 +2,7 @@
 //! commit), or one PostgreSQL pool, optionally inside a named schema.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sea_orm::{DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -41,6 +41,11 @@ pub struct StoreConfig {
     pub acquire_timeout: Duration,
     /// Bytes each in-process cache may hold (see `cache.rs`); 0 disables caching.
     pub cache_bytes: u64,
+    /// Longest one statement may run before the database stops it (`StoreError::TimedOut`):
+    /// PostgreSQL's `statement_timeout` on every pooled connection; on SQLite a progress
+    /// handler on the reader connections (searches), reset each time one is taken from the
+    /// pool. Migrations run without it. `None`: no limit (the command-line tools).
+    pub statement_timeout: Option<Duration>,
 }
 
 impl StoreConfig {
@@ -61,6 +66,8 @@ pub(crate) struct Connections {
     pub(crate) backend: Backend,
     pub(crate) reader: DatabaseConnection,
     pub(crate) writer: DatabaseConnection,
+    /// For migrations: without the statement timeout.
+    pub(crate) schema: DatabaseConnection,
     pub(crate) pools: Pools,
 }
 
@@ -136,18 +143,37 @@ async fn connect_sqlite(config: &StoreConfig) -> Result<Connections, StoreError>
     // Readers rarely wait on SQLite (no network, caches in front): more than two per core only
     // costs memory, as each connection keeps its own page cache.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
-    let reader = SqlitePoolOptions::new()
+    let mut readers = SqlitePoolOptions::new()
         .max_connections(config.max_connections.clamp(1, 2 * cores))
         .min_connections(1)
-        .acquire_timeout(config.acquire_timeout)
-        .connect_with(options.read_only(true))
-        .await?;
+        .acquire_timeout(config.acquire_timeout);
+    if let Some(limit) = config.statement_timeout {
+        // A fresh watchdog each time a connection is handed out: sea-orm takes a pooled
+        // connection per statement, so the budget is one statement's.
+        readers = readers
+            .after_connect(move |conn, _| Box::pin(async move { watch(conn, limit).await }))
+            .before_acquire(move |conn, _| Box::pin(async move { watch(conn, limit).await.map(|()| true) }));
+    }
+    let reader = readers.connect_with(options.read_only(true)).await?;
+    let writes = SqlxSqliteConnector::from_sqlx_sqlite_pool(writer.clone());
     Ok(Connections {
         backend: Backend::Sqlite,
-        pools: Pools::Sqlite { reader: reader.clone(), writer: writer.clone() },
+        pools: Pools::Sqlite { reader: reader.clone(), writer },
         reader: SqlxSqliteConnector::from_sqlx_sqlite_pool(reader),
-        writer: SqlxSqliteConnector::from_sqlx_sqlite_pool(writer),
+        schema: writes.clone(),
+        writer: writes,
     })
+}
+
+/// VM instructions between two looks at the clock (a few tens of microseconds of work).
+const WATCH_EVERY_OPS: i32 = 1000;
+
+/// Stop any statement `conn` runs from now on once `limit` has passed (SQLite answers it with
+/// SQLITE_INTERRUPT, `StoreError::TimedOut`).
+async fn watch(conn: &mut sqlx::SqliteConnection, limit: Duration) -> Result<(), sqlx::Error> {
+    let deadline = Instant::now() + limit;
+    conn.lock_handle().await?.set_progress_handler(WATCH_EVERY_OPS, move || Instant::now() < deadline);
+    Ok(())
 }
 
 async fn connect_postgres(config: &StoreConfig) -> Result<Connections, StoreError> {
@@ -157,6 +183,12 @@ async fn connect_postgres(config: &StoreConfig) -> Result<Connections, StoreErro
             return Err(StoreError::Config("the schema name may hold only a-z, 0-9 and _".into()));
         }
         options = options.options([("search_path", schema.as_str())]);
+    }
+    // Migrations may build indexes over large tables: they run on a connection of their own,
+    // opened when needed, without the statement timeout.
+    let unlimited = options.clone();
+    if let Some(limit) = config.statement_timeout {
+        options = options.options([("statement_timeout", format!("{}ms", limit.as_millis().max(1)))]);
     }
     // One connection first, so that an unreachable server fails start-up with its own reason
     // ("connection refused") rather than the pool's "timed out".
@@ -177,5 +209,16 @@ async fn connect_postgres(config: &StoreConfig) -> Result<Connections, StoreErro
     }
     let pools = Pools::Postgres(pool.clone());
     let db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
-    Ok(Connections { backend: Backend::Postgres, reader: db.clone(), writer: db, pools })
+    let schema = if config.statement_timeout.is_some() {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .idle_timeout(Duration::from_secs(60))
+            .acquire_timeout(config.acquire_timeout)
+            .connect_lazy_with(unlimited);
+        SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
+    } else {
+        db.clone()
+    };
+    Ok(Connections { backend: Backend::Postgres, reader: db.clone(), writer: db, schema, pools })
 }

@@ -24,6 +24,15 @@ pub enum StoreError {
     /// time, or the one in use broke. Worth retrying; the pool reconnects by itself.
     #[error("the database is unreachable")]
     Unavailable(#[source] DbErr),
+    /// A statement ran past the statement timeout and the database stopped it (PostgreSQL
+    /// 57014, SQLite's progress handler: SQLITE_INTERRUPT).
+    #[error("the statement took too long")]
+    TimedOut(#[source] DbErr),
+    /// The statement exceeds what the database can compile (SQLite "Expression tree is too
+    /// large", "too many SQL variables"; PostgreSQL class 54, program limit exceeded). The
+    /// search limits keep requests from getting here; this is the last line.
+    #[error("the statement is too complex")]
+    TooComplex(#[source] DbErr),
     /// The database failed.
     #[error("database error")]
     Database(#[source] DbErr),
@@ -33,9 +42,27 @@ impl From<DbErr> for StoreError {
     fn from(err: DbErr) -> Self {
         if unreachable(&err) {
             StoreError::Unavailable(err)
+        } else if code_is(&err, |code, _| code == "57014" || code == "9") {
+            StoreError::TimedOut(err)
+        } else if code_is(&err, |code, message| {
+            code.starts_with("54")
+                || (code == "1" && (message.contains("too large") || message.contains("too many SQL variables")))
+        }) {
+            StoreError::TooComplex(err)
         } else {
             StoreError::Database(err)
         }
+    }
+}
+
+/// Whether `err` is a database error whose code (and message) `test` accepts.
+fn code_is(err: &DbErr, test: impl Fn(&str, &str) -> bool) -> bool {
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(sqlx::Error::Database(db)))
+        | DbErr::Query(RuntimeErr::SqlxError(sqlx::Error::Database(db))) => {
+            db.code().is_some_and(|code| test(&code, db.message()))
+        }
+        _ => false,
     }
 }
 

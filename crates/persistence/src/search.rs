@@ -32,9 +32,6 @@ pub struct SearchPage {
     pub previous: Option<String>,
 }
 
-/// Most include rounds for `:iterate`.
-const MAX_ITERATIONS: usize = 4;
-
 impl Store {
     /// The page of current resources of `ty` matching `request`, at most `count` of them.
     #[tracing::instrument(name = "db.search", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "search", fhir.resource_type = %ty))]
@@ -71,7 +68,8 @@ impl Store {
 
     /// `includes`, keeping only resources `keep` accepts; a resource it refuses is neither
     /// returned nor followed by `:iterate` (access control: what may not be seen does not lead
-    /// anywhere either).
+    /// anywhere either). `:iterate` stops after `request.include_depth` rounds, and on cycles:
+    /// a resource already seen is not followed again.
     #[tracing::instrument(name = "db.include", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "include", fhir.resource_type = %ty))]
     pub async fn includes_where(
         &self,
@@ -86,7 +84,7 @@ impl Store {
         let mut seen: HashSet<(ResourceType, String)> = matches.iter().map(|m| (ty, m.id.clone())).collect();
         let mut included = Vec::new();
         let mut frontier: Vec<(ResourceType, String)> = matches.iter().map(|m| (ty, m.id.clone())).collect();
-        for round in 0..=MAX_ITERATIONS {
+        for round in 0..=request.include_depth {
             let mut found = Vec::new();
             for include in request.include.iter().filter(|i| round == 0 || i.iterate) {
                 found.extend(self.forward(include, &frontier).await?);

@@ -105,13 +105,13 @@ pub struct HistoryQuery {
 impl Store {
     /// Connect to the database named by `config`. Fails fast when it cannot be reached.
     pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
-        let connect::Connections { backend, reader, writer, pools } = connect::connect(config).await?;
+        let connect::Connections { backend, reader, writer, schema, pools } = connect::connect(config).await?;
         let (queue, cache_current) = match backend {
             Backend::Sqlite => (Writer::queue(writer.clone()), true),
             Backend::Postgres => (Writer::Direct(writer.clone()), false),
         };
         let caches = Arc::new(Caches::new(config.cache_bytes, cache_current));
-        Ok(Self { backend, reader, schema: writer, writer: queue, caches, announcer: None, pools })
+        Ok(Self { backend, reader, schema, writer: queue, caches, announcer: None, pools })
     }
 
     /// This store, telling `announcer` of every version each write transaction writes, inside
@@ -404,6 +404,7 @@ mod tests {
             max_connections: 2,
             acquire_timeout: Duration::from_secs(5),
             cache_bytes: 0,
+            statement_timeout: None,
         };
         let store = Store::connect(&config).await.expect("store");
         store.migrate().await.expect("migrations");

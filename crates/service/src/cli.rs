@@ -62,6 +62,7 @@ impl DatabaseArgs {
             max_connections: self.database_max_connections,
             acquire_timeout: Duration::from_secs(self.database_acquire_timeout_secs),
             cache_bytes: self.cache_mib * 1024 * 1024,
+            statement_timeout: None,
         }
     }
 }
@@ -114,9 +115,15 @@ struct ServeArgs {
     /// Seconds one request may take before it is answered with 503.
     #[arg(long, env = "CAREPLAN_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     request_timeout_secs: u64,
+    /// Milliseconds one database statement may run before the database stops it (default: 9/10
+    /// of the request timeout).
+    #[arg(long, env = "CAREPLAN_STATEMENT_TIMEOUT_MS")]
+    statement_timeout_ms: Option<u64>,
     /// On SIGTERM, seconds requests in flight may take to finish before the server stops anyway.
     #[arg(long, env = "CAREPLAN_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     shutdown_grace_secs: u64,
+    #[command(flatten)]
+    search_limits: SearchLimitArgs,
     /// HTTP worker threads (default: one per CPU core).
     #[arg(long, env = "CAREPLAN_WORKERS")]
     workers: Option<usize>,
@@ -151,6 +158,47 @@ struct ServeArgs {
     audit_log_ids: bool,
     #[command(flatten)]
     subscriptions: SubscriptionArgs,
+}
+
+/// How costly one search may be (`domain::search::Limits`); more is refused with 400 too-costly.
+#[derive(Args, Debug)]
+struct SearchLimitArgs {
+    /// Most links of a chained search parameter (`part-of:Task.status` has 1); at most 8.
+    #[arg(long, env = "CAREPLAN_SEARCH_MAX_CHAIN_DEPTH", default_value_t = 4)]
+    search_max_chain_depth: usize,
+    /// Most nested `_has` in one parameter; at most 8.
+    #[arg(long, env = "CAREPLAN_SEARCH_MAX_HAS_DEPTH", default_value_t = 4)]
+    search_max_has_depth: usize,
+    /// Most rounds of `_include:iterate` / `_revinclude:iterate` after the first; at most 16.
+    #[arg(long, env = "CAREPLAN_SEARCH_MAX_INCLUDE_DEPTH", default_value_t = 4)]
+    search_max_include_depth: usize,
+    /// Most parameters in one search; at most 256.
+    #[arg(long, env = "CAREPLAN_SEARCH_MAX_PARAMS", default_value_t = 64)]
+    search_max_params: usize,
+    /// Most comma-separated values of one parameter; at most 500.
+    #[arg(long, env = "CAREPLAN_SEARCH_MAX_VALUES_PER_PARAM", default_value_t = 100)]
+    search_max_values_per_param: usize,
+    /// Most values of all parameters together; at most 5000.
+    #[arg(long, env = "CAREPLAN_SEARCH_MAX_VALUES", default_value_t = 1000)]
+    search_max_values: usize,
+    /// Most bytes of the decoded parameters of one search (query string or form body); at most 1 MiB.
+    #[arg(long, env = "CAREPLAN_SEARCH_MAX_QUERY_BYTES", default_value_t = 16 * 1024)]
+    search_max_query_bytes: usize,
+}
+
+impl SearchLimitArgs {
+    fn limits(&self) -> domain::search::Limits {
+        domain::search::Limits {
+            max_chain_depth: self.search_max_chain_depth,
+            max_has_depth: self.search_max_has_depth,
+            max_include_depth: self.search_max_include_depth,
+            max_params: self.search_max_params,
+            max_values_per_param: self.search_max_values_per_param,
+            max_values: self.search_max_values,
+            max_query_bytes: self.search_max_query_bytes,
+        }
+        .capped()
+    }
 }
 
 #[derive(Args, Debug)]
@@ -254,7 +302,10 @@ impl ServeArgs {
     fn settings(&self) -> Settings {
         Settings {
             addr: self.addr.clone(),
-            database: self.database.store_config(),
+            database: StoreConfig {
+                statement_timeout: self.statement_timeout_ms.map(|ms| Duration::from_millis(ms.max(1))),
+                ..self.database.store_config()
+            },
             migrate: !self.no_migrate,
             max_body_bytes: self.max_body_bytes,
             base_url: self.base_url.clone(),
@@ -272,6 +323,7 @@ impl ServeArgs {
             max_bundle_entries: self.max_bundle_entries.max(1),
             multiple_delete: self.multiple_delete,
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+            search_limits: self.search_limits.limits(),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             workers: self.workers,
             overdue_interval: Duration::from_secs(self.overdue_interval_secs),

@@ -35,8 +35,12 @@ pub struct Settings {
     pub max_bundle_entries: usize,
     /// Whether a conditional delete may delete several matches (otherwise 412).
     pub multiple_delete: bool,
-    /// Longest time one request may take before it is answered with 503.
+    /// Longest time one request may take before it is answered with 503. Each database
+    /// statement is stopped a little earlier (`database.statement_timeout`; when unset, 9/10 of
+    /// this), so that work ends with its request and frees its connection.
     pub request_timeout: Duration,
+    /// How costly one search (or conditional criteria) may be; more is refused with 400.
+    pub search_limits: domain::search::Limits,
     /// On SIGTERM, how long requests in flight may run on before the server stops anyway.
     pub shutdown_grace: Duration,
     /// HTTP worker threads; the number of CPU cores when unset.
@@ -179,6 +183,14 @@ impl Default for AuditSettings {
 }
 
 impl Settings {
+    /// The statement timeout in force: the configured one, else 9/10 of the request timeout
+    /// (at least 100 ms), so a statement is stopped before its request is given up.
+    pub fn statement_timeout(&self) -> Duration {
+        self.database
+            .statement_timeout
+            .unwrap_or_else(|| (self.request_timeout * 9 / 10).max(Duration::from_millis(100)))
+    }
+
     /// Defaults suitable for tests: the given database, a random port, migrations applied.
     pub fn for_tests(database_url: &str, schema: Option<String>) -> Self {
         Self {
@@ -189,6 +201,7 @@ impl Settings {
                 max_connections: 8,
                 acquire_timeout: Duration::from_secs(10),
                 cache_bytes: 8 * 1024 * 1024,
+                statement_timeout: None,
             },
             migrate: true,
             max_body_bytes: 10 * 1024 * 1024,
@@ -201,6 +214,7 @@ impl Settings {
             max_bundle_entries: 1000,
             multiple_delete: false,
             request_timeout: Duration::from_secs(30),
+            search_limits: domain::search::Limits::default(),
             shutdown_grace: Duration::from_secs(30),
             workers: Some(2),
             // Tests run the job themselves (`Application::jobs`), when they choose.

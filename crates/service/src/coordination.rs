@@ -49,6 +49,8 @@ pub(crate) struct Context {
     pub(crate) base: String,
     /// URL prefixes a Subscription's endpoint must start with.
     pub(crate) subscription_endpoints: std::sync::Arc<[String]>,
+    /// How costly conditional criteria may be (the same limits as a search).
+    pub(crate) search_limits: domain::search::Limits,
 }
 
 /// Task statuses in which work is still open.

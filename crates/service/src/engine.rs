@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use actix_web::web::Bytes;
 use domain::search::query::{self, SearchRequest};
+use domain::search::Limits;
 use domain::{ingest_as, references, IngestMode, Issue, IssueCode, Prepared, ResourceType};
 use persistence::{DeleteOutcome, StoreError, StoredVersion, Tx};
 
@@ -287,7 +288,7 @@ async fn run(
     let mut targets: Vec<Option<Resolved>> = vec![None; entries.len()];
     for &i in &order {
         let entry = &entries[i];
-        let resolved = resolve(tx, &ctx.access, entry, allow_multiple).await.map_err(|e| failure(i, e))?;
+        let resolved = resolve(tx, ctx, entry, allow_multiple).await.map_err(|e| failure(i, e))?;
         if let (Some(full_url), Some(Resolved::Id(id) | Resolved::Existing(StoredVersion { id, .. }))) =
             (&entry.full_url, &resolved)
         {
@@ -303,7 +304,7 @@ async fn run(
                 if links.contains_key(&reference) {
                     continue;
                 }
-                let target = resolve_reference(tx, &ctx.access, &reference).await.map_err(|e| failure(i, e))?;
+                let target = resolve_reference(tx, ctx, &reference).await.map_err(|e| failure(i, e))?;
                 links.insert(reference, target);
             }
         }
@@ -338,17 +339,18 @@ async fn run(
 /// in them are narrowed here.
 async fn resolve(
     tx: &Tx<'_>,
-    access: &Access,
+    ctx: &Context,
     entry: &EntryRequest,
     allow_multiple: bool,
 ) -> Result<Option<Resolved>, ApiError> {
     let ty = entry.ty;
+    let (access, limits) = (&ctx.access, &ctx.search_limits);
     match (entry.verb, &entry.address) {
         (Verb::Get, _) => Ok(None),
         (Verb::Post, _) => match &entry.if_none_exist {
             None => Ok(Some(Resolved::Id(uuid::Uuid::now_v7().to_string()))),
             Some(pairs) => {
-                let found = find_locked(tx, access, ty, pairs, 2, "If-None-Exist").await?;
+                let found = find_locked(tx, access, limits, ty, pairs, 2, "If-None-Exist").await?;
                 match found.as_slice() {
                     [] => Ok(Some(Resolved::Id(uuid::Uuid::now_v7().to_string()))),
                     [existing] => Ok(Some(Resolved::Existing(existing.clone()))),
@@ -363,7 +365,7 @@ async fn resolve(
             Ok(Some(Resolved::Id(id.clone())))
         }
         (Verb::Put | Verb::Patch, Address::Criteria(pairs)) => {
-            let found = find_locked(tx, access, ty, pairs, 2, "the criteria").await?;
+            let found = find_locked(tx, access, limits, ty, pairs, 2, "the criteria").await?;
             match found.as_slice() {
                 [] if entry.verb == Verb::Put => {
                     // No match: create, under the body's id when it carries one.
@@ -377,7 +379,7 @@ async fn resolve(
         }
         (Verb::Delete, Address::Criteria(pairs)) => {
             let limit = if allow_multiple { 1000 } else { 2 };
-            let found = find_locked(tx, access, ty, pairs, limit, "the criteria").await?;
+            let found = find_locked(tx, access, limits, ty, pairs, limit, "the criteria").await?;
             match found.as_slice() {
                 [] => Ok(Some(Resolved::Nothing)),
                 [one] => Ok(Some(Resolved::Id(one.id.clone()))),
@@ -413,23 +415,30 @@ fn body_id(entry: &EntryRequest) -> Option<String> {
 async fn find_locked(
     tx: &Tx<'_>,
     access: &Access,
+    limits: &Limits,
     ty: ResourceType,
     pairs: &[(String, String)],
     limit: u64,
     what: &str,
 ) -> Result<Vec<StoredVersion>, ApiError> {
-    let mut request = criteria(ty, pairs, what)?;
+    let mut request = criteria(ty, pairs, limits, what)?;
     access.narrow_chains(&mut request.clauses)?;
     tx.lock(&format!("{ty}?{}", canonical(pairs))).await?;
     Ok(tx.find(ty, &request, limit).await?)
 }
 
-/// Parse conditional criteria strictly: an unknown parameter must not widen the match.
-fn criteria(ty: ResourceType, pairs: &[(String, String)], what: &str) -> Result<SearchRequest, ApiError> {
+/// Parse conditional criteria strictly (an unknown parameter must not widen the match), within
+/// the search limits.
+fn criteria(
+    ty: ResourceType,
+    pairs: &[(String, String)],
+    limits: &Limits,
+    what: &str,
+) -> Result<SearchRequest, ApiError> {
     if pairs.is_empty() {
         return Err(ApiError::invalid(IssueCode::Required, what, format!("{what} must name at least one parameter")));
     }
-    let request = query::parse(ty, pairs, true).map_err(ApiError::Invalid)?;
+    let request = query::parse_within(ty, pairs, true, limits).map_err(ApiError::Invalid)?;
     // Result parameters alone (`_count`, `_sort`, ...) select nothing: they would match every
     // resource, and a conditional delete must never mean "all of them".
     if request.clauses.is_empty() {
@@ -462,7 +471,8 @@ fn multiple(ty: ResourceType, pairs: &[(String, String)], what: &str) -> ApiErro
 }
 
 /// `Type?criteria` → `Type/id` of the one resource it matches among those `access` may search.
-async fn resolve_reference(tx: &Tx<'_>, access: &Access, reference: &str) -> Result<String, ApiError> {
+async fn resolve_reference(tx: &Tx<'_>, ctx: &Context, reference: &str) -> Result<String, ApiError> {
+    let access = &ctx.access;
     let (name, query) = reference.split_once('?').unwrap_or((reference, ""));
     let Some(ty) = ResourceType::parse(name) else {
         return Err(ApiError::invalid(
@@ -473,7 +483,7 @@ async fn resolve_reference(tx: &Tx<'_>, access: &Access, reference: &str) -> Res
     };
     let pairs: Vec<(String, String)> =
         form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-    let mut request = criteria(ty, &pairs, "the conditional reference")?;
+    let mut request = criteria(ty, &pairs, &ctx.search_limits, "the conditional reference")?;
     access.narrow(ty, &mut request)?;
     let found = tx.find(ty, &request, 2).await?;
     match found.as_slice() {

@@ -209,6 +209,14 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(_) => {
                 ApiError::Unavailable("the database is busy or unreachable; retry later".into())
             }
+            // Stopped by the statement timeout: its connection is free again.
+            StoreError::TimedOut(_) => {
+                ApiError::Unavailable("the request took longer than the statement timeout allows".into())
+            }
+            StoreError::TooComplex(_) => ApiError::Invalid(vec![Issue::general(
+                IssueCode::TooCostly,
+                "the search is too complex for the database; use fewer parameters, values or chain links",
+            )]),
             other => ApiError::Internal(other.into()),
         }
     }

@@ -170,6 +170,7 @@ pub(crate) fn context(req: &HttpRequest, state: &AppState, access: &Access) -> C
         provenance: state.settings.provenance,
         base: base_url(req, state),
         subscription_endpoints: state.settings.subscriptions.endpoints.clone(),
+        search_limits: state.settings.search_limits,
     }
 }
 

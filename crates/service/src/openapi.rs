@@ -642,7 +642,10 @@ const HISTORY: &str = "Newest first, paged with `_count` and the `next` link (`_
 
 const SEARCH: &str = "Parameters combine with AND; comma-separated values of one parameter with OR. \
 Unknown parameters are ignored and named in an OperationOutcome entry of the Bundle, or refused \
-with 400 under `Prefer: handling=strict`. Paging follows the `next` link (`_cursor`).";
+with 400 under `Prefer: handling=strict`. Paging follows the `next` link (`_cursor`). A search \
+costlier than the deployment's limits (by default: chains and `_has` of more than 4 links, more \
+than 64 parameters, 100 values in one or 1,000 in all, 16 KiB of parameters) is refused with 400 \
+`too-costly` naming the limit; one that runs past the statement timeout answers 503.";
 
 /// What a write does, as far as the care-coordination rules are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

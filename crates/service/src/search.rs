@@ -68,7 +68,8 @@ pub(crate) async fn searchset(
     strict: bool,
 ) -> Result<String, ApiError> {
     access.require(ty, Letter::Search)?;
-    let mut request = query::parse(ty, pairs, strict).map_err(ApiError::Invalid)?;
+    let mut request =
+        query::parse_within(ty, pairs, strict, &state.settings.search_limits).map_err(ApiError::Invalid)?;
     // Narrowed after parsing: the self link shows what the client asked, the SQL what it may see.
     access.narrow(ty, &mut request)?;
     let settings = &state.settings;

@@ -37,9 +37,11 @@ pub struct Application {
 impl Application {
     /// Connect to the database (failing fast if it is unreachable), apply migrations unless
     /// told not to, and bind the listener.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+    pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
         let matcher = Matcher::default();
         let wake = matcher.committed.clone();
+        settings.database.statement_timeout = Some(settings.statement_timeout());
+        settings.search_limits = settings.search_limits.capped();
         let store = Store::connect(&settings.database)
             .await
             .with_context(|| format!("cannot connect to the database {}", settings.database.redacted_url()))?

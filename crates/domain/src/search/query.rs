@@ -5,6 +5,7 @@
 use crate::issue::{Issue, IssueCode};
 use crate::resource::ResourceType;
 use crate::search::dates;
+use crate::search::limits::{self, Limits};
 use crate::search::params::{self, Computed, ParamType, SearchParam, Shape};
 use crate::workflow::TaskStatus;
 use crate::worklist;
@@ -27,6 +28,8 @@ pub struct SearchRequest {
     pub ignored: Vec<String>,
     /// The parameters understood, in order, for the self link.
     pub understood: Vec<(String, String)>,
+    /// Rounds of `:iterate` includes after the first (`Limits::max_include_depth`).
+    pub include_depth: usize,
 }
 
 /// One search parameter occurrence: its values are ORed.
@@ -228,11 +231,23 @@ pub struct Include {
 const RESULT_PARAMS: [&str; 10] =
     ["_sort", "_count", "_total", "_summary", "_elements", "_include", "_revinclude", "_format", "_pretty", "_cursor"];
 
-/// Parse `pairs` (decoded query or form parameters, in order) as a search of `ty`.
-/// Unknown parameters are errors when `strict`, otherwise ignored and listed in `ignored`;
-/// malformed values are always errors.
+/// Parse `pairs` (decoded query or form parameters, in order) as a search of `ty`, within the
+/// default `Limits`. Unknown parameters are errors when `strict`, otherwise ignored and listed
+/// in `ignored`; malformed values are always errors.
 pub fn parse(ty: ResourceType, pairs: &[(String, String)], strict: bool) -> Result<SearchRequest, Vec<Issue>> {
-    let mut request = SearchRequest::default();
+    parse_within(ty, pairs, strict, &Limits::default())
+}
+
+/// `parse`, within `limits`: a request exceeding one is refused (`too-costly`) before any
+/// parameter is parsed.
+pub fn parse_within(
+    ty: ResourceType,
+    pairs: &[(String, String)],
+    strict: bool,
+    limits: &Limits,
+) -> Result<SearchRequest, Vec<Issue>> {
+    limits.check(pairs).map_err(|issue| vec![issue])?;
+    let mut request = SearchRequest { include_depth: limits.max_include_depth, ..SearchRequest::default() };
     let mut issues = Vec::new();
     for (key, value) in pairs {
         if let Some(c) = crate::text::forbidden_char(key).or_else(|| crate::text::forbidden_char(value)) {
@@ -271,7 +286,7 @@ fn parse_pair(ty: ResourceType, key: &str, value: &str, request: &mut SearchRequ
     if RESULT_PARAMS.contains(&key) || key.starts_with("_include") || key.starts_with("_revinclude") {
         return parse_result_param(ty, key, value, request);
     }
-    match clause(ty, key, value)? {
+    match clause(ty, key, value, 0)? {
         Some(clause) => {
             request.clauses.push(clause);
             Ok(Parsed::Understood)
@@ -381,10 +396,23 @@ fn parse_include(value: &str, iterate: bool) -> Option<Include> {
     Some(Include { source_type: Some(source), param: Some(param), target_type, iterate })
 }
 
-/// Parse one filter parameter; `None` when the name is unknown.
-fn clause(ty: ResourceType, key: &str, value: &str) -> Result<Option<Clause>, Issue> {
+/// Recursion depth of `clause` that no request reaches: `Limits::check` refuses deeper chains
+/// and `_has` before parsing; this bound holds even if a caller skipped it.
+const MAX_NESTING: usize = Limits::CEILING.max_chain_depth + Limits::CEILING.max_has_depth;
+
+/// Parse one filter parameter, `nesting` chain or `_has` links down; `None` when the name is
+/// unknown.
+fn clause(ty: ResourceType, key: &str, value: &str, nesting: usize) -> Result<Option<Clause>, Issue> {
+    if nesting > MAX_NESTING {
+        let (chain, has) = limits::depths(key);
+        return Err(Issue::error(
+            IssueCode::TooCostly,
+            "search parameter",
+            format!("a chain or _has nests {} more links than the {MAX_NESTING} allowed", chain + has),
+        ));
+    }
     if let Some(rest) = key.strip_prefix("_has:") {
-        return has_clause(ty, key, rest, value);
+        return has_clause(ty, key, rest, value, nesting);
     }
     // Forward chain: name[:Type].param
     if let Some((head, tail)) = key.split_once('.') {
@@ -412,7 +440,7 @@ fn clause(ty: ResourceType, key: &str, value: &str) -> Result<Option<Clause>, Is
                 format!("chain through '{name}' needs a target type this server holds, e.g. {name}:CarePlan.status"),
             ));
         };
-        let Some(inner) = clause(target_type, tail, value)? else {
+        let Some(inner) = clause(target_type, tail, value, nesting + 1)? else {
             return Ok(None);
         };
         return Ok(Some(Clause {
@@ -499,7 +527,7 @@ fn computed_clause(
     Ok(Clause { target: Target::Overdue(overdue), values: flags })
 }
 
-fn has_clause(ty: ResourceType, key: &str, rest: &str, value: &str) -> Result<Option<Clause>, Issue> {
+fn has_clause(ty: ResourceType, key: &str, rest: &str, value: &str, nesting: usize) -> Result<Option<Clause>, Issue> {
     // _has:Type:reference:param  (param may itself be _has:...)
     let mut parts = rest.splitn(3, ':');
     let (Some(source), Some(reference), Some(inner_key)) = (parts.next(), parts.next(), parts.next()) else {
@@ -514,7 +542,7 @@ fn has_clause(ty: ResourceType, key: &str, rest: &str, value: &str) -> Result<Op
     if !reference.targets.is_empty() && !reference.targets.contains(&ty.as_str()) {
         return Err(bad(key, format!("_has: {source_type}.{} cannot refer to {ty}", reference.name)));
     }
-    let Some(inner) = clause(source_type, inner_key, value)? else {
+    let Some(inner) = clause(source_type, inner_key, value, nesting + 1)? else {
         return Err(bad(key, format!("_has: '{inner_key}' is not a search parameter of {source_type}")));
     };
     Ok(Some(Clause { target: Target::Has { source_type, reference, inner: vec![inner] }, values: Vec::new() }))
@@ -784,6 +812,39 @@ mod tests {
             assert!(parse(ResourceType::Task, &pairs(bad), true).is_err(), "{bad}");
         }
         assert!(parse(ResourceType::CarePlan, &pairs("overdue=true"), true).is_err(), "Task only");
+    }
+
+    #[test]
+    fn chains_and_has_beyond_the_limits_are_refused_before_parsing() {
+        let check = |key: String, limit: &str| {
+            let issues = parse(ResourceType::Task, &[(key.clone(), "requested".into())], true).expect_err("refused");
+            assert_eq!(issues.len(), 1, "{issues:?}");
+            assert_eq!(issues[0].code, IssueCode::TooCostly);
+            assert!(issues[0].diagnostics.contains(limit), "{}", issues[0].diagnostics);
+        };
+        // 31 KB: longer than the query may be, which is checked first.
+        check("part-of:Task.".repeat(2400) + "status", "max-query-bytes");
+        check("part-of:Task.".repeat(5) + "status", "max-chain-depth");
+        check("_has:Task:part-of:".repeat(2500) + "status", "max-query-bytes");
+        check("_has:Task:part-of:".repeat(5) + "status", "max-has-depth");
+        let deep_ok = "part-of:Task.".repeat(4) + "status";
+        assert!(parse(ResourceType::Task, &[(deep_ok, "requested".into())], true).is_ok());
+        let has_ok = "_has:Task:part-of:".repeat(4) + "status";
+        assert!(parse(ResourceType::Task, &[(has_ok, "requested".into())], true).is_ok());
+    }
+
+    #[test]
+    fn the_parser_stops_nesting_even_when_the_limits_are_not_checked() {
+        let key = "part-of:Task.".repeat(10_000) + "status";
+        let issue = clause(ResourceType::Task, &key, "requested", 0).expect_err("bounded");
+        assert_eq!(issue.code, IssueCode::TooCostly);
+    }
+
+    #[test]
+    fn include_depth_comes_from_the_limits() {
+        let limits = Limits { max_include_depth: 2, ..Limits::default() };
+        let request = parse_within(ResourceType::Task, &pairs("_include:iterate=Task:part-of"), true, &limits);
+        assert_eq!(request.expect("valid").include_depth, 2);
     }
 
     #[test]
