@@ -25,6 +25,31 @@ def care_plan(n: int, with_id: bool) -> dict:
     return plan
 
 
+def transaction(n: int) -> dict:
+    """A transaction Bundle of 7 entries: a CareTeam, a CarePlan naming it and five Tasks based on
+    the plan, linked by urn:uuid fullUrls, for patient p-(n % 1000)."""
+    patient = {"reference": f"Patient/p-{n % 1000}"}
+    team = {"resourceType": "CareTeam", "status": "active", "name": "Complex care team", "subject": patient,
+            "participant": [{"member": {"reference": "Practitioner/pr-1"}}]}
+    plan = {**care_plan(n, with_id=False), "careTeam": [{"reference": "urn:uuid:00000000-0000-4000-8000-000000000001"}]}
+    entries = [
+        {"fullUrl": "urn:uuid:00000000-0000-4000-8000-000000000001", "resource": team,
+         "request": {"method": "POST", "url": "CareTeam"}},
+        {"fullUrl": "urn:uuid:00000000-0000-4000-8000-000000000002", "resource": plan,
+         "request": {"method": "POST", "url": "CarePlan"}},
+    ]
+    for t, what in enumerate(["Intake call", "Insurance help", "Arrange transportation", "Parent coaching",
+                              "Monthly care meeting"]):
+        task = {"resourceType": "Task", "status": "requested", "intent": "order", "priority": "routine",
+                "description": what, "for": patient,
+                "basedOn": [{"reference": "urn:uuid:00000000-0000-4000-8000-000000000002"}],
+                "requester": {"reference": "Practitioner/pr-1"}, "owner": {"reference": "Practitioner/pr-2"},
+                "restriction": {"period": {"end": "2026-12-31"}}}
+        entries.append({"fullUrl": f"urn:uuid:00000000-0000-4000-8000-00000000001{t}", "resource": task,
+                        "request": {"method": "POST", "url": "Task"}})
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
 if __name__ == "__main__":
     import json
     import sys

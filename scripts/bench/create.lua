@@ -3,7 +3,7 @@ local f = assert(io.open(os.getenv("BODY_FILE"), "r"))
 local body = f:read("*a")
 f:close()
 wrk.method = "POST"
-wrk.path = "/fhir/CarePlan"
+wrk.path = (os.getenv("BASE") or "/fhir") .. "/CarePlan"
 wrk.body = body
 wrk.headers["Content-Type"] = "application/fhir+json"
 wrk.headers["Prefer"] = "return=minimal"

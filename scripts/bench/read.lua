@@ -7,5 +7,5 @@ local token = os.getenv("TOKEN")
 local headers = {}
 if token and token ~= "" then headers["Authorization"] = "Bearer " .. token end
 function request()
-  return wrk.format("GET", "/fhir/CarePlan/bench-" .. math.random(0, count - 1), headers)
+  return wrk.format("GET", (os.getenv("BASE") or "/fhir") .. "/CarePlan/bench-" .. math.random(0, count - 1), headers)
 end

@@ -2,13 +2,20 @@
 # `make bench`: a repeatable load benchmark of the release build with wrk on loopback.
 # For each backend (SQLite always; PostgreSQL when reachable): start the server on a fresh
 # database, time start-up to the first answer, seed 10,000 care plans over 1,000 patients, then
-# run read, vread, create and update for DURATION seconds at CONNECTIONS connections, printing
-# requests/s, p50/p99 latency and the server's peak RSS during each scenario.
+# run read, vread, create, update, search (CarePlan?patient=) and a 7-entry transaction for
+# DURATION seconds at each of CONNS connections, printing requests/s, p50/p99 latency and the
+# server's peak RSS during each scenario (plus PostgreSQL's processes, summed, on PostgreSQL).
+# PEER=http://host:port/base runs the same scenarios against another FHIR server in the same run
+# (PEER_PID: its process, for its RSS) and prints our throughput as a ratio of the peer's.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=scripts/bench
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-16}
+CONNS=${CONNS:-16 64}
+SCENARIOS=${SCENARIOS:-read vread create update search transaction}
+PEER=${PEER:-}
+PEER_PID=${PEER_PID:-}
 THREADS=${THREADS:-2}
 SEEDED=${SEEDED:-10000}
 PORT=${PORT:-18181}
@@ -33,6 +40,8 @@ trap cleanup EXIT
 
 python3 -c "import sys; sys.path.insert(0, '$HERE'); import json, bodies; print(json.dumps(bodies.care_plan(7, with_id=False)))" > "$WORK/create.json"
 python3 -c "import sys; sys.path.insert(0, '$HERE'); import json, bodies; print(json.dumps(bodies.care_plan(0, with_id=True)).replace('bench-0', 'bench-ID'))" > "$WORK/update.json"
+python3 -c "import sys; sys.path.insert(0, '$HERE'); import json, bodies; print(json.dumps(bodies.transaction(3)))" > "$WORK/transaction.json"
+touch "$WORK/results.tsv"
 
 now_ms() { date +%s%3N; }
 
@@ -51,28 +60,89 @@ start_server() { # $1 = database URL
 
 stop_server() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=; }
 
-peak_rss_mib() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$SERVER_PID/status"; }
+peak_rss_mib() { # $1 = pid
+  [ -n "$1" ] && [ -r "/proc/$1/status" ] || { echo "-"; return; }
+  awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
+}
 
-scenario() { # $1 = backend, $2 = name, $3 = lua script, $4 = body file (optional)
-  echo 5 > "/proc/$SERVER_PID/clear_refs" 2>/dev/null || true
-  BODY_FILE=${4:-} wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$HERE/$3" "http://127.0.0.1:$PORT" > "$WORK/wrk.txt"
-  local rps p50 p99 errors
+# PostgreSQL's processes: reset their peak RSS, and sum it.
+pg_pids() { pgrep -x postgres 2>/dev/null || pgrep -f '^postgres:' 2>/dev/null || true; }
+pg_reset() { for p in $(pg_pids); do echo 5 > "/proc/$p/clear_refs" 2>/dev/null || true; done; }
+pg_peak_mib() {
+  local total=0 kb
+  for p in $(pg_pids); do
+    kb=$(awk '/VmHWM/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
+    total=$(( total + ${kb:-0} ))
+  done
+  awk -v kb="$total" 'BEGIN { printf "%.1f", kb / 1024 }'
+}
+
+# Where the scenarios go: set by run_backend and run_peer.
+TARGET_HOST=127.0.0.1; TARGET_PORT=$PORT; TARGET_BASE=/fhir; TARGET_PID=; TARGET_PG=
+
+scenario() { # $1 = target label, $2 = name, $3 = lua script, $4 = connections, $5 = body file (optional)
+  [ -n "$TARGET_PID" ] && echo 5 > "/proc/$TARGET_PID/clear_refs" 2>/dev/null || true
+  [ -n "$TARGET_PG" ] && pg_reset
+  BASE=$TARGET_BASE BODY_FILE=${5:-} wrk -t"$THREADS" -c"$4" -d"${DURATION}s" --latency -s "$HERE/$3" \
+    "http://$TARGET_HOST:$TARGET_PORT" > "$WORK/wrk.txt"
+  local rps p50 p99 errors rss
   rps=$(awk '/^Requests\/sec/ { printf "%d", $2 }' "$WORK/wrk.txt")
   p50=$(awk '$1 == "50%" { print $2 }' "$WORK/wrk.txt")
   p99=$(awk '$1 == "99%" { print $2 }' "$WORK/wrk.txt")
   errors=$(awk '/Non-2xx/ { print $5 } /Socket errors/ { print "socket" }' "$WORK/wrk.txt" | paste -sd' ')
-  printf "| %-10s | %-7s | %9s | %8s | %8s | %8s | %s |\n" "$1" "$2" "$rps" "$p50" "$p99" "$(peak_rss_mib)" "${errors:-0}"
+  rss=$(peak_rss_mib "$TARGET_PID")
+  [ -n "$TARGET_PG" ] && rss="$rss + pg $(pg_peak_mib)"
+  printf "| %-10s | %-11s | %5s | %9s | %8s | %8s | %-16s | %s |\n" "$1" "$2" "$4" "$rps" "$p50" "$p99" "$rss" "${errors:-0}"
+  printf "%s\t%s\t%s\t%s\n" "$1" "$2" "$4" "$rps" >> "$WORK/results.tsv"
+}
+
+crud_scenarios() { # $1 = target label
+  local conns name
+  for conns in $CONNS; do
+    for name in $SCENARIOS; do
+      case "$name" in
+        read) scenario "$1" read read.lua "$conns" ;;
+        vread) scenario "$1" vread vread.lua "$conns" ;;
+        create) scenario "$1" create create.lua "$conns" "$WORK/create.json" ;;
+        update) scenario "$1" update update.lua "$conns" "$WORK/update.json" ;;
+        search) scenario "$1" search search.lua "$conns" ;;
+        transaction) scenario "$1" transaction transaction.lua "$conns" "$WORK/transaction.json" ;;
+      esac
+    done
+  done
 }
 
 run_backend() { # $1 = backend name, $2 = database URL
   start_server "$2"
+  TARGET_HOST=127.0.0.1; TARGET_PORT=$PORT; TARGET_BASE=/fhir; TARGET_PID=$SERVER_PID
+  TARGET_PG=; [ "$1" = postgres ] && TARGET_PG=1
   local seconds; seconds=$(python3 "$HERE/seed.py" 127.0.0.1 "$PORT" "$SEEDED")
   echo "$1: start-up to first answer ${STARTUP_MS} ms; seeded $SEEDED care plans in ${seconds} s" >&2
-  scenario "$1" read read.lua
-  scenario "$1" vread vread.lua
-  scenario "$1" create create.lua "$WORK/create.json"
-  scenario "$1" update update.lua "$WORK/update.json"
+  crud_scenarios "$1"
   stop_server
+}
+
+run_peer() { # the FHIR server at $PEER, e.g. http://127.0.0.1:8081/fhir
+  local rest=${PEER#http://}
+  local hostport=${rest%%/*}
+  TARGET_HOST=${hostport%%:*}; TARGET_PORT=${hostport##*:}
+  TARGET_BASE=; [[ "$rest" == */* ]] && TARGET_BASE="/${rest#*/}"; TARGET_BASE=${TARGET_BASE%/}
+  TARGET_PID=$PEER_PID; TARGET_PG=${PEER_PG:-}
+  local seconds; seconds=$(python3 "$HERE/seed.py" "$TARGET_HOST" "$TARGET_PORT" "$SEEDED" "$TARGET_BASE")
+  echo "peer $PEER: seeded $SEEDED care plans in ${seconds} s" >&2
+  crud_scenarios peer
+}
+
+# Our throughput over the peer's, per backend, scenario and connection count.
+print_ratios() {
+  echo
+  echo "| backend    | scenario    | conns | ours/s    | peer/s    | ratio |"
+  echo "|------------|-------------|-------|-----------|-----------|-------|"
+  awk -F'\t' '$1 == "peer" { peer[$2 "/" $3] = $4 }
+    $1 != "peer" { ours[NR] = $0 }
+    END { for (i in ours) { split(ours[i], f, "\t"); p = peer[f[2] "/" f[3]];
+      if (p > 0) printf "| %-10s | %-11s | %5s | %9d | %9d | %5.2f |\n", f[1], f[2], f[3], f[4], p, f[4] / p } }' \
+    "$WORK/results.tsv" | sort
 }
 
 # Search: a store grown in two steps, 1,000 then 10,000 patients (10 CarePlans, 2 CareTeams
@@ -90,7 +160,7 @@ search_scenarios() { # $1 = backend, $2 = patients
     p50=$(awk '$1 == "50%" { print $2 }' "$WORK/wrk.txt")
     p99=$(awk '$1 == "99%" { print $2 }' "$WORK/wrk.txt")
     errors=$(awk '/Non-2xx/ { print $5 } /Socket errors/ { print "socket" }' "$WORK/wrk.txt" | paste -sd' ')
-    printf "| %-10s | %8s | %-6s | %9s | %8s | %8s | %8s | %s |\n" "$1" "$(( $2 * 62 ))" "$q" "$rps" "$p50" "$p99" "$(peak_rss_mib)" "${errors:-0}"
+    printf "| %-10s | %8s | %-6s | %9s | %8s | %8s | %8s | %s |\n" "$1" "$(( $2 * 62 ))" "$q" "$rps" "$p50" "$p99" "$(peak_rss_mib "$SERVER_PID")" "${errors:-0}"
   done
 }
 
@@ -148,21 +218,26 @@ run_auth() {
   local token="$h.$p.$s"
   start_server "sqlite://$WORK/auth.db"
   python3 "$HERE/seed.py" 127.0.0.1 "$PORT" "$SEEDED" >/dev/null
-  scenario sqlite "read (auth off)" read.lua
+  TARGET_HOST=127.0.0.1; TARGET_PORT=$PORT; TARGET_BASE=/fhir; TARGET_PID=$SERVER_PID; TARGET_PG=
+  scenario sqlite "read (auth off)" read.lua "$CONNECTIONS"
   stop_server
   AUTH_DISABLED=false AUTH_ENV="CAREPLAN_AUTH_ISSUER=https://idp.bench CAREPLAN_AUTH_AUDIENCE=careplan-bench CAREPLAN_AUTH_PUBLIC_KEYS=$WORK/rsa.pub" \
     start_server "sqlite://$WORK/auth.db"
   local status; status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$PORT/fhir/CarePlan/bench-1")
   [ "$status" = 200 ] || { echo "the bench token was refused ($status)" >&2; cat "$WORK/server.log" >&2; exit 1; }
-  TOKEN=$token scenario sqlite "read (auth on)" read.lua
+  TARGET_PID=$SERVER_PID
+  TOKEN=$token scenario sqlite "read (auth on)" read.lua "$CONNECTIONS"
   stop_server
 }
 
 echo "careplan $($BIN --version | awk '{print $2}') on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $SEEDED care plans over $((SEEDED / 10)) patients"
 echo
 if [[ " $STAGES " == *" crud "* ]]; then
-echo "| backend    | scenario | req/s     | p50      | p99      | peak MiB | non-2xx |"
-echo "|------------|----------|-----------|----------|----------|----------|---------|"
+echo "| backend    | scenario    | conns | req/s     | p50      | p99      | peak MiB         | non-2xx |"
+echo "|------------|-------------|-------|-----------|----------|----------|------------------|---------|"
+if [ -n "$PEER" ]; then
+  run_peer
+fi
 if [[ " $BACKENDS " == *" sqlite "* ]]; then
   run_backend sqlite "sqlite://$WORK/bench.db"
 fi
@@ -173,6 +248,9 @@ elif pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   run_backend postgres "$PG_URL/careplan_bench"
 else
   echo "PostgreSQL not reachable at 127.0.0.1:5432: skipped" >&2
+fi
+if [ -n "$PEER" ]; then
+  print_ratios
 fi
 
 fi
@@ -190,7 +268,7 @@ fi
 fi
 if [[ " $STAGES " == *" auth "* ]]; then
 echo
-echo "| backend    | scenario | req/s     | p50      | p99      | peak MiB | non-2xx |"
-echo "|------------|----------|-----------|----------|----------|----------|---------|"
+echo "| backend    | scenario    | conns | req/s     | p50      | p99      | peak MiB         | non-2xx |"
+echo "|------------|-------------|-------|-----------|----------|----------|------------------|---------|"
 run_auth
 fi

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from bodies import care_plan
 
 HOST, PORT, COUNT = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+BASE = sys.argv[4] if len(sys.argv) > 4 else "/fhir"
 WORKERS = 16
 
 
@@ -18,7 +19,7 @@ def worker(start: int) -> int:
     failures = 0
     for n in range(start, COUNT, WORKERS):
         body = json.dumps(care_plan(n, with_id=True))
-        conn.request("PUT", f"/fhir/CarePlan/bench-{n}", body, {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"})
+        conn.request("PUT", f"{BASE}/CarePlan/bench-{n}", body, {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"})
         response = conn.getresponse()
         response.read()
         if response.status not in (200, 201):

@@ -8,6 +8,6 @@ function init(args) math.randomseed(seed) end
 function request()
   local id = "bench-" .. math.random(0, count - 1)
   local body = string.gsub(template, "bench%-ID", id)
-  return wrk.format("PUT", "/fhir/CarePlan/" .. id,
+  return wrk.format("PUT", (os.getenv("BASE") or "/fhir") .. "/CarePlan/" .. id,
     { ["Content-Type"] = "application/fhir+json", ["Prefer"] = "return=minimal" }, body)
 end
