@@ -16,7 +16,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::HeaderMap;
 use actix_web::middleware::Next;
-use actix_web::web;
+use actix_web::{web, HttpMessage};
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -182,7 +182,10 @@ pub(crate) async fn observe(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = req.method().clone();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let pattern = req.match_pattern();
+    // Matching the route table again costs regex work: the audit record reads it from here.
+    req.extensions_mut().insert(Pattern(pattern.clone()));
+    let route = pattern.unwrap_or_else(|| "unmatched".to_owned());
     let resource_type = resource_type(&route).to_owned();
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let span = tracing::info_span!(
@@ -234,6 +237,18 @@ pub(crate) async fn observe(
         );
     });
     result
+}
+
+/// The route pattern `observe` matched for a request.
+#[derive(Clone)]
+struct Pattern(Option<String>);
+
+/// The route pattern of a request (`/fhir/Task/{id}`), as matched once by `observe`.
+pub(crate) fn route_pattern(req: &actix_web::HttpRequest) -> Option<String> {
+    match req.extensions().get::<Pattern>() {
+        Some(Pattern(pattern)) => pattern.clone(),
+        None => req.match_pattern(),
+    }
 }
 
 /// For tests (feature `testing`): spans into an in-memory exporter and log lines into a buffer,

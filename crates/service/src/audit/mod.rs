@@ -30,8 +30,15 @@ use crate::auth::Access;
 use crate::config::AuditSettings;
 use crate::extract::query_pairs;
 
-/// Records per batch written.
-const BATCH: usize = 512;
+/// Most records per batch written.
+const BATCH: usize = 4096;
+
+/// How long the writer gathers records after the first of a batch before it writes them. Each
+/// commit rewrites every index page its rows touched (the entity and patient indexes take
+/// rows at random places), so fewer, larger batches cost far less I/O per record: at 20,000
+/// reads a second, batches of ~500 rows made the audit writer half of the server's CPU. A
+/// record thus reaches the disk within about this long after its response (plus the commit).
+const GATHER: Duration = Duration::from_millis(50);
 
 /// Hands audit records to the background writer.
 pub(crate) struct Auditor {
@@ -79,6 +86,19 @@ async fn write(store: Store, mut receiver: mpsc::Receiver<AuditRow>, mut stop: o
             n = receiver.recv_many(&mut rows, BATCH) => {
                 if n == 0 {
                     break;
+                }
+                if !stopping && rows.len() < BATCH {
+                    // Let the batch grow for a moment (the stop signal cuts it short).
+                    let _ = tokio::time::timeout(GATHER, &mut stop).await.map(|_| {
+                        receiver.close();
+                        stopping = true;
+                    });
+                    while rows.len() < BATCH {
+                        match receiver.try_recv() {
+                            Ok(row) => rows.push(row),
+                            Err(_) => break,
+                        }
+                    }
                 }
             }
             _ = &mut stop, if !stopping => {
@@ -183,7 +203,7 @@ pub(crate) async fn record(
             let request = response.request();
             let location = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
             let route = Route {
-                pattern: request.match_pattern(),
+                pattern: crate::telemetry::route_pattern(request),
                 id: request.match_info().get("id").map(str::to_owned),
                 location,
             };
