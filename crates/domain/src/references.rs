@@ -52,6 +52,26 @@ pub fn rewrite(text: &str, links: &HashMap<String, String>) -> String {
     })
 }
 
+/// The first `reference` element of `text` that names a Bundle entry (`urn:uuid:…`, `urn:oid:…`)
+/// and is still there after `rewrite`: no entry of the Bundle has that `fullUrl`. Such a reference
+/// means nothing outside the Bundle, so it is refused rather than stored as written
+/// (http://hl7.org/fhir/R4/bundle.html#references: these URNs resolve only within the Bundle).
+pub fn unresolved(text: &str) -> Option<String> {
+    let mut found = None;
+    visit(text, |member, value| {
+        if found.is_none() && member == Some("reference") && is_bundle_local(value) {
+            found = Some(value.to_owned());
+        }
+        None
+    });
+    found
+}
+
+/// `urn:uuid:…` or `urn:oid:…`: an identity that only a Bundle entry's `fullUrl` can give.
+pub fn is_bundle_local(value: &str) -> bool {
+    value.starts_with("urn:uuid:") || value.starts_with("urn:oid:")
+}
+
 /// `Type?criteria`: a conditional reference (http://hl7.org/fhir/R4/http.html#trules).
 pub fn is_conditional(value: &str) -> bool {
     match value.split_once('?') {
@@ -166,5 +186,16 @@ mod tests {
         assert!(mentions(text, &HashMap::new()));
         assert!(!mentions(r#"{"for":{"reference":"Patient/1"}}"#, &links()));
         assert!(mentions(r#"{"for":{"reference":"urn:uuid:plan"}}"#, &links()));
+    }
+
+    #[test]
+    fn bundle_local_references_left_after_rewriting_are_found() {
+        let rewritten = rewrite(
+            r#"{"basedOn":[{"reference":"urn:uuid:plan"},{"reference":"urn:oid:1.2.3"}],"identifier":[{"system":"urn:oid:9"}]}"#,
+            &links(),
+        );
+        assert_eq!(unresolved(&rewritten).as_deref(), Some("urn:oid:1.2.3"));
+        assert_eq!(unresolved(r#"{"identifier":[{"system":"urn:oid:9","value":"urn:uuid:x"}]}"#), None);
+        assert_eq!(unresolved(r#"{"for":{"reference":"Patient/1"}}"#), None);
     }
 }
