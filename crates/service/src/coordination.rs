@@ -49,6 +49,8 @@ pub(crate) struct Context {
     pub(crate) base: String,
     /// URL prefixes a Subscription's endpoint must start with.
     pub(crate) subscription_endpoints: std::sync::Arc<[String]>,
+    /// How far a PATCH may go: the body limit for the patched resource, and the operation count.
+    pub(crate) patch_limits: domain::patch::PatchLimits,
 }
 
 /// Task statuses in which work is still open.
