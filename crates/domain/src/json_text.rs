@@ -107,7 +107,7 @@ pub fn preserving_len(value: &Value, cap: usize) -> usize {
             }
             Value::Object(members) => {
                 stack.extend(members.values());
-                let keys: usize = members.keys().map(|k| 3 + k.chars().map(escaped_len).sum::<usize>()).sum();
+                let keys: usize = members.keys().map(|k| 1 + string_len(k)).sum();
                 2 + members.len().saturating_sub(1) + keys
             }
         };
@@ -116,6 +116,12 @@ pub fn preserving_len(value: &Value, cap: usize) -> usize {
         }
     }
     len
+}
+
+/// The length of `text` written as a JSON string literal (quotes included), as `push_string`
+/// writes it.
+pub fn string_len(text: &str) -> usize {
+    2 + text.chars().map(escaped_len).sum::<usize>()
 }
 
 /// How many bytes `push_string` writes for `c`.

@@ -429,7 +429,12 @@ fn replace(doc: &mut Value, node: Node, op: &Operation, budget: &mut Budget) -> 
     refuse_protected(&node.loc)?;
     let new = materialize(value, &node.ctx);
     let old = path::get(doc, &node.loc).map_or(0, |old| json_text::preserving_len(old, usize::MAX));
-    budget.admit(&new, node.loc.len(), 0, old)?;
+    // A choice element may change its name (`valueString` to `valueCodeableConcept`).
+    let renamed = match (&node.choice, value) {
+        (Some(base), PartValue::Typed { ty: Some(ty), .. }) => base.len() + ty.len(),
+        _ => 0,
+    };
+    budget.admit(&new, node.loc.len(), renamed, old)?;
     if let (Some(base), Some((Seg::Key(old), parent)), PartValue::Typed { ty: Some(ty), .. }) =
         (&node.choice, node.loc.split_last(), value)
     {
@@ -893,6 +898,40 @@ mod tests {
                 r#""value":3.10,"unit":"mg"},"quantity":{"value":1.0e1,"unit":"mg"}}"#,
             ),
         );
+    }
+
+    #[test]
+    fn growth_past_the_limits_is_refused_before_it_applies() {
+        let limits = PatchLimits { max_bytes: 4096, max_operations: 3 };
+        let note = |n: usize| {
+            let text = "n".repeat(n);
+            op("add", "Task", &[("name", r#""valueString":"note""#), ("value", &format!(r#""part":[{{"name":"text","valueString":"{text}"}}]"#))])
+        };
+        let body = |ops: &[String]| format!(r#"{{"resourceType":"Parameters","parameter":[{}]}}"#, ops.join(","));
+        let task = r#"{"resourceType":"Task","id":"t1","status":"requested","intent":"order"}"#;
+        let issues = fhirpath_patch(task, body(&[note(3000), note(3000)]).as_bytes(), ResourceType::Task, limits)
+            .expect_err("over 4 KiB");
+        assert_eq!((issues[0].code, issues[0].expression.as_deref()), (IssueCode::TooCostly, Some("Parameters.parameter[1]")));
+        assert!(fhirpath_patch(task, body(&[note(3000)]).as_bytes(), ResourceType::Task, limits).is_ok());
+        let four = [note(1), note(1), note(1), note(1)];
+        let issues = fhirpath_patch(task, body(&four).as_bytes(), ResourceType::Task, limits).expect_err("4 > 3");
+        assert_eq!(issues[0].code, IssueCode::TooCostly);
+    }
+
+    #[test]
+    fn many_distinct_part_names_materialize_in_linear_time() {
+        let parts: Vec<String> = (0..20_000).map(|i| format!(r#"{{"name":"p{i}","valueString":"v"}}"#)).collect();
+        let value = format!(r#""part":[{}]"#, parts.join(","));
+        let body = format!(
+            r#"{{"resourceType":"Parameters","parameter":[{}]}}"#,
+            op("add", "Task", &[("name", r#""valueString":"extension""#), ("value", &value)])
+        );
+        let task = r#"{"resourceType":"Task","id":"t1","status":"requested","intent":"order"}"#;
+        let started = std::time::Instant::now();
+        let limits = PatchLimits { max_bytes: 1 << 20, max_operations: 10 };
+        let text = fhirpath_patch(task, body.as_bytes(), ResourceType::Task, limits).expect("applies");
+        assert!(text.contains(r#""p19999":"v""#));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
     }
 
     #[test]

@@ -139,11 +139,12 @@ fn charge(doc: &Value, op: &PatchOperation, budget: &mut Budget) -> Result<(), F
     }
 }
 
-/// The value at `path` and the bytes its place in the parent takes (member name, separators).
+/// The value at `path` and the bytes its place in the parent surely takes (member name, colon).
 fn existing<'a>(doc: &'a Value, path: &Pointer) -> Option<(&'a Value, usize)> {
     let value = doc.pointer(path.as_str())?;
     let (_, overhead) = placement(doc, path);
-    Some((value, overhead))
+    // Without the comma: the value may have been the only one.
+    Some((value, overhead.saturating_sub(1)))
 }
 
 /// Where `add` would put a value at `path`: the member value it would replace (objects only;
@@ -390,6 +391,59 @@ mod tests {
         ] {
             check(TASK, &format!("[{patch}]"), &format!("Invalid /0: operation 0 ({op}): {refused}"));
         }
+    }
+
+    #[test]
+    fn a_patch_doubling_the_resource_stops_before_the_copy_that_would_pass_the_limit() {
+        // Issue 13: one 1 KB element, then 25 copies of the list into itself (2^25 KB).
+        let element = format!(r#"{{"type":{{"text":"pad"}},"valueString":"{}"}}"#, "x".repeat(1024));
+        let mut operations = vec![format!(r#"{{"op":"add","path":"/input","value":[{element}]}}"#)];
+        operations.extend((0..25).map(|_| r#"{"op":"copy","from":"/input","path":"/input/-"}"#.to_string()));
+        let patch = format!("[{}]", operations.join(","));
+        let limits = PatchLimits { max_bytes: 64 * 1024, max_operations: 100 };
+        // 2^6 elements of ~1.1 KB fit in 64 KiB, 2^7 do not: operation 6 (the 6th copy) stops.
+        let issues = json_patch(TASK, patch.as_bytes(), limits).expect_err("refused");
+        assert_eq!(issues.len(), 1);
+        assert_eq!((issues[0].code, issues[0].expression.as_deref()), (IssueCode::TooCostly, Some("/6")));
+        assert!(issues[0].diagnostics.contains("65536 bytes"), "{}", issues[0].diagnostics);
+        // Under the limit the same copies apply.
+        let text = json_patch(TASK, format!("[{}]", operations[..6].join(",")).as_bytes(), limits).expect("applies");
+        assert!(text.len() <= limits.max_bytes && text.len() > 32 * 1024, "{}", text.len());
+    }
+
+    #[test]
+    fn growth_is_measured_net_of_what_an_operation_replaces_or_removes() {
+        let limits = PatchLimits { max_bytes: TASK.len() + 2048, max_operations: 100 };
+        let big = |n: usize| format!(r#"{{"op":"add","path":"/description","value":"{}"}}"#, "d".repeat(n));
+        // Replacing a 1.5 KB member by another of 1.5 KB, and removing it, never adds up.
+        let patch = format!(r#"[{},{},{{"op":"remove","path":"/description"}},{}]"#, big(1500), big(1500), big(1500));
+        assert!(json_patch(TASK, patch.as_bytes(), limits).is_ok());
+        let patch = format!("[{}]", big(2100));
+        let issues = json_patch(TASK, patch.as_bytes(), limits).expect_err("too large");
+        assert_eq!(issues[0].code, IssueCode::TooCostly);
+    }
+
+    #[test]
+    fn too_many_operations_or_too_deep_a_result_are_refused() {
+        let limits = PatchLimits { max_bytes: 1 << 20, max_operations: 2 };
+        let replace = r#"{"op":"replace","path":"/status","value":"accepted"}"#;
+        let issues = json_patch(TASK, format!("[{replace},{replace},{replace}]").as_bytes(), limits).expect_err("3 > 2");
+        assert_eq!((issues[0].code, issues[0].expression.as_deref()), (IssueCode::TooCostly, None));
+        // Copying a subtree into itself deepens it each time; the depth limit stops it.
+        let mut operations = vec![r#"{"op":"add","path":"/a","value":{"b":{}}}"#.to_string()];
+        let mut path = "/a/b".to_string();
+        for _ in 0..40 {
+            operations.push(format!(r#"{{"op":"copy","from":"/a","path":"{path}/a"}}"#));
+            path.push_str("/a/b");
+        }
+        let limits = PatchLimits { max_bytes: 1 << 20, max_operations: 100 };
+        let issues = json_patch(TASK, format!("[{}]", operations.join(",")).as_bytes(), limits).expect_err("deep");
+        assert_eq!(issues[0].code, IssueCode::TooCostly);
+        assert!(issues[0].diagnostics.contains("at most 100"), "{}", issues[0].diagnostics);
+        // A patch document nested too deep is refused before it is parsed.
+        let deep = format!(r#"[{{"op":"add","path":"/a","value":{}1{}}}]"#, "[".repeat(150), "]".repeat(150));
+        let issues = json_patch(TASK, deep.as_bytes(), limits).expect_err("deep document");
+        assert!(issues[0].diagnostics.contains("at most 100"), "{}", issues[0].diagnostics);
     }
 
     #[test]
