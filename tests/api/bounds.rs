@@ -193,7 +193,8 @@ async fn a_transaction_with_two_entries_of_one_full_url_is_refused_and_stores_no
 #[tokio::test]
 async fn a_transaction_touching_one_resource_twice_is_refused_and_stores_nothing() {
     let app = spawn_app().await;
-    let put = |id: &str| json!({ "resource": marked(Some(id)), "request": { "method": "PUT", "url": format!("Task/{id}") } });
+    let put =
+        |id: &str| json!({ "resource": marked(Some(id)), "request": { "method": "PUT", "url": format!("Task/{id}") } });
     let create = json!({ "resource": marked(None), "request": { "method": "POST", "url": "Task" } });
     // A resource that exists, for the delete and the conditional update to find.
     let existing = app.put("Task/t-existing", &marked(Some("t-existing"))).await;

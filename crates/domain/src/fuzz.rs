@@ -59,9 +59,30 @@ fn fuzz(name: &str, target: impl Fn(&mut Rng)) {
 }
 
 const WORDS: [&str; 24] = [
-    "resourceType", "Task", "status", "intent", "requested", "order", "identifier", "system", "value",
-    "reference", "note", "text", "div", "input", "type", "valueString", "extension", "url", "meta", "id",
-    "urn:uuid:1", "urn:oid:1.2", "Task?identifier=a|b", "\u{E000}1.5",
+    "resourceType",
+    "Task",
+    "status",
+    "intent",
+    "requested",
+    "order",
+    "identifier",
+    "system",
+    "value",
+    "reference",
+    "note",
+    "text",
+    "div",
+    "input",
+    "type",
+    "valueString",
+    "extension",
+    "url",
+    "meta",
+    "id",
+    "urn:uuid:1",
+    "urn:oid:1.2",
+    "Task?identifier=a|b",
+    "\u{E000}1.5",
 ];
 
 /// A random JSON string literal: words, escapes, control characters, non-ASCII, the marker.
@@ -219,8 +240,18 @@ fn ingest_never_panics() {
 }
 
 const POINTERS: [&str; 12] = [
-    "/status", "/note", "/note/0", "/note/-", "/note/0/text", "/input", "/input/0", "/input/-", "/a", "/a/b",
-    "/identifier/0/value", "/meta/tag",
+    "/status",
+    "/note",
+    "/note/0",
+    "/note/-",
+    "/note/0/text",
+    "/input",
+    "/input/0",
+    "/input/-",
+    "/a",
+    "/a/b",
+    "/identifier/0/value",
+    "/meta/tag",
 ];
 
 #[test]
@@ -247,9 +278,18 @@ fn json_patch_never_panics_and_never_outgrows_its_limits() {
 }
 
 const PATHS: [&str; 12] = [
-    "Task", "Task.note", "Task.note[0]", "Task.note.first()", "Task.note.last().text", "Task.input.value",
-    "Task.identifier.where(system = 's')", "Task.identifier.where(value = 1.5)", "Task.`status`", "Task.note[",
-    "Task.where(", "Task.note.text.where(a.b = 'x\\u00e9')",
+    "Task",
+    "Task.note",
+    "Task.note[0]",
+    "Task.note.first()",
+    "Task.note.last().text",
+    "Task.input.value",
+    "Task.identifier.where(system = 's')",
+    "Task.identifier.where(value = 1.5)",
+    "Task.`status`",
+    "Task.note[",
+    "Task.where(",
+    "Task.note.text.where(a.b = 'x\\u00e9')",
 ];
 
 #[test]
@@ -288,14 +328,26 @@ fn fhirpath_patch_never_panics_and_never_outgrows_its_limits() {
 }
 
 const PARAMETERS: [&str; 16] = [
-    "status", "status:not", "identifier", "patient", "subject:CarePlan.subject", "_id", "_lastUpdated",
-    "period", "_sort", "_count", "_include", "_revinclude", "code:text", "owner:Practitioner.name", "_has:Task:for:status",
+    "status",
+    "status:not",
+    "identifier",
+    "patient",
+    "subject:CarePlan.subject",
+    "_id",
+    "_lastUpdated",
+    "period",
+    "_sort",
+    "_count",
+    "_include",
+    "_revinclude",
+    "code:text",
+    "owner:Practitioner.name",
+    "_has:Task:for:status",
     "bogus",
 ];
 
-const VALUES: [&str; 12] = [
-    "requested", "a|b", "|b", "a|", "ge2026-01-01", "lt2026", "-period", "10", "Task:patient", "x,y,z", "", "%zz",
-];
+const VALUES: [&str; 12] =
+    ["requested", "a|b", "|b", "a|", "ge2026-01-01", "lt2026", "-period", "10", "Task:patient", "x,y,z", "", "%zz"];
 
 #[test]
 fn the_search_parser_never_panics() {

@@ -264,4 +264,3 @@ mod tests {
         assert!(text.contains("+00:00"), "{text}");
     }
 }
-

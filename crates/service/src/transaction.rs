@@ -184,7 +184,9 @@ fn unique_full_urls(entries: &[EntryIn]) -> Result<(), ApiError> {
             let inner = ApiError::invalid(
                 IssueCode::Duplicate,
                 "Bundle.entry.fullUrl",
-                format!("the fullUrl '{full_url}' is also the fullUrl of Bundle.entry[{first}]; each entry needs its own"),
+                format!(
+                    "the fullUrl '{full_url}' is also the fullUrl of Bundle.entry[{first}]; each entry needs its own"
+                ),
             );
             return Err(in_entry(index, inner));
         }

@@ -10,7 +10,9 @@
 use serde_json::{Map, Value};
 
 use super::path::{self, Node, Seg, Step};
-use super::{check_document_depth, is_protected, member_overhead, parse_current, Budget, Failure, PatchLimits, PROTECTED};
+use super::{
+    check_document_depth, is_protected, member_overhead, parse_current, Budget, Failure, PatchLimits, PROTECTED,
+};
 use crate::issue::{Issue, IssueCode};
 use crate::json_text;
 use crate::resource::ResourceType;
@@ -475,8 +477,8 @@ fn move_item(doc: &mut Value, resource_type: &str, op: &Operation) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::patch::TEST_LIMITS as LIMITS;
     use crate::patch::elements;
+    use crate::patch::TEST_LIMITS as LIMITS;
 
     /// Patch `resource` with the `operation` parameters `ops` and compare the outcome: the new
     /// text, or one line per issue.
@@ -905,13 +907,23 @@ mod tests {
         let limits = PatchLimits { max_bytes: 4096, max_operations: 3 };
         let note = |n: usize| {
             let text = "n".repeat(n);
-            op("add", "Task", &[("name", r#""valueString":"note""#), ("value", &format!(r#""part":[{{"name":"text","valueString":"{text}"}}]"#))])
+            op(
+                "add",
+                "Task",
+                &[
+                    ("name", r#""valueString":"note""#),
+                    ("value", &format!(r#""part":[{{"name":"text","valueString":"{text}"}}]"#)),
+                ],
+            )
         };
         let body = |ops: &[String]| format!(r#"{{"resourceType":"Parameters","parameter":[{}]}}"#, ops.join(","));
         let task = r#"{"resourceType":"Task","id":"t1","status":"requested","intent":"order"}"#;
         let issues = fhirpath_patch(task, body(&[note(3000), note(3000)]).as_bytes(), ResourceType::Task, limits)
             .expect_err("over 4 KiB");
-        assert_eq!((issues[0].code, issues[0].expression.as_deref()), (IssueCode::TooCostly, Some("Parameters.parameter[1]")));
+        assert_eq!(
+            (issues[0].code, issues[0].expression.as_deref()),
+            (IssueCode::TooCostly, Some("Parameters.parameter[1]"))
+        );
         assert!(fhirpath_patch(task, body(&[note(3000)]).as_bytes(), ResourceType::Task, limits).is_ok());
         let four = [note(1), note(1), note(1), note(1)];
         let issues = fhirpath_patch(task, body(&four).as_bytes(), ResourceType::Task, limits).expect_err("4 > 3");

@@ -10,7 +10,9 @@ use json_patch::jsonptr::Pointer;
 use json_patch::{AddOperation, PatchErrorKind, PatchOperation};
 use serde_json::Value;
 
-use super::{check_document_depth, is_protected, member_overhead, parse_current, Budget, Failure, PatchLimits, PROTECTED};
+use super::{
+    check_document_depth, is_protected, member_overhead, parse_current, Budget, Failure, PatchLimits, PROTECTED,
+};
 use crate::issue::{Issue, IssueCode};
 use crate::json_text;
 
@@ -114,6 +116,7 @@ fn charge(doc: &Value, op: &PatchOperation, budget: &mut Budget) -> Result<(), F
             }
             Ok(())
         }
+        PatchOperation::Move(m) if m.from == m.path => Ok(()),
         PatchOperation::Move(m) => {
             let Some((value, old_overhead)) = existing(doc, &m.from) else { return Ok(()) };
             // The value keeps its size; its depth and the member name around it may change.
@@ -427,7 +430,8 @@ mod tests {
     fn too_many_operations_or_too_deep_a_result_are_refused() {
         let limits = PatchLimits { max_bytes: 1 << 20, max_operations: 2 };
         let replace = r#"{"op":"replace","path":"/status","value":"accepted"}"#;
-        let issues = json_patch(TASK, format!("[{replace},{replace},{replace}]").as_bytes(), limits).expect_err("3 > 2");
+        let issues =
+            json_patch(TASK, format!("[{replace},{replace},{replace}]").as_bytes(), limits).expect_err("3 > 2");
         assert_eq!((issues[0].code, issues[0].expression.as_deref()), (IssueCode::TooCostly, None));
         // Copying a subtree into itself deepens it each time; the depth limit stops it.
         let mut operations = vec![r#"{"op":"add","path":"/a","value":{"b":{}}}"#.to_string()];

@@ -16,11 +16,12 @@
 //! an index out of range, a failed `test`): 422 Unprocessable Entity, as the spec and HAPI answer.
 //!
 //! A patch is bounded (issue 13: one request may not exhaust the service): a document holds at
-//! most `PatchLimits::max_operations` operations (`too-costly`, 400), and the patched resource may
-//! not grow past `PatchLimits::max_bytes` nor nest deeper than `json_text::MAX_DEPTH`
-//! (`too-costly`, 422). Growth is measured *before* each operation applies (`Budget`), so a patch
-//! that doubles the resource with `copy` stops at the limit without ever building the oversized
-//! document.
+//! most `PatchLimits::max_operations` operations and nests at most `json_text::MAX_DEPTH` levels,
+//! and the patched resource may not grow past `PatchLimits::max_bytes` nor nest deeper than
+//! `json_text::MAX_DEPTH`. Each is a `too-costly` issue, which the service answers with 422 like
+//! a patch that does not apply. Growth is measured *before* each operation applies (`Budget`), so
+//! a patch that doubles the resource with `copy` stops at the limit without ever building the
+//! oversized document.
 
 mod elements;
 mod fhirpath;
