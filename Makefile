@@ -5,7 +5,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432
 PG_TEST_DB ?= careplan_test
 NEXTEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "nextest run" || echo test)
 
-.PHONY: run build release test test-postgres lint fmt openapi openapi-check deploy-check bench clean
+.PHONY: run build release test test-postgres fuzz lint fmt openapi openapi-check deploy-check bench clean
 
 run: ## build and serve on ./data/careplan.db (SQLite), http://127.0.0.1:8080/fhir, WITHOUT authorization
 	@echo "make run: authorization is DISABLED (CAREPLAN_AUTH_DISABLED=true); local use only, never with real data" >&2
@@ -23,6 +23,11 @@ test: ## every test, on SQLite
 test-postgres: ## the same tests on PostgreSQL (a fresh database, one schema per test)
 	psql "$(PG_URL)/postgres" -qc "DROP DATABASE IF EXISTS $(PG_TEST_DB)" -c "CREATE DATABASE $(PG_TEST_DB)"
 	TEST_DATABASE_URL="$(PG_URL)/$(PG_TEST_DB)" cargo $(NEXTEST) --workspace
+
+FUZZ_CASES ?= 200000
+FUZZ_SEED ?= $(shell date +%s)
+fuzz: ## fuzz the JSON walkers, ingest, both patch formats and the search parser: FUZZ_CASES cases per target (the normal suite runs 300), seed FUZZ_SEED
+	FUZZ_CASES=$(FUZZ_CASES) FUZZ_SEED=$(FUZZ_SEED) cargo $(NEXTEST) -p careplan-domain fuzz::
 
 lint:
 	cargo fmt --all -- --check

@@ -79,9 +79,9 @@ async fn readiness_follows_the_database_through_an_outage_and_requests_meanwhile
 }
 
 /// The `careplan serve` child process and the port it listens on.
-struct Served {
-    child: Child,
-    port: u16,
+pub(crate) struct Served {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
     /// Its stderr, line by line.
     lines: mpsc::Receiver<String>,
 }
@@ -113,7 +113,7 @@ fn careplan(args: &[&str]) -> Command {
 }
 
 /// Start `careplan serve` with `settings` (the database, and more) and wait until it listens.
-fn serve(settings: &[(&str, String)]) -> Served {
+pub(crate) fn serve(settings: &[(&str, String)]) -> Served {
     let mut command = careplan(&["serve"]);
     for (name, value) in settings {
         command.env(name, value);

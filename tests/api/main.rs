@@ -3,6 +3,7 @@
 //! over HTTP.
 
 mod bad_input;
+mod bounds;
 mod capabilities;
 mod concurrency;
 mod coordination;

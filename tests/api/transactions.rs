@@ -513,24 +513,26 @@ async fn racing_patches_without_if_match_are_all_applied_in_turn() {
 #[tokio::test]
 async fn patch_entries_work_inside_a_transaction() {
     let app = spawn_app().await;
-    let created = app.create(&task("requested")).await;
-    let id = created["id"].as_str().expect("id");
+    let first = app.create(&task("requested")).await["id"].as_str().expect("id").to_owned();
+    let second = app.create(&task("requested")).await["id"].as_str().expect("id").to_owned();
     let ops = base64_of(r#"[{"op":"replace","path":"/status","value":"accepted"}]"#);
+    // One entry per resource: a transaction may write each resource once (http.html#trules).
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": ops},
-         "request": {"method": "PATCH", "url": format!("Task/{id}"), "ifMatch": "W/\"1\""}},
+         "request": {"method": "PATCH", "url": format!("Task/{first}"), "ifMatch": "W/\"1\""}},
         {"resource": {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
             {"name": "type", "valueCode": "add"}, {"name": "path", "valueString": "Task"},
             {"name": "name", "valueString": "priority"}, {"name": "value", "valueCode": "urgent"}]}]},
-         "request": {"method": "PATCH", "url": format!("Task/{id}")}}
+         "request": {"method": "PATCH", "url": format!("Task/{second}")}}
     ]});
 
     let (status, response) = post_bundle(&app, &bundle).await;
 
     assert_eq!(status, 200, "{response}");
-    let current: Value = app.get(&format!("Task/{id}")).await.json().await.expect("Task");
-    assert_eq!((current["status"].as_str(), current["priority"].as_str()), (Some("accepted"), Some("urgent")));
-    assert_eq!(current["meta"]["versionId"], "3");
+    let first: Value = app.get(&format!("Task/{first}")).await.json().await.expect("Task");
+    let second: Value = app.get(&format!("Task/{second}")).await.json().await.expect("Task");
+    assert_eq!((first["status"].as_str(), first["meta"]["versionId"].as_str()), (Some("accepted"), Some("2")));
+    assert_eq!((second["priority"].as_str(), second["meta"]["versionId"].as_str()), (Some("urgent"), Some("2")));
 }
 
 fn base64_of(text: &str) -> String {

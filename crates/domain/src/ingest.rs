@@ -69,6 +69,8 @@ fn parse_envelope(ty: ResourceType, body: &[u8], mode: IngestMode<'_>) -> Result
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(vec![Issue::general(IssueCode::Required, "the request body is empty; a resource is required")]);
     }
+    // Before any parser (and any recursive walk over what it builds) sees the text.
+    json_text::check_depth(body).map_err(|why| vec![Issue::general(IssueCode::TooCostly, why)])?;
     let sent: Value = serde_json::from_slice(body)
         .map_err(|err| vec![Issue::general(IssueCode::Structure, format!("the body is not valid JSON: {err}"))])?;
     let Some(object) = sent.as_object() else {

@@ -20,6 +20,119 @@ use serde_json::Value;
 /// preserving string is a number when it is one marker and a literal, client text otherwise.
 const MARK: char = '\u{E000}';
 
+/// The deepest nesting of objects and arrays this server takes in any JSON it is sent (a
+/// resource, a Bundle, a patch document) or that a patch makes: the root object is level 1.
+///
+/// Code that walks JSON trees recursively (serde's derived models, `Value`'s own drop, the
+/// walkers here and in `ingest`, `search::index`, `patch`) relies on it: every tree it sees was
+/// checked by `check_depth` before parsing or built under a patch budget that checks it. FHIR
+/// resources nest a few levels (extensions in extensions: a dozen); serde_json's own recursion
+/// limit (128, never disabled here: no `unbounded_depth`) stays the backstop a Bundle fits under.
+pub const MAX_DEPTH: usize = 100;
+
+/// The deepest nesting of objects and arrays in JSON `text` (0 for a scalar), counted by one
+/// pass over the bytes without parsing, so it can run before any parser sees the text. Text
+/// that is not JSON is measured as far as it goes (the parser reports what is wrong with it).
+pub fn depth(text: &[u8]) -> usize {
+    let mut depth = 0usize;
+    let mut deepest = 0usize;
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            b'"' => {
+                i = string_end(text, i);
+                continue;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    deepest
+}
+
+/// Refuse JSON `text` nested deeper than `MAX_DEPTH`, naming the limit: the check every body
+/// passes before it is parsed (see `MAX_DEPTH`).
+pub fn check_depth(text: &[u8]) -> Result<(), String> {
+    let found = depth(text);
+    if found > MAX_DEPTH {
+        Err(format!("the JSON nests {found} levels of objects and arrays; this server takes at most {MAX_DEPTH}"))
+    } else {
+        Ok(())
+    }
+}
+
+/// The nesting depth of a `Value` (0 for a scalar), or `cap` as soon as it reaches `cap`.
+/// Iterative, so it is safe on any tree.
+pub fn value_depth(value: &Value, cap: usize) -> usize {
+    let mut deepest = 0;
+    let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
+    while let Some((value, level)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(members) => Box::new(members.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(level + 1);
+        if deepest >= cap {
+            return cap;
+        }
+        stack.extend(children.filter(|child| child.is_array() || child.is_object()).map(|child| (child, level + 1)));
+    }
+    deepest
+}
+
+/// The length of `from_value_preserving(value)`, or `cap` as soon as it reaches `cap`: what a
+/// value adds to a document, measured before it is added. Iterative, so it is safe on any tree.
+pub fn preserving_len(value: &Value, cap: usize) -> usize {
+    let mut len = 0usize;
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        len += match value {
+            Value::Null => 4,
+            Value::Bool(b) => 4 + usize::from(!*b),
+            Value::Number(n) => n.to_string().len(),
+            Value::String(_) => match (number_literal(value), string_text(value)) {
+                (Some(literal), _) => literal.len(),
+                (None, Some(text)) => 2 + text.chars().map(escaped_len).sum::<usize>(),
+                (None, None) => 0,
+            },
+            Value::Array(items) => {
+                stack.extend(items.iter());
+                2 + items.len().saturating_sub(1)
+            }
+            Value::Object(members) => {
+                stack.extend(members.values());
+                let keys: usize = members.keys().map(|k| 1 + string_len(k)).sum();
+                2 + members.len().saturating_sub(1) + keys
+            }
+        };
+        if len >= cap {
+            return cap;
+        }
+    }
+    len
+}
+
+/// The length of `text` written as a JSON string literal (quotes included), as `push_string`
+/// writes it.
+pub fn string_len(text: &str) -> usize {
+    2 + text.chars().map(escaped_len).sum::<usize>()
+}
+
+/// How many bytes `push_string` writes for `c`.
+fn escaped_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if c < ' ' => 6,
+        c => c.len_utf8(),
+    }
+}
+
 /// Remove whitespace outside strings.
 pub fn minify(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

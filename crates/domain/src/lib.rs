@@ -27,6 +27,9 @@ pub mod text;
 pub mod workflow;
 pub mod worklist;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use careplan::CarePlan;
 pub use careteam::CareTeam;
 pub use ingest::{ingest, ingest_as, IngestMode};

@@ -28,7 +28,7 @@ pub fn mentions(text: &str, links: &HashMap<String, String>) -> bool {
     visit(text, |member, value| {
         any |= links.contains_key(value)
             || (member == Some("reference") && is_conditional(value))
-            || (member == Some("div") && links.keys().any(|k| value.contains(k.as_str())));
+            || (member == Some("div") && quoted_links(value, links).is_some());
         None
     });
     any
@@ -42,14 +42,58 @@ pub fn rewrite(text: &str, links: &HashMap<String, String>) -> String {
             return Some(target.clone());
         }
         if member == Some("div") {
-            let mut div = value.to_owned();
-            for (from, to) in links {
-                div = div.replace(&format!("\"{from}\""), &format!("\"{to}\""));
-            }
-            return (div != value).then_some(div);
+            return quoted_links(value, links);
         }
         None
     })
+}
+
+/// The first `reference` element of `text` that names a Bundle entry (`urn:uuid:…`, `urn:oid:…`)
+/// and is still there after `rewrite`: no entry of the Bundle has that `fullUrl`. Such a reference
+/// means nothing outside the Bundle, so it is refused rather than stored as written
+/// (http://hl7.org/fhir/R4/bundle.html#references: these URNs resolve only within the Bundle).
+pub fn unresolved(text: &str) -> Option<String> {
+    let mut found = None;
+    visit(text, |member, value| {
+        if found.is_none() && member == Some("reference") && is_bundle_local(value) {
+            found = Some(value.to_owned());
+        }
+        None
+    });
+    found
+}
+
+/// `urn:uuid:…` or `urn:oid:…`: an identity that only a Bundle entry's `fullUrl` can give.
+pub fn is_bundle_local(value: &str) -> bool {
+    value.starts_with("urn:uuid:") || value.starts_with("urn:oid:")
+}
+
+/// `div` with each `"key"` of `links` (left to right, not overlapping) replaced by `"value"`, or
+/// `None` if it holds none. One pass over the quotes of the narrative and a map look-up for each
+/// quoted stretch: replacing each link in turn was a pass per link (a 1000-entry transaction
+/// with a large narrative: seconds of CPU).
+fn quoted_links(div: &str, links: &HashMap<String, String>) -> Option<String> {
+    let quotes: Vec<usize> = div.match_indices('"').map(|(i, _)| i).collect();
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut q = 0;
+    while q + 1 < quotes.len() {
+        let (open, close) = (quotes[q], quotes[q + 1]);
+        match links.get(&div[open + 1..close]) {
+            Some(to) => {
+                out.push_str(&div[copied..=open]);
+                out.push_str(to);
+                copied = close;
+                q += 2; // the closing quote is used: the next link starts after it
+            }
+            None => q += 1,
+        }
+    }
+    if copied == 0 {
+        return None;
+    }
+    out.push_str(&div[copied..]);
+    Some(out)
 }
 
 /// `Type?criteria`: a conditional reference (http://hl7.org/fhir/R4/http.html#trules).
@@ -156,6 +200,10 @@ mod tests {
             r#"{"text":{"div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><a href=\"CareTeam/t1\">team</a></div>"}}"#,
         );
         check(r#"{"urn:uuid:team":"kept as a key"}"#, r#"{"urn:uuid:team":"kept as a key"}"#);
+        check(
+            r#"{"div":"<div>5\" <a href=\"urn:uuid:team\"/><a href=\"urn:uuid:plan\"/>\"urn:uuid:team</div>"}"#,
+            r#"{"div":"<div>5\" <a href=\"CareTeam/t1\"/><a href=\"CarePlan/p1\"/>\"urn:uuid:team</div>"}"#,
+        );
         check(r#"{"a":"\"quoted\" \u00e9"}"#, r#"{"a":"\"quoted\" \u00e9"}"#);
     }
 
@@ -166,5 +214,16 @@ mod tests {
         assert!(mentions(text, &HashMap::new()));
         assert!(!mentions(r#"{"for":{"reference":"Patient/1"}}"#, &links()));
         assert!(mentions(r#"{"for":{"reference":"urn:uuid:plan"}}"#, &links()));
+    }
+
+    #[test]
+    fn bundle_local_references_left_after_rewriting_are_found() {
+        let rewritten = rewrite(
+            r#"{"basedOn":[{"reference":"urn:uuid:plan"},{"reference":"urn:oid:1.2.3"}],"identifier":[{"system":"urn:oid:9"}]}"#,
+            &links(),
+        );
+        assert_eq!(unresolved(&rewritten).as_deref(), Some("urn:oid:1.2.3"));
+        assert_eq!(unresolved(r#"{"identifier":[{"system":"urn:oid:9","value":"urn:uuid:x"}]}"#), None);
+        assert_eq!(unresolved(r#"{"for":{"reference":"Patient/1"}}"#), None);
     }
 }

@@ -109,6 +109,9 @@ struct ServeArgs {
     /// Most entries a transaction or batch Bundle may hold.
     #[arg(long, env = "CAREPLAN_MAX_BUNDLE_ENTRIES", default_value_t = 1000)]
     max_bundle_entries: usize,
+    /// Most operations one PATCH document (JSON Patch or FHIRPath Patch) may hold.
+    #[arg(long, env = "CAREPLAN_MAX_PATCH_OPERATIONS", default_value_t = domain::patch::PatchLimits::DEFAULT_MAX_OPERATIONS)]
+    max_patch_operations: usize,
     /// Let a conditional delete remove every match (otherwise several matches answer 412).
     #[arg(long, env = "CAREPLAN_MULTIPLE_DELETE")]
     multiple_delete: bool,
@@ -321,6 +324,7 @@ impl ServeArgs {
             actor_header: self.actor_header.clone(),
             provenance: !self.no_provenance,
             max_bundle_entries: self.max_bundle_entries.max(1),
+            max_patch_operations: self.max_patch_operations.max(1),
             multiple_delete: self.multiple_delete,
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
             search_limits: self.search_limits.limits(),

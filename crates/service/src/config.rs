@@ -33,6 +33,9 @@ pub struct Settings {
     pub provenance: bool,
     /// Most entries a transaction or batch Bundle may hold.
     pub max_bundle_entries: usize,
+    /// Most operations one PATCH document may hold (the patched resource is bounded by
+    /// `max_body_bytes`).
+    pub max_patch_operations: usize,
     /// Whether a conditional delete may delete several matches (otherwise 412).
     pub multiple_delete: bool,
     /// Longest time one request may take before it is answered with 503. Each database
@@ -212,6 +215,7 @@ impl Settings {
             actor_header: Some("x-careplan-actor".into()),
             provenance: true,
             max_bundle_entries: 1000,
+            max_patch_operations: domain::patch::PatchLimits::DEFAULT_MAX_OPERATIONS,
             multiple_delete: false,
             request_timeout: Duration::from_secs(30),
             search_limits: domain::search::Limits::default(),

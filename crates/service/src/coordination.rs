@@ -51,6 +51,8 @@ pub(crate) struct Context {
     pub(crate) subscription_endpoints: std::sync::Arc<[String]>,
     /// How costly conditional criteria may be (the same limits as a search).
     pub(crate) search_limits: domain::search::Limits,
+    /// How far a PATCH may go: the body limit for the patched resource, and the operation count.
+    pub(crate) patch_limits: domain::patch::PatchLimits,
 }
 
 /// Task statuses in which work is still open.

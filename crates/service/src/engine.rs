@@ -296,6 +296,7 @@ async fn run(
         }
         targets[i] = resolved;
     }
+    distinct_targets(entries, &targets).map_err(|(i, e)| failure(i, e))?;
 
     // 2. Conditional references in the deferred bodies, then rewrite and check those bodies.
     for (i, body) in bodies.iter().enumerate() {
@@ -312,6 +313,9 @@ async fn run(
     for (i, body) in bodies.iter_mut().enumerate() {
         if let Body::Deferred(text) = body {
             let rewritten = references::rewrite(text, &links);
+            if let Some(reference) = references::unresolved(&rewritten) {
+                return Err(failure(i, unresolved(&reference)));
+            }
             *body = Body::Ready(ingest_entry(&entries[i], rewritten.as_bytes()).map_err(|e| failure(i, e))?);
         }
     }
@@ -331,6 +335,39 @@ async fn run(
         results[i] = result;
     }
     Ok(results)
+}
+
+/// "If any resource identities (including resolved identities from conditional update/delete)
+/// overlap in steps 1-3, then the transaction SHALL fail" (http://hl7.org/fhir/R4/http.html#trules):
+/// two entries that write or delete one resource (two PUTs of `Task/1`, a PUT and a DELETE, a
+/// conditional update that lands where another entry writes) are refused, naming the later
+/// entry. A conditional create that found its resource counts too. GETs (step 4) may overlap.
+fn distinct_targets(entries: &[EntryRequest], targets: &[Option<Resolved>]) -> Result<(), (usize, ApiError)> {
+    let mut seen: HashMap<(ResourceType, &str), usize> = HashMap::new();
+    for (i, (entry, target)) in entries.iter().zip(targets).enumerate() {
+        let id = match target {
+            Some(Resolved::Id(id) | Resolved::Existing(StoredVersion { id, .. })) => id.as_str(),
+            Some(Resolved::Nothing) | None => continue,
+        };
+        if let Some(first) = seen.insert((entry.ty, id), i) {
+            let message = format!(
+                "{}/{id} is also the target of Bundle.entry[{first}]; a transaction may write or delete each resource once",
+                entry.ty
+            );
+            return Err((i, ApiError::Invalid(vec![Issue::general(IssueCode::Invalid, message)])));
+        }
+    }
+    Ok(())
+}
+
+/// A `urn:uuid:`/`urn:oid:` reference no entry's `fullUrl` defines.
+fn unresolved(reference: &str) -> ApiError {
+    ApiError::Invalid(vec![Issue::general(
+        IssueCode::NotFound,
+        format!(
+            "the reference '{reference}' names no entry of the Bundle (no entry has it as fullUrl); such a reference cannot be stored"
+        ),
+    )])
 }
 
 /// Settle where an entry lands.
@@ -601,6 +638,7 @@ async fn store(
 
 /// Apply a patch to the current version, held locked, and store the result as any update.
 async fn patch(tx: &Tx<'_>, ctx: &Context, entry: &EntryRequest, id: &str) -> Result<EntryResult, ApiError> {
+    let limits = ctx.patch_limits;
     let ty = entry.ty;
     let current = tx.current(ty, id).await?.ok_or_else(|| ApiError::NotFound(format!("{ty}/{id}")))?;
     check_if_match(entry.if_match, Some(current.version_id))?;
@@ -610,8 +648,8 @@ async fn patch(tx: &Tx<'_>, ctx: &Context, entry: &EntryRequest, id: &str) -> Re
     let document = entry.body.as_deref().unwrap_or_default();
     let prepared = tracing::info_span!("domain.patch", fhir.resource_type = %ty).in_scope(|| {
         let patched = match entry.patch.unwrap_or(PatchFormat::Json) {
-            PatchFormat::Json => domain::patch::json_patch(text, document),
-            PatchFormat::FhirPath => domain::patch::fhirpath_patch(text, document, ty),
+            PatchFormat::Json => domain::patch::json_patch(text, document, limits),
+            PatchFormat::FhirPath => domain::patch::fhirpath_patch(text, document, ty, limits),
         }
         .map_err(patch_error)?;
         ingest_as(ty, patched.as_bytes(), IngestMode::Update { id }).map_err(ApiError::Invalid)
@@ -619,9 +657,10 @@ async fn patch(tx: &Tx<'_>, ctx: &Context, entry: &EntryRequest, id: &str) -> Re
     store(tx, ctx, id, Some(text), prepared, Some(Some(current.version_id))).await
 }
 
-/// A patch that cannot be applied to this resource is 422; a malformed patch document is 400.
+/// A patch that cannot be applied to this resource, or one that goes past the limits (too many
+/// operations, a result too large or too deep), is 422; a malformed patch document is 400.
 fn patch_error(issues: Vec<Issue>) -> ApiError {
-    if issues.iter().any(|i| i.code == IssueCode::Processing) {
+    if issues.iter().any(|i| matches!(i.code, IssueCode::Processing | IssueCode::TooCostly)) {
         ApiError::Unprocessable(issues)
     } else {
         ApiError::Invalid(issues)

@@ -119,7 +119,7 @@ impl FromRequest for FhirBody {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let body = read_body(req, payload, &JSON_TYPES, "application/fhir+json");
-        Box::pin(async move { body.await.map(FhirBody) })
+        Box::pin(async move { body.await.and_then(shallow).map(FhirBody) })
     }
 }
 
@@ -143,7 +143,16 @@ impl FromRequest for PatchBody {
         let media = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
         let format = if media == "application/json-patch+json" { PatchFormat::Json } else { PatchFormat::FhirPath };
         let body = read_body(req, payload, &PATCH_TYPES, "application/json-patch+json or application/fhir+json");
-        Box::pin(async move { Ok(PatchBody { format, body: body.await? }) })
+        Box::pin(async move { Ok(PatchBody { format, body: shallow(body.await?)? }) })
+    }
+}
+
+/// Refuse (400 `too-costly`) a JSON body nested deeper than `json_text::MAX_DEPTH`, before
+/// anything parses it: every recursive walk over client JSON relies on this bound.
+fn shallow(body: Bytes) -> Result<Bytes, ApiError> {
+    match domain::json_text::check_depth(&body) {
+        Ok(()) => Ok(body),
+        Err(why) => Err(ApiError::invalid(IssueCode::TooCostly, "body", why)),
     }
 }
 

@@ -171,6 +171,10 @@ pub(crate) fn context(req: &HttpRequest, state: &AppState, access: &Access) -> C
         base: base_url(req, state),
         subscription_endpoints: state.settings.subscriptions.endpoints.clone(),
         search_limits: state.settings.search_limits,
+        patch_limits: domain::patch::PatchLimits {
+            max_bytes: state.settings.max_body_bytes,
+            max_operations: state.settings.max_patch_operations,
+        },
     }
 }
 

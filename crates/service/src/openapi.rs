@@ -2577,12 +2577,17 @@ mod tests {
     /// Both patch examples of each type apply to its example and leave a valid resource.
     #[test]
     fn every_patch_example_applies_to_the_example() {
+        const LIMITS: domain::patch::PatchLimits =
+            domain::patch::PatchLimits { max_bytes: 1 << 20, max_operations: 1000 };
         for ty in ResourceType::ALL {
             let current = stored_example(ty).to_string();
             let (json_patch, fhirpath_patch) = patch_examples(ty);
             for (format, patched) in [
-                ("JSON Patch", domain::patch::json_patch(&current, json_patch.to_string().as_bytes())),
-                ("FHIRPath Patch", domain::patch::fhirpath_patch(&current, fhirpath_patch.to_string().as_bytes(), ty)),
+                ("JSON Patch", domain::patch::json_patch(&current, json_patch.to_string().as_bytes(), LIMITS)),
+                (
+                    "FHIRPath Patch",
+                    domain::patch::fhirpath_patch(&current, fhirpath_patch.to_string().as_bytes(), ty, LIMITS),
+                ),
             ] {
                 let patched: Value = serde_json::from_str(&patched.unwrap_or_else(|e| panic!("{ty} {format}: {e:?}")))
                     .unwrap_or_else(|e| panic!("{ty} {format}: {e}"));

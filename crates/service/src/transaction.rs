@@ -168,8 +168,30 @@ fn read_bundle(
             format!("the Bundle holds {} entries; this server takes at most {max_entries}", bundle.entry.len()),
         )]));
     }
+    unique_full_urls(&bundle.entry)?;
     let entries = bundle.entry.into_iter().map(|entry| read_entry(entry, base)).collect();
     Ok((kind, entries))
+}
+
+/// A `fullUrl` names one entry: a Bundle in which two entries share one is invalid (bdl-7,
+/// http://hl7.org/fhir/R4/bundle.html#invs; the exception for different `meta.versionId`s is for
+/// history Bundles, not requests), whatever its type. Refused as a whole, naming the later entry.
+fn unique_full_urls(entries: &[EntryIn]) -> Result<(), ApiError> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let Some(full_url) = entry.full_url.as_deref() else { continue };
+        if let Some(first) = seen.insert(full_url, index) {
+            let inner = ApiError::invalid(
+                IssueCode::Duplicate,
+                "Bundle.entry.fullUrl",
+                format!(
+                    "the fullUrl '{full_url}' is also the fullUrl of Bundle.entry[{first}]; each entry needs its own"
+                ),
+            );
+            return Err(in_entry(index, inner));
+        }
+    }
+    Ok(())
 }
 
 fn read_entry(entry: EntryIn, base: &str) -> Result<EntryRequest, ApiError> {

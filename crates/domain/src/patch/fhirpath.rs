@@ -10,7 +10,9 @@
 use serde_json::{Map, Value};
 
 use super::path::{self, Node, Seg, Step};
-use super::{is_protected, parse_current, PROTECTED};
+use super::{
+    check_document_depth, is_protected, member_overhead, parse_current, Budget, Failure, PatchLimits, PROTECTED,
+};
 use crate::issue::{Issue, IssueCode};
 use crate::json_text;
 use crate::resource::ResourceType;
@@ -19,12 +21,19 @@ use crate::resource::ResourceType;
 /// `resource_type`) and return the new text.
 ///
 /// Operations apply in order; the first that fails fails the whole patch. Issue expressions
-/// point into the Parameters body (`Parameters.parameter[2]` is the third operation).
-pub fn fhirpath_patch(current: &str, parameters: &[u8], resource_type: ResourceType) -> Result<String, Vec<Issue>> {
-    let operations = parse_parameters(parameters, resource_type.as_str())?;
+/// point into the Parameters body (`Parameters.parameter[2]` is the third operation). The body
+/// and the result are bounded by `limits` (see the module `patch`).
+pub fn fhirpath_patch(
+    current: &str,
+    parameters: &[u8],
+    resource_type: ResourceType,
+    limits: PatchLimits,
+) -> Result<String, Vec<Issue>> {
+    let mut budget = Budget::new(limits, current);
+    let operations = parse_parameters(parameters, resource_type.as_str(), &budget)?;
     let mut doc = parse_current(current)?;
     for (i, op) in operations.iter().enumerate() {
-        apply(&mut doc, resource_type.as_str(), op).map_err(|(code, message)| {
+        apply(&mut doc, resource_type.as_str(), op, &mut budget).map_err(|(code, message)| {
             let diagnostics = format!("operation {i} ({} {}): {message}", op.kind.code(), op.path);
             vec![Issue::error(code, format!("Parameters.parameter[{i}]"), diagnostics)]
         })?;
@@ -88,16 +97,15 @@ struct Operation {
     destination: Option<usize>,
 }
 
-type Failure = (IssueCode, String);
-
 fn failure(message: impl Into<String>) -> Failure {
     (IssueCode::Processing, message.into())
 }
 
 /// The operations of the body, or every reason it is not a FHIRPath Patch.
-fn parse_parameters(body: &[u8], resource_type: &str) -> Result<Vec<Operation>, Vec<Issue>> {
+fn parse_parameters(body: &[u8], resource_type: &str, budget: &Budget) -> Result<Vec<Operation>, Vec<Issue>> {
     let invalid = |message: &str| vec![Issue::general(IssueCode::Invalid, message)];
     let text = std::str::from_utf8(body).map_err(|_| invalid("the Parameters body is not UTF-8"))?;
+    check_document_depth(body, "the Parameters body")?;
     let parameters = json_text::to_value_preserving(text)
         .map_err(|err| invalid(&format!("the Parameters body is not valid JSON: {err}")))?;
     if parameters.get("resourceType").and_then(json_text::string_text) != Some("Parameters") {
@@ -108,6 +116,7 @@ fn parse_parameters(body: &[u8], resource_type: &str) -> Result<Vec<Operation>, 
         Some(Value::Array(list)) => list,
         Some(_) => return Err(invalid("Parameters.parameter must be a list")),
     };
+    budget.check_count(list.len())?;
     let mut operations = Vec::with_capacity(list.len());
     let mut issues = Vec::new();
     for (i, parameter) in list.iter().enumerate() {
@@ -244,15 +253,26 @@ fn materialize(value: &PartValue, ctx: &str) -> Value {
         PartValue::Typed { value, .. } => return value.clone(),
         PartValue::Parts(parts) => parts,
     };
+    // Parts of the same name are the items of one member, at the place of the first: group them
+    // in one pass (a filter per name would be quadratic in the number of names).
+    let mut groups: Vec<(String, Vec<&PartValue>)> = Vec::new();
+    let mut by_name: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (name, item) in parts {
+        match by_name.get(name.as_str()) {
+            Some(&at) => groups[at].1.push(item),
+            None => {
+                by_name.insert(name, groups.len());
+                groups.push((member_key(ctx, name, item), vec![item]));
+            }
+        }
+    }
     let mut object = Map::new();
-    for (name, first) in parts {
-        let key = member_key(ctx, name, first);
+    for (key, group) in groups {
         if object.contains_key(&key) {
-            continue; // already written with the other parts of the same name
+            continue; // two names for one member (`value` and `valueString`): the first wins
         }
         let child = path::child_ctx(ctx, &key);
-        let items: Vec<Value> =
-            parts.iter().filter(|(n, _)| n == name).map(|(_, item)| materialize(item, &child)).collect();
+        let items: Vec<Value> = group.into_iter().map(|item| materialize(item, &child)).collect();
         let value = match <[Value; 1]>::try_from(items) {
             Ok([single]) if !path::is_repeating(ctx, &key) => single,
             Ok([single]) => Value::Array(vec![single]),
@@ -272,13 +292,13 @@ fn member_key(ctx: &str, name: &str, value: &PartValue) -> String {
     }
 }
 
-fn apply(doc: &mut Value, resource_type: &str, op: &Operation) -> Result<(), Failure> {
+fn apply(doc: &mut Value, resource_type: &str, op: &Operation, budget: &mut Budget) -> Result<(), Failure> {
     let select = |doc: &Value| path::evaluate(doc, path::root(resource_type), &op.steps);
     match op.kind {
-        Kind::Add => add(doc, single(select(doc))?, op),
-        Kind::Insert => insert(doc, resource_type, op),
-        Kind::Delete => delete(doc, select(doc)),
-        Kind::Replace => replace(doc, single(select(doc))?, op),
+        Kind::Add => add(doc, single(select(doc))?, op, budget),
+        Kind::Insert => insert(doc, resource_type, op, budget),
+        Kind::Delete => delete(doc, select(doc), budget),
+        Kind::Replace => replace(doc, single(select(doc))?, op, budget),
         Kind::Move => move_item(doc, resource_type, op),
     }
 }
@@ -314,7 +334,7 @@ fn object_at<'a>(doc: &'a mut Value, node: &Node) -> Result<&'a mut Map<String, 
 /// add: append `name: value` to the element the path selects. A repeating element is a list
 /// (created if absent); a single element must not exist yet (spec: "Add can be used for
 /// non-repeating elements as long as they do not already exist").
-fn add(doc: &mut Value, node: Node, op: &Operation) -> Result<(), Failure> {
+fn add(doc: &mut Value, node: Node, op: &Operation, budget: &mut Budget) -> Result<(), Failure> {
     let (Some(name), Some(value)) = (&op.name, &op.value) else { return Err(failure("missing name or value")) };
     let key = member_key(&node.ctx, name, value);
     let mut loc = node.loc.clone();
@@ -322,6 +342,8 @@ fn add(doc: &mut Value, node: Node, op: &Operation) -> Result<(), Failure> {
     refuse_protected(&loc)?;
     let repeating = path::is_repeating(&node.ctx, &key);
     let new = materialize(value, &path::child_ctx(&node.ctx, &key));
+    // The node is at level `loc.len() + 1`; a list item sits one level further down.
+    budget.admit(&new, node.loc.len() + 1 + usize::from(repeating), member_overhead(&key) + 2, 0)?;
     let members = object_at(doc, &node)?;
     match members.get_mut(&key) {
         Some(Value::Array(items)) => items.push(new),
@@ -345,11 +367,12 @@ fn collection(doc: &Value, resource_type: &str, op: &Operation) -> Result<(Node,
 }
 
 /// insert: put the value at `index` of the list (0 based; at most the list's length).
-fn insert(doc: &mut Value, resource_type: &str, op: &Operation) -> Result<(), Failure> {
+fn insert(doc: &mut Value, resource_type: &str, op: &Operation, budget: &mut Budget) -> Result<(), Failure> {
     let (Some(value), Some(index)) = (&op.value, op.index) else { return Err(failure("missing value or index")) };
     let (parent, name) = collection(doc, resource_type, op)?;
     let repeating = path::is_repeating(&parent.ctx, &name);
     let new = materialize(value, &path::child_ctx(&parent.ctx, &name));
+    budget.admit(&new, parent.loc.len() + 2, member_overhead(&name) + 2, 0)?;
     let members = object_at(doc, &parent)?;
     match members.get_mut(&name) {
         Some(Value::Array(items)) if index <= items.len() => items.insert(index, new),
@@ -368,13 +391,16 @@ fn out_of_range(what: &str, index: usize, len: usize) -> Failure {
 /// delete: remove the one element the path selects; nothing matched is a success (spec: "Path
 /// of the element to delete (if found)"). Elements left empty go too: FHIR JSON has no empty
 /// objects or arrays (http://hl7.org/fhir/R4/json.html).
-fn delete(doc: &mut Value, found: Vec<Node>) -> Result<(), Failure> {
+fn delete(doc: &mut Value, found: Vec<Node>, budget: &mut Budget) -> Result<(), Failure> {
     let node = match <[Node; 1]>::try_from(found) {
         Ok([node]) => node,
         Err(found) if found.is_empty() => return Ok(()),
         Err(found) => return Err(failure(format!("the path matched {} elements; delete removes one", found.len()))),
     };
     refuse_protected(&node.loc)?;
+    if let Some(old) = path::get(doc, &node.loc) {
+        budget.release(json_text::preserving_len(old, usize::MAX));
+    }
     let mut loc = node.loc;
     remove_at(doc, &loc);
     while loc.len() > 1 {
@@ -400,10 +426,17 @@ fn remove_at(doc: &mut Value, loc: &[Seg]) {
 
 /// replace: the one element the path selects takes the new value. A choice element named by its
 /// base name takes the new value's type: `value` from `valueString` to `valueInteger`.
-fn replace(doc: &mut Value, node: Node, op: &Operation) -> Result<(), Failure> {
+fn replace(doc: &mut Value, node: Node, op: &Operation, budget: &mut Budget) -> Result<(), Failure> {
     let Some(value) = &op.value else { return Err(failure("missing value")) };
     refuse_protected(&node.loc)?;
     let new = materialize(value, &node.ctx);
+    let old = path::get(doc, &node.loc).map_or(0, |old| json_text::preserving_len(old, usize::MAX));
+    // A choice element may change its name (`valueString` to `valueCodeableConcept`).
+    let renamed = match (&node.choice, value) {
+        (Some(base), PartValue::Typed { ty: Some(ty), .. }) => base.len() + ty.len(),
+        _ => 0,
+    };
+    budget.admit(&new, node.loc.len(), renamed, old)?;
     if let (Some(base), Some((Seg::Key(old), parent)), PartValue::Typed { ty: Some(ty), .. }) =
         (&node.choice, node.loc.split_last(), value)
     {
@@ -445,6 +478,7 @@ fn move_item(doc: &mut Value, resource_type: &str, op: &Operation) -> Result<(),
 mod tests {
     use super::*;
     use crate::patch::elements;
+    use crate::patch::TEST_LIMITS as LIMITS;
 
     /// Patch `resource` with the `operation` parameters `ops` and compare the outcome: the new
     /// text, or one line per issue.
@@ -455,7 +489,7 @@ mod tests {
     }
 
     fn check_body(resource: &str, ty: ResourceType, body: &str, expect: &str) {
-        let got = match fhirpath_patch(resource, body.as_bytes(), ty) {
+        let got = match fhirpath_patch(resource, body.as_bytes(), ty, LIMITS) {
             Ok(text) => text,
             Err(issues) => issues
                 .iter()
@@ -866,6 +900,50 @@ mod tests {
                 r#""value":3.10,"unit":"mg"},"quantity":{"value":1.0e1,"unit":"mg"}}"#,
             ),
         );
+    }
+
+    #[test]
+    fn growth_past_the_limits_is_refused_before_it_applies() {
+        let limits = PatchLimits { max_bytes: 4096, max_operations: 3 };
+        let note = |n: usize| {
+            let text = "n".repeat(n);
+            op(
+                "add",
+                "Task",
+                &[
+                    ("name", r#""valueString":"note""#),
+                    ("value", &format!(r#""part":[{{"name":"text","valueString":"{text}"}}]"#)),
+                ],
+            )
+        };
+        let body = |ops: &[String]| format!(r#"{{"resourceType":"Parameters","parameter":[{}]}}"#, ops.join(","));
+        let task = r#"{"resourceType":"Task","id":"t1","status":"requested","intent":"order"}"#;
+        let issues = fhirpath_patch(task, body(&[note(3000), note(3000)]).as_bytes(), ResourceType::Task, limits)
+            .expect_err("over 4 KiB");
+        assert_eq!(
+            (issues[0].code, issues[0].expression.as_deref()),
+            (IssueCode::TooCostly, Some("Parameters.parameter[1]"))
+        );
+        assert!(fhirpath_patch(task, body(&[note(3000)]).as_bytes(), ResourceType::Task, limits).is_ok());
+        let four = [note(1), note(1), note(1), note(1)];
+        let issues = fhirpath_patch(task, body(&four).as_bytes(), ResourceType::Task, limits).expect_err("4 > 3");
+        assert_eq!(issues[0].code, IssueCode::TooCostly);
+    }
+
+    #[test]
+    fn many_distinct_part_names_materialize_in_linear_time() {
+        let parts: Vec<String> = (0..20_000).map(|i| format!(r#"{{"name":"p{i}","valueString":"v"}}"#)).collect();
+        let value = format!(r#""part":[{}]"#, parts.join(","));
+        let body = format!(
+            r#"{{"resourceType":"Parameters","parameter":[{}]}}"#,
+            op("add", "Task", &[("name", r#""valueString":"extension""#), ("value", &value)])
+        );
+        let task = r#"{"resourceType":"Task","id":"t1","status":"requested","intent":"order"}"#;
+        let started = std::time::Instant::now();
+        let limits = PatchLimits { max_bytes: 1 << 20, max_operations: 10 };
+        let text = fhirpath_patch(task, body.as_bytes(), ResourceType::Task, limits).expect("applies");
+        assert!(text.contains(r#""p19999":"v""#));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
     }
 
     #[test]

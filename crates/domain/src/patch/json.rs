@@ -10,7 +10,9 @@ use json_patch::jsonptr::Pointer;
 use json_patch::{AddOperation, PatchErrorKind, PatchOperation};
 use serde_json::Value;
 
-use super::{is_protected, parse_current, PROTECTED};
+use super::{
+    check_document_depth, is_protected, member_overhead, parse_current, Budget, Failure, PatchLimits, PROTECTED,
+};
 use crate::issue::{Issue, IssueCode};
 use crate::json_text;
 
@@ -18,11 +20,13 @@ use crate::json_text;
 ///
 /// Operations apply in order; the first that fails fails the whole patch (RFC 6902 section 5).
 /// Issue expressions are JSON Pointers into the patch document (`/2` is its third operation).
-pub fn json_patch(current: &str, patch: &[u8]) -> Result<String, Vec<Issue>> {
-    let operations = parse_patch(patch)?;
+/// The document and the result are bounded by `limits` (see the module `patch`).
+pub fn json_patch(current: &str, patch: &[u8], limits: PatchLimits) -> Result<String, Vec<Issue>> {
+    let mut budget = Budget::new(limits, current);
+    let operations = parse_patch(patch, &budget)?;
     let mut doc = parse_current(current)?;
     for (i, op) in operations.iter().enumerate() {
-        apply(&mut doc, op).map_err(|(code, message)| {
+        charge(&doc, op, &mut budget).and_then(|()| apply(&mut doc, op)).map_err(|(code, message)| {
             vec![Issue::error(code, format!("/{i}"), format!("operation {i} ({}): {message}", describe(op)))]
         })?;
     }
@@ -30,14 +34,16 @@ pub fn json_patch(current: &str, patch: &[u8]) -> Result<String, Vec<Issue>> {
 }
 
 /// The operations of the document, or every reason it is not a JSON Patch this server accepts.
-fn parse_patch(patch: &[u8]) -> Result<Vec<PatchOperation>, Vec<Issue>> {
+fn parse_patch(patch: &[u8], budget: &Budget) -> Result<Vec<PatchOperation>, Vec<Issue>> {
     let invalid = |message: String| vec![Issue::general(IssueCode::Invalid, message)];
     let text = std::str::from_utf8(patch).map_err(|_| invalid("the JSON Patch document is not UTF-8".into()))?;
+    check_document_depth(patch, "the JSON Patch document")?;
     let document = json_text::to_value_preserving(text)
         .map_err(|err| invalid(format!("the JSON Patch document is not valid JSON: {err}")))?;
     let Value::Array(items) = document else {
         return Err(invalid("a JSON Patch document must be an array of operations (RFC 6902 section 3)".into()));
     };
+    budget.check_count(items.len())?;
     let mut operations = Vec::with_capacity(items.len());
     let mut issues = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
@@ -96,7 +102,66 @@ fn describe(op: &PatchOperation) -> String {
     format!("{name} {}", op.path())
 }
 
-type Failure = (IssueCode, String);
+/// Ask `budget` for what `op` would add to `doc` and remove from it, before it applies: the
+/// value it brings (`add`, `replace`) or copies (`copy`), at the depth of its target, less what
+/// it replaces or removes. An operation whose paths do not resolve is let through: `apply`
+/// reports it.
+fn charge(doc: &Value, op: &PatchOperation, budget: &mut Budget) -> Result<(), Failure> {
+    let size = |value: &Value| json_text::preserving_len(value, usize::MAX);
+    match op {
+        PatchOperation::Test(_) => Ok(()),
+        PatchOperation::Remove(r) => {
+            if let Some((old, overhead)) = existing(doc, &r.path) {
+                budget.release(size(old) + overhead);
+            }
+            Ok(())
+        }
+        PatchOperation::Move(m) if m.from == m.path => Ok(()),
+        PatchOperation::Move(m) => {
+            let Some((value, old_overhead)) = existing(doc, &m.from) else { return Ok(()) };
+            // The value keeps its size; its depth and the member name around it may change.
+            budget.check_depth(value, m.path.count())?;
+            let (replaced, overhead) = placement(doc, &m.path);
+            budget.grow(overhead, old_overhead + replaced.map_or(0, |old| size(old) + overhead))
+        }
+        PatchOperation::Add(a) => {
+            let (replaced, overhead) = placement(doc, &a.path);
+            let removed = replaced.map_or(0, |old| size(old) + overhead);
+            budget.admit(&a.value, a.path.count(), overhead, removed)
+        }
+        PatchOperation::Replace(r) => match doc.pointer(r.path.as_str()) {
+            Some(old) => budget.admit(&r.value, r.path.count(), 0, size(old)),
+            None => Ok(()),
+        },
+        PatchOperation::Copy(c) => {
+            let Some(value) = doc.pointer(c.from.as_str()) else { return Ok(()) };
+            let (replaced, overhead) = placement(doc, &c.path);
+            let removed = replaced.map_or(0, |old| size(old) + overhead);
+            budget.admit(value, c.path.count(), overhead, removed)
+        }
+    }
+}
+
+/// The value at `path` and the bytes its place in the parent surely takes (member name, colon).
+fn existing<'a>(doc: &'a Value, path: &Pointer) -> Option<(&'a Value, usize)> {
+    let value = doc.pointer(path.as_str())?;
+    let (_, overhead) = placement(doc, path);
+    // Without the comma: the value may have been the only one.
+    Some((value, overhead.saturating_sub(1)))
+}
+
+/// Where `add` would put a value at `path`: the member value it would replace (objects only;
+/// an array insert replaces nothing) and the bytes of the member name and separators.
+fn placement<'a>(doc: &'a Value, path: &Pointer) -> (Option<&'a Value>, usize) {
+    let Some((parent, last)) = path.split_back() else { return (None, 0) };
+    match doc.pointer(parent.as_str()) {
+        Some(Value::Object(members)) => {
+            let key = last.decoded();
+            (members.get(key.as_ref()), member_overhead(&key))
+        }
+        _ => (None, 1),
+    }
+}
 
 fn apply(doc: &mut Value, op: &PatchOperation) -> Result<(), Failure> {
     match op {
@@ -154,12 +219,13 @@ fn move_value(doc: &mut Value, from: &Pointer, path: &Pointer) -> Result<(), Fai
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::patch::TEST_LIMITS as LIMITS;
 
     const TASK: &str = r#"{"resourceType":"Task","id":"t1","meta":{"versionId":"3","lastUpdated":"2026-01-02T03:04:05Z"},"status":"requested","intent":"order","priority":"routine","input":[{"type":{"text":"dose"},"valueDecimal":1.50}],"note":[{"text":"one"},{"text":"two"}]}"#;
 
     /// Patch `current` and compare the outcome: the new text, or one line per issue.
     fn check(current: &str, patch: &str, expect: &str) {
-        let got = match json_patch(current, patch.as_bytes()) {
+        let got = match json_patch(current, patch.as_bytes(), LIMITS) {
             Ok(text) => text,
             Err(issues) => render(&issues),
         };
@@ -328,6 +394,60 @@ mod tests {
         ] {
             check(TASK, &format!("[{patch}]"), &format!("Invalid /0: operation 0 ({op}): {refused}"));
         }
+    }
+
+    #[test]
+    fn a_patch_doubling_the_resource_stops_before_the_copy_that_would_pass_the_limit() {
+        // Issue 13: one 1 KB element, then 25 copies of the list into itself (2^25 KB).
+        let element = format!(r#"{{"type":{{"text":"pad"}},"valueString":"{}"}}"#, "x".repeat(1024));
+        let mut operations = vec![format!(r#"{{"op":"add","path":"/input","value":[{element}]}}"#)];
+        operations.extend((0..25).map(|_| r#"{"op":"copy","from":"/input","path":"/input/-"}"#.to_string()));
+        let patch = format!("[{}]", operations.join(","));
+        let limits = PatchLimits { max_bytes: 64 * 1024, max_operations: 100 };
+        // 2^6 elements of ~1.1 KB fit in 64 KiB, 2^7 do not: operation 6 (the 6th copy) stops.
+        let issues = json_patch(TASK, patch.as_bytes(), limits).expect_err("refused");
+        assert_eq!(issues.len(), 1);
+        assert_eq!((issues[0].code, issues[0].expression.as_deref()), (IssueCode::TooCostly, Some("/6")));
+        assert!(issues[0].diagnostics.contains("65536 bytes"), "{}", issues[0].diagnostics);
+        // Under the limit the same copies apply.
+        let text = json_patch(TASK, format!("[{}]", operations[..6].join(",")).as_bytes(), limits).expect("applies");
+        assert!(text.len() <= limits.max_bytes && text.len() > 32 * 1024, "{}", text.len());
+    }
+
+    #[test]
+    fn growth_is_measured_net_of_what_an_operation_replaces_or_removes() {
+        let limits = PatchLimits { max_bytes: TASK.len() + 2048, max_operations: 100 };
+        let big = |n: usize| format!(r#"{{"op":"add","path":"/description","value":"{}"}}"#, "d".repeat(n));
+        // Replacing a 1.5 KB member by another of 1.5 KB, and removing it, never adds up.
+        let patch = format!(r#"[{},{},{{"op":"remove","path":"/description"}},{}]"#, big(1500), big(1500), big(1500));
+        assert!(json_patch(TASK, patch.as_bytes(), limits).is_ok());
+        let patch = format!("[{}]", big(2100));
+        let issues = json_patch(TASK, patch.as_bytes(), limits).expect_err("too large");
+        assert_eq!(issues[0].code, IssueCode::TooCostly);
+    }
+
+    #[test]
+    fn too_many_operations_or_too_deep_a_result_are_refused() {
+        let limits = PatchLimits { max_bytes: 1 << 20, max_operations: 2 };
+        let replace = r#"{"op":"replace","path":"/status","value":"accepted"}"#;
+        let issues =
+            json_patch(TASK, format!("[{replace},{replace},{replace}]").as_bytes(), limits).expect_err("3 > 2");
+        assert_eq!((issues[0].code, issues[0].expression.as_deref()), (IssueCode::TooCostly, None));
+        // Copying a subtree into itself deepens it each time; the depth limit stops it.
+        let mut operations = vec![r#"{"op":"add","path":"/a","value":{"b":{}}}"#.to_string()];
+        let mut path = "/a/b".to_string();
+        for _ in 0..40 {
+            operations.push(format!(r#"{{"op":"copy","from":"/a","path":"{path}/a"}}"#));
+            path.push_str("/a/b");
+        }
+        let limits = PatchLimits { max_bytes: 1 << 20, max_operations: 100 };
+        let issues = json_patch(TASK, format!("[{}]", operations.join(",")).as_bytes(), limits).expect_err("deep");
+        assert_eq!(issues[0].code, IssueCode::TooCostly);
+        assert!(issues[0].diagnostics.contains("at most 100"), "{}", issues[0].diagnostics);
+        // A patch document nested too deep is refused before it is parsed.
+        let deep = format!(r#"[{{"op":"add","path":"/a","value":{}1{}}}]"#, "[".repeat(150), "]".repeat(150));
+        let issues = json_patch(TASK, deep.as_bytes(), limits).expect_err("deep document");
+        assert!(issues[0].diagnostics.contains("at most 100"), "{}", issues[0].diagnostics);
     }
 
     #[test]
