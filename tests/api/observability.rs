@@ -176,7 +176,7 @@ async fn audit_log_lines_carry_a_keyed_patient_hash_and_no_ids() {
     assert_eq!(keyed.put(&format!("Task/{MRN}"), &task).await.status(), 201);
     assert_eq!(keyed.get(&format!("Task/{MRN}")).await.status(), 200);
 
-    let lines = wait_for_audit_lines(&capture, 2).await;
+    let lines = wait_for_audit_lines(capture, 2).await;
     for line in &lines {
         for phi in [MRN, "5581-2207", "QuokkaPatient-88", NAME] {
             assert!(!line.contains(phi), "an audit log line holds {phi}: {line}");

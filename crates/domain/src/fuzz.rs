@@ -96,7 +96,7 @@ fn string(rng: &mut Rng) -> String {
             3 => out.push_str("\\ue000"),
             4 => out.push_str("é漢"),
             5 => out.push_str("\\n"),
-            _ => out.push_str(*rng.pick(&WORDS)),
+            _ => out.push_str(rng.pick::<&str>(&WORDS)),
         }
     }
     out.push('"');

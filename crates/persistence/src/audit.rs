@@ -80,7 +80,7 @@ impl Store {
         let mut sql = Sql::new(self.reader.get_database_backend());
         sql.push("SELECT ").push(SELECTED).push(" FROM audit_event WHERE id = ").bind(id);
         let row = self.reader.query_one(sql.statement()).await?;
-        Ok(row.map(|r| rendered(&r)).transpose()?)
+        row.map(|r| rendered(&r)).transpose()
     }
 
     /// Matching records newest first, at most `query.count + 1` (the extra one tells the
