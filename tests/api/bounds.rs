@@ -28,18 +28,58 @@ fn peak_rss_mib(pid: u32) -> u64 {
     kib / 1024
 }
 
-#[tokio::test]
-async fn a_json_patch_doubling_the_resource_is_refused_at_the_body_limit_and_the_server_lives_on() {
-    // Arrange: the real binary, so a crash or an out-of-memory kill would show as a dead process.
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let database = match std::env::var("TEST_DATABASE_URL") {
+/// The database the real binary should use: the test PostgreSQL (a fresh schema) when
+/// `TEST_DATABASE_URL` is set, else a SQLite file in `dir`.
+fn database_settings(dir: &tempfile::TempDir) -> Vec<(&'static str, String)> {
+    match std::env::var("TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => vec![
             ("CAREPLAN_DATABASE_URL", url),
             ("CAREPLAN_DATABASE_SCHEMA", format!("t_{}", uuid::Uuid::new_v4().simple())),
         ],
         _ => vec![("CAREPLAN_DATABASE_URL", format!("sqlite://{}", dir.path().join("careplan.db").display()))],
-    };
-    let mut served = serve(&database);
+    }
+}
+
+#[tokio::test]
+async fn chains_and_has_thousands_deep_are_refused_and_the_real_process_lives_on() {
+    // Arrange: the real binary; before the limits, 2,400 chain links or 2,500 nested _has
+    // overflowed its stack and aborted the process (exit 134).
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut served = serve(&database_settings(&dir));
+    let base = format!("http://127.0.0.1:{}", served.port);
+    let client = reqwest::Client::new();
+    let chain = format!("Task?{}status=requested", "part-of.".repeat(2400));
+    let has = format!("Task?{}status=requested", "_has:Task:part-of:".repeat(2500));
+
+    // Act
+    let mut statuses = Vec::new();
+    for query in [&chain, &has] {
+        let response = client.get(format!("{base}/fhir/{query}")).send().await.expect("answered");
+        statuses.push(response.status().as_u16());
+        let outcome: Value = response.json().await.expect("OperationOutcome");
+        assert_outcome(&outcome, "too-costly", None);
+    }
+    let searched = client
+        .post(format!("{base}/fhir/Task/_search"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("{}status=requested", "_has:Task:part-of:".repeat(2500)))
+        .send()
+        .await
+        .expect("answered");
+    statuses.push(searched.status().as_u16());
+
+    // Assert
+    assert_eq!(statuses, [400, 400, 400]);
+    let livez = client.get(format!("{base}/livez")).send().await.expect("the server still answers");
+    assert_eq!(livez.status(), 200);
+    assert!(served.child.try_wait().expect("status").is_none(), "the server is still running");
+}
+
+#[tokio::test]
+async fn a_json_patch_doubling_the_resource_is_refused_at_the_body_limit_and_the_server_lives_on() {
+    // Arrange: the real binary, so a crash or an out-of-memory kill would show as a dead process.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut served = serve(&database_settings(&dir));
     let base = format!("http://127.0.0.1:{}", served.port);
     let client = reqwest::Client::new();
     let created: Value = client
