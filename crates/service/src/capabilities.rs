@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use domain::{Interaction, ResourceType};
 use serde_json::{json, Value};
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
 use crate::config::Settings;
 use crate::error::ApiError;
@@ -50,6 +50,7 @@ pub fn capability_statement(base: &str, multiple_delete: bool) -> Value {
             }
             resource
         })
+        .chain([audit_event_capabilities()])
         .collect();
     json!({
         "resourceType": "CapabilityStatement",
@@ -66,6 +67,34 @@ pub fn capability_statement(base: &str, multiple_delete: bool) -> Value {
             "resource": resources,
             "interaction": [{ "code": "transaction" }, { "code": "batch" }, { "code": "history-system" }],
         }],
+    })
+}
+
+/// The audit trail (`service::audit::trail`): AuditEvents are read and searched, never written
+/// by clients; the search parameters are the ones the trail understands.
+fn audit_event_capabilities() -> Value {
+    let param = |name: &str, kind: &str, documentation: &str| {
+        json!({
+            "name": name,
+            "definition": format!("http://hl7.org/fhir/SearchParameter/AuditEvent-{name}"),
+            "type": kind,
+            "documentation": documentation,
+        })
+    };
+    json!({
+        "type": "AuditEvent",
+        "profile": "http://hl7.org/fhir/StructureDefinition/AuditEvent",
+        "documentation": "The audit trail: one AuditEvent per FHIR request, newest first; needs an audit scope (user/AuditEvent.rs or system/AuditEvent.rs).",
+        "interaction": [{ "code": "read" }, { "code": "search-type" }],
+        "versioning": "no-version",
+        "readHistory": false,
+        "updateCreate": false,
+        "searchParam": [
+            param("date", "date", "When the request was recorded (ge, gt, le, lt prefixes)"),
+            param("patient", "reference", "The patient whose data the request touched"),
+            param("agent", "reference", "Who made the request"),
+            param("entity", "reference", "The resource the request was about"),
+        ],
     })
 }
 
@@ -110,11 +139,32 @@ pub(crate) fn rev_includes(ty: ResourceType) -> Vec<String> {
 /// defines (the CapabilityStatement's `definition` of it); the specification's own are not served.
 pub(crate) async fn search_parameter(path: web::Path<String>, neg: Negotiation) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let resource = domain::search::params::defined_here(&id)
-        .and_then(|(ty, param)| param.resource(ty))
+    let text = DEFINED_HERE
+        .iter()
+        .find(|(defined, _)| *defined == id)
+        .map(|(_, text)| text.clone())
         .ok_or_else(|| ApiError::NotFound(format!("SearchParameter/{id}")))?;
-    Ok(json_body(HttpResponse::Ok(), resource.to_string(), neg))
+    Ok(json_body(HttpResponse::Ok(), text, neg))
 }
+
+/// Render the SearchParameter resources now (start-up calls this off the serving path).
+pub(crate) fn prerender() {
+    LazyLock::force(&DEFINED_HERE);
+}
+
+/// The SearchParameter resources this server defines, by id, rendered once: they change only
+/// with the build.
+static DEFINED_HERE: LazyLock<Vec<(String, String)>> = LazyLock::new(|| {
+    ResourceType::ALL
+        .into_iter()
+        .flat_map(|ty| domain::search::params::for_type(ty).iter().map(move |param| (ty, param)))
+        .filter_map(|(ty, param)| {
+            let id = format!("{ty}-{}", param.name);
+            domain::search::params::defined_here(&id)?;
+            Some((id, param.resource(ty)?.to_string()))
+        })
+        .collect()
+});
 
 /// The handler for `GET [base]/metadata`.
 pub(crate) async fn metadata(req: HttpRequest, state: web::Data<AppState>, neg: Negotiation) -> HttpResponse {
