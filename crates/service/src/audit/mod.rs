@@ -3,9 +3,9 @@
 //! `/fhir/AuditEvent` with an audit scope (`trail.rs`).
 //!
 //! Durability trade-off: the middleware hands each record to a bounded queue and a background
-//! task appends them in batches (gathered for up to `GATHER`, one transaction per batch), so
-//! the response does not wait for the audit write. A record is therefore durable within about
-//! `GATHER` plus a commit after its response left; a crash in that window loses the records still
+//! task appends them in batches (one INSERT of up to 200 rows, one transaction per batch), so
+//! the response does not wait for the audit write. A record is therefore durable a few
+//! milliseconds after its response left; a crash in that window loses the records still
 //! queued. Records are never dropped otherwise: a full queue makes requests wait for room
 //! (back-pressure), and on shutdown the queue is drained before the process exits.
 
@@ -24,7 +24,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpRequest};
 use domain::audit::{self, Action, Agent, AuditRecord};
 use persistence::{AuditRow, Store};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::Access;
 use crate::config::AuditSettings;
@@ -40,11 +40,6 @@ const BATCH: usize = 4096;
 /// record thus reaches the disk within about this long after its response (plus the commit).
 const GATHER: Duration = Duration::from_millis(50);
 
-/// How often at most the look-up keys of appended records are indexed (`Store::index_audit`).
-/// Each run rewrites the key pages it touches once, so rarer runs cost less I/O per record; a
-/// trail search checks the records after the last run directly, so it never misses one.
-const INDEX_EVERY: Duration = Duration::from_secs(2);
-
 /// Hands audit records to the background writer.
 pub(crate) struct Auditor {
     queue: mpsc::Sender<AuditRow>,
@@ -58,14 +53,12 @@ impl Auditor {
     pub(crate) fn start(store: Store, settings: &AuditSettings) -> (Arc<Self>, Drain) {
         let (sender, receiver) = mpsc::channel(settings.queue);
         let (stop, stopped) = oneshot::channel();
-        let appended = Arc::new(Notify::new());
-        let indexer = tokio::spawn(index(store.clone(), appended.clone()));
-        let handle = tokio::spawn(write(store, receiver, stopped, appended));
+        let handle = tokio::spawn(write(store, receiver, stopped));
         let log = settings.log.then(|| LogLine {
             key: settings.log_key.as_ref().map(|key| key.as_bytes().to_vec()),
             ids: settings.log_ids,
         });
-        (Arc::new(Self { queue: sender, log }), Drain { stop, handle, indexer })
+        (Arc::new(Self { queue: sender, log }), Drain { stop, handle })
     }
 }
 
@@ -73,7 +66,6 @@ impl Auditor {
 pub(crate) struct Drain {
     stop: oneshot::Sender<()>,
     handle: tokio::task::JoinHandle<()>,
-    indexer: tokio::task::JoinHandle<()>,
 }
 
 impl Drain {
@@ -83,28 +75,10 @@ impl Drain {
         if tokio::time::timeout(limit, self.handle).await.is_err() {
             tracing::error!("the audit queue could not be drained in time; queued records were lost");
         }
-        // Keys not indexed yet are indexed after the next start; searches find them meanwhile.
-        self.indexer.abort();
     }
 }
 
-/// Index the look-up keys of appended records, at most once per `INDEX_EVERY`.
-async fn index(store: Store, appended: Arc<Notify>) {
-    loop {
-        appended.notified().await;
-        if let Err(err) = store.index_audit().await {
-            tracing::warn!(error = format!("{err:#}"), "audit look-up keys could not be indexed; will retry");
-        }
-        tokio::time::sleep(INDEX_EVERY).await;
-    }
-}
-
-async fn write(
-    store: Store,
-    mut receiver: mpsc::Receiver<AuditRow>,
-    mut stop: oneshot::Receiver<()>,
-    appended: Arc<Notify>,
-) {
+async fn write(store: Store, mut receiver: mpsc::Receiver<AuditRow>, mut stop: oneshot::Receiver<()>) {
     let mut rows = Vec::with_capacity(BATCH);
     let mut stopping = false;
     loop {
@@ -142,9 +116,8 @@ async fn write(
             tokio::time::sleep(Duration::from_millis(200)).await;
             result = store.append_audit(batch).await;
         }
-        match result {
-            Ok(()) => appended.notify_one(),
-            Err(err) => tracing::error!(error = format!("{err:#}"), records = n, "audit records could not be stored"),
+        if let Err(err) = result {
+            tracing::error!(error = format!("{err:#}"), records = n, "audit records could not be stored");
         }
     }
 }
