@@ -1,4 +1,4 @@
-//! The whole HTTP surface on one screen. Each resource type is one line: `resource::<R>`.
+//! The whole HTTP surface on one screen. Each resource type is one line: `resource::<R>()`.
 
 use actix_web::web::{self, ServiceConfig};
 use domain::{CarePlan, CareTeam, Provenance, Resource, Subscription, Task};
@@ -16,7 +16,7 @@ pub(crate) fn configure(cfg: &mut ServiceConfig) {
         .route("/metrics", web::get().to(metrics::serve))
         .route("/openapi.json", web::get().to(openapi::serve))
         .route("/docs", web::get().to(docs::redirect))
-        .route("/docs/{file:[^/]*}", web::get().to(docs::asset))
+        .service(web::scope("/docs").route("/{file:[^/]*}", web::get().to(docs::asset)))
         .route("/.well-known/smart-configuration", web::get().to(discovery::well_known))
         .service(
             web::scope("/fhir")
@@ -31,21 +31,31 @@ pub(crate) fn configure(cfg: &mut ServiceConfig) {
                         .get(discovery::well_known)
                         .default_service(web::to(method_not_allowed)),
                 )
-                .service(web::resource("/AuditEvent").get(trail::search).default_service(web::to(method_not_allowed)))
                 .service(
-                    web::resource("/AuditEvent/{id}").get(trail::read).default_service(web::to(method_not_allowed)),
+                    web::scope("/AuditEvent")
+                        .service(web::resource("").get(trail::search).default_service(web::to(method_not_allowed)))
+                        .service(operation("/{id}", web::get().to(trail::read))),
                 )
-                .service(operation("/SearchParameter/{id}", web::get().to(capabilities::search_parameter)))
-                .configure(resource::<CarePlan>)
-                .service(operation("/CarePlan/{id}/$summary", web::get().to(plan_summary::summary)))
-                .configure(resource::<CareTeam>)
-                .configure(resource::<Task>)
-                .configure(resource::<Provenance>)
-                .configure(resource::<Subscription>)
-                .service(operation("/Subscription/{id}/$status", web::get().to(subscription::status)))
-                .service(operation("/Subscription/{id}/$events", web::get().to(subscription::events)))
-                .service(operation("/SubscriptionTopic", web::get().to(subscription::topics)))
-                .service(operation("/SubscriptionTopic/{id}", web::get().to(subscription::topic)))
+                .service(
+                    web::scope("/SearchParameter")
+                        .service(operation("/{id}", web::get().to(capabilities::search_parameter))),
+                )
+                .service(
+                    resource::<CarePlan>().service(operation("/{id}/$summary", web::get().to(plan_summary::summary))),
+                )
+                .service(resource::<CareTeam>())
+                .service(resource::<Task>())
+                .service(resource::<Provenance>())
+                .service(
+                    resource::<Subscription>()
+                        .service(operation("/{id}/$status", web::get().to(subscription::status)))
+                        .service(operation("/{id}/$events", web::get().to(subscription::events))),
+                )
+                .service(
+                    web::scope("/SubscriptionTopic")
+                        .service(operation("", web::get().to(subscription::topics)))
+                        .service(operation("/{id}", web::get().to(subscription::topic))),
+                )
                 .default_service(web::to(unknown_type)),
         )
         .default_service(web::to(unknown_type));
@@ -56,33 +66,31 @@ fn operation(path: &str, route: actix_web::Route) -> actix_web::Resource {
     web::resource(path).route(route).default_service(web::to(method_not_allowed))
 }
 
-/// The interactions of one resource type.
-fn resource<R: Resource>(cfg: &mut ServiceConfig) {
-    let base = format!("/{}", R::TYPE);
+/// The interactions of one resource type, in a scope of its own: a path is matched against
+/// its type's routes only (actix matches each `{id}` pattern with a regex, two passes per
+/// request), and the type's operations join the scope.
+fn resource<R: Resource>() -> actix_web::Scope {
     let not_allowed = || web::to(method_not_allowed);
-    cfg.service(
-        web::resource(base.clone())
-            .post(i::create::<R>)
-            .get(search::search_get::<R>)
-            .put(i::update_conditional::<R>)
-            .patch(i::patch_conditional::<R>)
-            .delete(i::delete_conditional::<R>)
-            .default_service(not_allowed()),
-    )
-    .service(web::resource(format!("{base}/_search")).post(search::search_post::<R>).default_service(not_allowed()))
-    .service(web::resource(format!("{base}/_history")).get(i::history_type::<R>).default_service(not_allowed()))
-    .service(
-        web::resource(format!("{base}/{{id}}"))
-            .get(i::read::<R>)
-            .put(i::update::<R>)
-            .patch(i::patch::<R>)
-            .delete(i::delete::<R>)
-            .default_service(not_allowed()),
-    )
-    .service(
-        web::resource(format!("{base}/{{id}}/_history")).get(i::history_instance::<R>).default_service(not_allowed()),
-    )
-    .service(
-        web::resource(format!("{base}/{{id}}/_history/{{vid}}")).get(i::vread::<R>).default_service(not_allowed()),
-    );
+    web::scope(&format!("/{}", R::TYPE))
+        .service(
+            web::resource("")
+                .post(i::create::<R>)
+                .get(search::search_get::<R>)
+                .put(i::update_conditional::<R>)
+                .patch(i::patch_conditional::<R>)
+                .delete(i::delete_conditional::<R>)
+                .default_service(not_allowed()),
+        )
+        .service(web::resource("/_search").post(search::search_post::<R>).default_service(not_allowed()))
+        .service(web::resource("/_history").get(i::history_type::<R>).default_service(not_allowed()))
+        .service(
+            web::resource("/{id}")
+                .get(i::read::<R>)
+                .put(i::update::<R>)
+                .patch(i::patch::<R>)
+                .delete(i::delete::<R>)
+                .default_service(not_allowed()),
+        )
+        .service(web::resource("/{id}/_history").get(i::history_instance::<R>).default_service(not_allowed()))
+        .service(web::resource("/{id}/_history/{vid}").get(i::vread::<R>).default_service(not_allowed()))
 }
