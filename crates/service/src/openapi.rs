@@ -78,9 +78,16 @@ pub fn to_yaml() -> anyhow::Result<String> {
     Ok(quote_for_yaml_1_1(&serde_norway::to_string(&Ordered(&document(), Order::Document))?))
 }
 
-/// The handler for `GET /openapi.json`; the document is built once.
+/// The document as JSON, built once (`prerender`, or the first request).
+static JSON: LazyLock<String> = LazyLock::new(to_json);
+
+/// Build the JSON document now (start-up calls this off the serving path).
+pub(crate) fn prerender() {
+    LazyLock::force(&JSON);
+}
+
+/// The handler for `GET /openapi.json`.
 pub(crate) async fn serve() -> HttpResponse {
-    static JSON: LazyLock<String> = LazyLock::new(to_json);
     HttpResponse::Ok()
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, "no-cache"))

@@ -72,6 +72,12 @@ impl Application {
             // Rendered now, so the first client does not pay for it.
             state.capabilities.get(base.trim_end_matches('/'), &state.settings);
         }
+        // What changes only with the build is rendered once, beside start-up rather than in it.
+        std::thread::spawn(|| {
+            crate::openapi::prerender();
+            crate::capabilities::prerender();
+            crate::subscriptions::operations::prerender();
+        });
         let app_metrics = metrics.clone();
         let server = HttpServer::new(move || {
             let cors = hardening::cors(&hardening);

@@ -3,6 +3,9 @@
 //! server publish). The Subscription itself is read through the generic pipeline first, so the
 //! same scopes and compartment decide who may ask.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use domain::smart::Letter;
 use domain::subscriptions::notification::{Kind, Notification};
@@ -139,7 +142,7 @@ pub(crate) async fn topics(req: HttpRequest, state: web::Data<AppState>, neg: Ne
         .iter()
         .filter(|t| url.as_deref().is_none_or(|u| t.url() == u))
         .map(|t| {
-            json!({"fullUrl": format!("{base}/SubscriptionTopic/{}", t.id), "resource": t.resource(),
+            json!({"fullUrl": format!("{base}/SubscriptionTopic/{}", t.id), "resource": TOPIC_RESOURCES[t.id].0,
                    "search": {"mode": "match"}})
         })
         .collect();
@@ -157,5 +160,22 @@ pub(crate) async fn topics(req: HttpRequest, state: web::Data<AppState>, neg: Ne
 pub(crate) async fn topic(path: web::Path<String>, neg: Negotiation) -> Answer {
     let id = path.into_inner();
     let topic = Topic::by_id(&id).ok_or_else(|| ApiError::NotFound(format!("SubscriptionTopic/{id}")))?;
-    Ok(json_body(HttpResponse::Ok(), topic.resource().to_string(), neg))
+    Ok(json_body(HttpResponse::Ok(), TOPIC_RESOURCES[topic.id].1.clone(), neg))
 }
+
+/// Render the topics now (start-up calls this off the serving path).
+pub(crate) fn prerender() {
+    LazyLock::force(&TOPIC_RESOURCES);
+}
+
+/// Each topic's resource and its text, by topic id, rendered once: they change only with the build.
+static TOPIC_RESOURCES: LazyLock<HashMap<&'static str, (Value, String)>> = LazyLock::new(|| {
+    TOPICS
+        .iter()
+        .map(|t| {
+            let resource = t.resource();
+            let text = resource.to_string();
+            (t.id, (resource, text))
+        })
+        .collect()
+});
