@@ -7,6 +7,7 @@
 # server's peak RSS during each scenario (plus PostgreSQL's processes, summed, on PostgreSQL).
 # PEER=http://host:port/base runs the same scenarios against another FHIR server in the same run
 # (PEER_PID: its process, for its RSS) and prints our throughput as a ratio of the peer's.
+# KEEP_LOG=path keeps the last server's log there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=scripts/bench
@@ -35,7 +36,7 @@ if [ -z "${BIN:-}" ]; then
 fi
 WORK=$(mktemp -d)
 SERVER_PID=
-cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
+cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP_LOG:-}" ] && cp "$WORK/server.log" "$KEEP_LOG"; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 python3 -c "import sys; sys.path.insert(0, '$HERE'); import json, bodies; print(json.dumps(bodies.care_plan(7, with_id=False)))" > "$WORK/create.json"
