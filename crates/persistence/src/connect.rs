@@ -125,6 +125,9 @@ async fn connect_sqlite(config: &StoreConfig) -> Result<Connections, StoreError>
         // FULL: a commit is on disk before it is acknowledged.
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(5))
+        // Savepoint journals and the sorts of large statements stay in memory rather than in
+        // temporary files (each job of a group commit runs in a savepoint).
+        .pragma("temp_store", "memory")
         .foreign_keys(true);
     if let Some(parent) = options.get_filename().parent() {
         if !parent.as_os_str().is_empty() {

@@ -1,10 +1,14 @@
 //! `Store`: versioned create, read, vread, update, delete and history. Every write is one
 //! database transaction that updates the current row and appends to history together.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use domain::{Prepared, ResourceType};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Statement,
+};
 use sea_orm_migration::MigratorTrait;
 
 use crate::cache::{Body, Caches, Pointer};
@@ -26,6 +30,10 @@ pub struct Store {
     caches: Arc<Caches>,
     announcer: Option<Arc<dyn Announcer>>,
     pools: Pools,
+    /// SQLite only: set once the store is known to hold no subscription (after `migrate`), so
+    /// a write need not ask for subscribers; cleared by the first subscription written. The
+    /// writer is this process's alone there; on PostgreSQL another replica may add one.
+    no_subscribers: Arc<AtomicBool>,
 }
 
 /// One stored version of a resource.
@@ -111,7 +119,8 @@ impl Store {
             Backend::Postgres => (Writer::Direct(writer.clone()), false),
         };
         let caches = Arc::new(Caches::new(config.cache_bytes, cache_current));
-        Ok(Self { backend, reader, schema, writer: queue, caches, announcer: None, pools })
+        let no_subscribers = Arc::new(AtomicBool::new(false));
+        Ok(Self { backend, reader, schema, writer: queue, caches, announcer: None, pools, no_subscribers })
     }
 
     /// This store, telling `announcer` of every version each write transaction writes, inside
@@ -135,6 +144,12 @@ impl Store {
     #[tracing::instrument(name = "db.migrate", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "migrate"))]
     pub async fn migrate(&self) -> Result<(), StoreError> {
         Migrator::up(&self.schema, None).await?;
+        if self.backend == Backend::Sqlite {
+            let count = Statement::from_string(DbBackend::Sqlite, "SELECT COUNT(*) AS n FROM subscription_state");
+            let row = self.schema.query_one(count).await?;
+            let n: i64 = row.map(|r| r.try_get("", "n")).transpose()?.unwrap_or(0);
+            self.no_subscribers.store(n == 0, Ordering::SeqCst);
+        }
         Ok(())
     }
 
@@ -214,11 +229,12 @@ impl Store {
         E: From<StoreError> + Send + 'static,
     {
         let announcer = self.announcer.clone();
+        let no_subscribers = self.no_subscribers.clone();
         let (value, written, announced) = self
             .writer
             .write(Box::new(move |txn| {
                 Box::pin(async move {
-                    let tx = Tx::new(txn);
+                    let tx = Tx::new(txn, no_subscribers);
                     let value = work(&tx).await?;
                     if let Some(announcer) = &announcer {
                         let changes = tx.take_changes();
@@ -419,5 +435,109 @@ mod tests {
 
         assert_eq!(store.reindex().await.expect("reindexed"), 1);
         assert_eq!(store.count(ResourceType::Task, &request).await.expect("count"), 1);
+    }
+    fn audit_row(n: usize) -> crate::AuditRow {
+        use domain::audit::{Action, Agent, AuditRecord};
+        let record = AuditRecord {
+            id: format!("a{n:05}"),
+            recorded_ms: 1_795_000_000_000 + i64::try_from(n).expect("small"),
+            action: Action::Read,
+            subtype: "read",
+            status: 200,
+            agent: Agent {
+                fhir_user: Some(format!("Practitioner/p{}", n % 2)),
+                client_id: Some(format!("app-{}", n % 5)),
+                ..Agent::default()
+            },
+            entity: Some(format!("CarePlan/c{}", n % 7)),
+            parameters: vec![],
+            patient: Some(format!("pat{}", n % 3)),
+            request_id: None,
+        };
+        crate::AuditRow::of(&record)
+    }
+
+    #[tokio::test]
+    async fn the_audit_trail_is_searched_by_patient_entity_agent_and_date_and_paged() {
+        // On PostgreSQL too when the suite runs there (a schema of its own).
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (url, schema) = match std::env::var("TEST_DATABASE_URL") {
+            Ok(url) => (url, Some(format!("audit_trail_{}", std::process::id()))),
+            Err(_) => (format!("sqlite://{}", dir.path().join("t.db").display()), None),
+        };
+        let config = StoreConfig {
+            url,
+            schema,
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(5),
+            cache_bytes: 0,
+            statement_timeout: None,
+        };
+        let store = Store::connect(&config).await.expect("store");
+        if let Some(schema) = &config.schema {
+            let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}");
+            store.schema.execute_unprepared(&drop).await.expect("a fresh schema");
+        }
+        store.migrate().await.expect("migrations");
+        // Two batches.
+        store.append_audit((0..60).map(audit_row).collect()).await.expect("appended");
+        store.append_audit((60..100).map(audit_row).collect()).await.expect("appended");
+
+        // Expected: the record numbers matching `matches`, newest first.
+        let expect = |matches: &dyn Fn(usize) -> bool| (0..100).rev().filter(|&n| matches(n)).collect::<Vec<_>>();
+        let found = |query: crate::AuditQuery| {
+            let store = store.clone();
+            async move {
+                let entries = store.search_audit(&query).await.expect("searched");
+                entries.iter().map(|e| usize::try_from(e.seq - 1).expect("seq from 1")).collect::<Vec<_>>()
+            }
+        };
+        let all = crate::AuditQuery { count: 1000, ..Default::default() };
+        let q = |change: &dyn Fn(&mut crate::AuditQuery)| {
+            let mut query = all.clone();
+            change(&mut query);
+            query
+        };
+        assert_eq!(found(q(&|q| q.patient = Some("pat1".into()))).await, expect(&|n| n % 3 == 1));
+        assert_eq!(found(q(&|q| q.entity = Some("CarePlan/c4".into()))).await, expect(&|n| n % 7 == 4));
+        // agent= matches the FHIR user or the client.
+        assert_eq!(found(q(&|q| q.agent = Some("Practitioner/p0".into()))).await, expect(&|n| n % 2 == 0));
+        assert_eq!(found(q(&|q| q.agent = Some("app-3".into()))).await, expect(&|n| n % 5 == 3));
+        let both = q(&|q| {
+            q.patient = Some("pat2".into());
+            q.entity = Some("CarePlan/c1".into());
+        });
+        assert_eq!(found(both).await, expect(&|n| n % 3 == 2 && n % 7 == 1));
+        // Pages of four walk back through every match without a gap or a repeat.
+        let mut paged = Vec::new();
+        let mut before = None;
+        loop {
+            let page = store
+                .search_audit(&q(&|q| {
+                    q.patient = Some("pat0".into());
+                    q.before_seq = before;
+                    q.count = 4;
+                }))
+                .await
+                .expect("a page");
+            let more = page.len() > 4;
+            paged.extend(page.iter().take(4).map(|e| usize::try_from(e.seq - 1).expect("seq")));
+            before = page.get(3).map(|e| e.seq);
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(paged, expect(&|n| n % 3 == 0));
+        // A date range with a key, and without one.
+        let dated = |q: &mut crate::AuditQuery| {
+            q.from_ms = Some(1_795_000_000_050);
+            q.to_ms = Some(1_795_000_000_070);
+        };
+        assert_eq!(found(q(&dated)).await, expect(&|n| (50..=70).contains(&n)));
+        let dated_patient = q(&|q| {
+            dated(q);
+            q.patient = Some("pat1".into());
+        });
+        assert_eq!(found(dated_patient).await, expect(&|n| (50..=70).contains(&n) && n % 3 == 1));
     }
 }

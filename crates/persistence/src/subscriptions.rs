@@ -123,6 +123,9 @@ impl Tx<'_> {
     /// Record what a Subscription asks for. A new one starts with no events; `restart` (a new
     /// or re-requested subscription) clears the failures and makes it due at once.
     pub async fn put_subscription(&self, config: &SubscriberConfig, now_ms: i64) -> Result<(), StoreError> {
+        // Before the row exists, so no write after it skips the look-up (kept cleared even if
+        // this transaction rolls back: the look-up is then merely asked again).
+        self.no_subscribers.store(false, std::sync::atomic::Ordering::SeqCst);
         let txn = self.txn();
         let backend = txn.get_database_backend();
         let filters = serde_json::to_string(&config.filters).unwrap_or_else(|_| "[]".into());
@@ -182,7 +185,7 @@ impl Tx<'_> {
 
     /// The subscriptions (not switched off) to any of `topics`.
     pub async fn subscribers(&self, topics: &[&str]) -> Result<Vec<SubscriberState>, StoreError> {
-        if topics.is_empty() {
+        if topics.is_empty() || self.no_subscribers.load(std::sync::atomic::Ordering::SeqCst) {
             return Ok(Vec::new());
         }
         let txn = self.txn();

@@ -4,7 +4,7 @@
 //! search and take criteria locks inside the same transaction, so conditional interactions are
 //! decided and carried out without a gap another writer could slip through.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use domain::search::query::SearchRequest;
@@ -68,11 +68,14 @@ pub struct Tx<'a> {
     changes: Mutex<Vec<Change>>,
     /// Whether a subscription became due (an event in the outbox, a new subscription).
     due: std::sync::atomic::AtomicBool,
+    /// `Store::no_subscribers`.
+    pub(crate) no_subscribers: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<'a> Tx<'a> {
-    pub(crate) fn new(txn: &'a DatabaseTransaction) -> Self {
+    pub(crate) fn new(txn: &'a DatabaseTransaction, no_subscribers: Arc<std::sync::atomic::AtomicBool>) -> Self {
         Self {
+            no_subscribers,
             txn,
             written: Mutex::new(Vec::new()),
             changes: Mutex::new(Vec::new()),
@@ -266,7 +269,25 @@ async fn write_version(
     let now = now_ms().max(current.map_or(0, |row| row.last_updated));
     let meta = VersionMeta { version_id, last_updated_ms: now };
     let body = prepared.map(|p| p.render(id, meta));
-    if current.is_some() {
+    let mut sql = Sql::new(txn.get_database_backend());
+    // A create (`Post`) writes under a new server-assigned id (UUID v7) that no row can hold:
+    // its row goes in the same round trip as the rest, and a clash would fail the write whole.
+    let fresh = current.is_none() && method == Method::Post;
+    if fresh {
+        sql.push("INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, body) VALUES (")
+            .bind(ty.as_str())
+            .push(", ")
+            .bind(id)
+            .push(", ")
+            .bind(version_id)
+            .push(", ")
+            .bind(now)
+            .push(", ")
+            .bind(body.is_none())
+            .push(", ")
+            .bind(body.clone())
+            .push(")");
+    } else if current.is_some() {
         resource::Entity::update_many()
             .col_expr(resource::Column::VersionId, Expr::value(version_id))
             .col_expr(resource::Column::LastUpdated, Expr::value(now))
@@ -293,10 +314,10 @@ async fn write_version(
             return Ok(None);
         }
     }
-    // The rest in one round trip: the old index rows out, the new in, the history row.
+    // The rest in one round trip (with the row itself when fresh): the old index rows out, the
+    // new in, the history row.
     let entries = prepared.map_or(&[][..], Prepared::index);
     let inline = entries.len() <= index::CHUNK;
-    let mut sql = Sql::new(txn.get_database_backend());
     if current.is_some() {
         index::push_clear(&mut sql, ty, id);
     }
