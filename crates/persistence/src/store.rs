@@ -340,6 +340,15 @@ impl Store {
             .await?;
             done += n;
         }
+        // The index tables were rewritten in bulk: fresh planner statistics, so the searches'
+        // plans fit the data now rather than whatever the tables held before (PostgreSQL's
+        // autovacuum would get there, later; SQLite keeps none until asked).
+        let analyze = match self.backend {
+            // This schema's tables only (a database may hold several).
+            Backend::Postgres => format!("ANALYZE resources, {}", crate::index::TABLES.join(", ")),
+            Backend::Sqlite => "ANALYZE".to_owned(),
+        };
+        self.schema.execute_unprepared(&analyze).await?;
         Ok(done)
     }
 
@@ -411,19 +420,53 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn reindex_rebuilds_a_lost_index() {
-        let dir = tempfile::tempdir().expect("temporary directory");
+    /// A migrated store on SQLite in `dir`, or on PostgreSQL in a fresh schema named after the
+    /// test when the suite runs there (`TEST_DATABASE_URL`).
+    async fn test_store(dir: &tempfile::TempDir, name: &str) -> Store {
+        let (url, schema) = match std::env::var("TEST_DATABASE_URL") {
+            Ok(url) => (url, Some(format!("{name}_{}", std::process::id()))),
+            Err(_) => (format!("sqlite://{}", dir.path().join("t.db").display()), None),
+        };
         let config = StoreConfig {
-            url: format!("sqlite://{}", dir.path().join("t.db").display()),
-            schema: None,
+            url,
+            schema,
             max_connections: 2,
             acquire_timeout: Duration::from_secs(5),
             cache_bytes: 0,
             statement_timeout: None,
         };
         let store = Store::connect(&config).await.expect("store");
+        if let Some(schema) = &config.schema {
+            let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}");
+            store.schema.execute_unprepared(&drop).await.expect("a fresh schema");
+        }
         store.migrate().await.expect("migrations");
+        store
+    }
+
+    /// Whether the planner has statistics of `search_reference`.
+    async fn analyzed(store: &Store) -> bool {
+        let sql = match store.backend {
+            Backend::Sqlite => "SELECT COUNT(*) AS n FROM sqlite_stat1 WHERE tbl = 'search_reference'",
+            // ANALYZE sets reltuples (-1 on a table never analyzed) in its own transaction.
+            Backend::Postgres => {
+                "SELECT COUNT(*) AS n FROM pg_class WHERE relname = 'search_reference' AND reltuples >= 0 \
+                 AND relnamespace = current_schema()::text::regnamespace"
+            }
+        };
+        let row = store.schema.query_one(Statement::from_string(store.schema.get_database_backend(), sql)).await;
+        match row {
+            Ok(Some(row)) => row.try_get::<i64>("", "n").expect("n") > 0,
+            // SQLite has no sqlite_stat1 before its first ANALYZE.
+            _ => false,
+        }
+    }
+
+    #[tokio::test]
+    async fn reindex_rebuilds_a_lost_index_and_refreshes_the_statistics() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = test_store(&dir, "reindex").await;
+        assert!(!analyzed(&store).await);
         let body = br#"{"resourceType":"Task","status":"requested","intent":"order","for":{"reference":"Patient/p1"}}"#;
         let prepared = ingest::<Task>(body, IngestMode::Create).expect("valid task");
         store.create(prepared, "t1".into()).await.expect("created");
@@ -435,6 +478,7 @@ mod tests {
 
         assert_eq!(store.reindex().await.expect("reindexed"), 1);
         assert_eq!(store.count(ResourceType::Task, &request).await.expect("count"), 1);
+        assert!(analyzed(&store).await);
     }
     fn audit_row(n: usize) -> crate::AuditRow {
         use domain::audit::{Action, Agent, AuditRecord};
@@ -459,26 +503,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_audit_trail_is_searched_by_patient_entity_agent_and_date_and_paged() {
-        // On PostgreSQL too when the suite runs there (a schema of its own).
         let dir = tempfile::tempdir().expect("temporary directory");
-        let (url, schema) = match std::env::var("TEST_DATABASE_URL") {
-            Ok(url) => (url, Some(format!("audit_trail_{}", std::process::id()))),
-            Err(_) => (format!("sqlite://{}", dir.path().join("t.db").display()), None),
-        };
-        let config = StoreConfig {
-            url,
-            schema,
-            max_connections: 2,
-            acquire_timeout: Duration::from_secs(5),
-            cache_bytes: 0,
-            statement_timeout: None,
-        };
-        let store = Store::connect(&config).await.expect("store");
-        if let Some(schema) = &config.schema {
-            let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}");
-            store.schema.execute_unprepared(&drop).await.expect("a fresh schema");
-        }
-        store.migrate().await.expect("migrations");
+        let store = test_store(&dir, "audit_trail").await;
         // Two batches.
         store.append_audit((0..60).map(audit_row).collect()).await.expect("appended");
         store.append_audit((60..100).map(audit_row).collect()).await.expect("appended");
