@@ -193,14 +193,26 @@ lua_path() { # the path query.lua would request for patient 42, practitioner 7, 
   esac
 }
 
+# After a bulk load PostgreSQL's planner needs fresh statistics: autovacuum's analyze, or where
+# autovacuum is off (as on this machine) the service's own refresh, every 10 s. Wait one round.
+SETTLE=${SETTLE:-12}
+settle() { # $1 = backend
+  if [ "$1" = postgres ] && [ "$SETTLE" -gt 0 ]; then
+    echo "$1: waiting ${SETTLE} s for the planner statistics after the bulk load" >&2
+    sleep "$SETTLE"
+  fi
+}
+
 run_search() { # $1 = backend, $2 = database URL, $3 = PostgreSQL database name (optional)
   start_server "$2"
   local seconds
   seconds=$(python3 "$HERE/seed_search.py" 127.0.0.1 "$PORT" 0 "$SEARCH_SMALL")
   echo "$1: seeded $(( SEARCH_SMALL * 62 )) resources ($SEARCH_SMALL patients) in ${seconds} s" >&2
+  settle "$1"
   search_scenarios "$1" "$SEARCH_SMALL"
   seconds=$(python3 "$HERE/seed_search.py" 127.0.0.1 "$PORT" "$SEARCH_SMALL" "$SEARCH_LARGE")
   echo "$1: seeded $(( (SEARCH_LARGE - SEARCH_SMALL) * 62 )) more resources (to $SEARCH_LARGE patients) in ${seconds} s" >&2
+  settle "$1"
   search_scenarios "$1" "$SEARCH_LARGE"
   stop_server
   if [ -n "${3:-}" ]; then explain_postgres "$2" "$3"; fi

@@ -13,6 +13,7 @@ mod index;
 pub mod migration;
 mod search;
 mod sql;
+mod statistics;
 mod store;
 mod subscriptions;
 mod tx;

@@ -122,11 +122,15 @@ impl Store {
                 continue;
             }
             let mut sql = Sql::new(self.reader.get_database_backend());
+            // No `target_id IS NOT NULL` here (rows without a target are skipped below): with
+            // it SQLite ranged over the `(resource_type, param, target_id)` index, every row of
+            // the parameter, rather than looking each source up by `(resource_type,
+            // resource_id, param)` (5.3 ms → 0.08 ms for ten CarePlans among 12,000 resources).
             sql.push("SELECT DISTINCT x.target_type, x.target_id FROM search_reference x WHERE x.resource_type = ")
                 .bind(source_type.as_str())
                 .push(" AND x.resource_id IN (")
                 .bind_list(ids.iter().map(|id| (*id).to_owned()))
-                .push(") AND x.target_id IS NOT NULL");
+                .push(")");
             if let Some(param) = include.param {
                 sql.push(" AND x.param = ").bind(param.name);
             }

@@ -25,7 +25,7 @@ pub struct Store {
     pub(crate) backend: Backend,
     pub(crate) reader: DatabaseConnection,
     /// The write connection, used directly only for migrations.
-    schema: DatabaseConnection,
+    pub(crate) schema: DatabaseConnection,
     pub(crate) writer: Writer,
     caches: Arc<Caches>,
     announcer: Option<Arc<dyn Announcer>>,
@@ -119,6 +119,9 @@ impl Store {
             Backend::Postgres => (Writer::Direct(writer.clone()), false),
         };
         let caches = Arc::new(Caches::new(config.cache_bytes, cache_current));
+        if backend == Backend::Postgres {
+            tokio::spawn(crate::statistics::maintain(schema.clone(), Arc::downgrade(&caches)));
+        }
         let no_subscribers = Arc::new(AtomicBool::new(false));
         Ok(Self { backend, reader, schema, writer: queue, caches, announcer: None, pools, no_subscribers })
     }
@@ -459,6 +462,40 @@ mod tests {
             Ok(Some(row)) => row.try_get::<i64>("", "n").expect("n") > 0,
             // SQLite has no sqlite_stat1 before its first ANALYZE.
             _ => false,
+        }
+    }
+
+    #[tokio::test]
+    async fn statistics_are_refreshed_once_enough_rows_changed() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = test_store(&dir, "statistics").await;
+        if store.backend == Backend::Sqlite {
+            assert_eq!(store.refresh_statistics().await.expect("nothing to do"), Vec::<String>::new());
+            return;
+        }
+        // Tables never analyzed are analyzed at once (this machine's PostgreSQL runs without
+        // autovacuum, as the CI's does).
+        let first = store.refresh_statistics().await.expect("refreshed");
+        assert!(first.contains(&"search_reference".to_owned()), "{first:?}");
+        assert!(analyzed(&store).await);
+        assert_eq!(store.refresh_statistics().await.expect("refreshed"), Vec::<String>::new());
+        // 200 Tasks later (each with a reference row) search_reference is stale again; the
+        // counters reach pg_stat within seconds of the writes.
+        for i in 0..200 {
+            let body = format!(
+                r#"{{"resourceType":"Task","status":"requested","intent":"order","for":{{"reference":"Patient/p{i}"}}}}"#
+            );
+            let prepared = ingest::<Task>(body.as_bytes(), IngestMode::Create).expect("valid task");
+            store.create(prepared, format!("t{i}")).await.expect("created");
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let refreshed = store.refresh_statistics().await.expect("refreshed");
+            if refreshed.contains(&"search_reference".to_owned()) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "search_reference never became stale");
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
