@@ -13,7 +13,7 @@ use futures_util::future::BoxFuture;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QuerySelect,
+    QueryFilter, QuerySelect, Value,
 };
 
 use crate::entity::resource;
@@ -274,18 +274,10 @@ async fn write_version(
     // its row goes in the same round trip as the rest, and a clash would fail the write whole.
     let fresh = current.is_none() && method == Method::Post;
     if fresh {
+        let row: [Value; 6] =
+            [ty.as_str().into(), id.into(), version_id.into(), now.into(), body.is_none().into(), body.clone().into()];
         sql.push("INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, body) VALUES (")
-            .bind(ty.as_str())
-            .push(", ")
-            .bind(id)
-            .push(", ")
-            .bind(version_id)
-            .push(", ")
-            .bind(now)
-            .push(", ")
-            .bind(body.is_none())
-            .push(", ")
-            .bind(body.clone())
+            .bind_list(row)
             .push(")");
     } else if current.is_some() {
         resource::Entity::update_many()
@@ -324,21 +316,18 @@ async fn write_version(
     if inline {
         index::push_insert(&mut sql, ty, id, entries);
     }
+    let row: [Value; 7] = [
+        ty.as_str().into(),
+        id.into(),
+        version_id.into(),
+        now.into(),
+        method.as_str().into(),
+        body.is_none().into(),
+        body.clone().into(),
+    ];
     sql.then()
         .push("INSERT INTO resource_history (resource_type, id, version_id, last_updated, method, deleted, body) VALUES (")
-        .bind(ty.as_str())
-        .push(", ")
-        .bind(id)
-        .push(", ")
-        .bind(version_id)
-        .push(", ")
-        .bind(now)
-        .push(", ")
-        .bind(method.as_str())
-        .push(", ")
-        .bind(body.is_none())
-        .push(", ")
-        .bind(body.clone())
+        .bind_list(row)
         .push(")");
     txn.execute(sql.statement()).await?;
     if !inline {
