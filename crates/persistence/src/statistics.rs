@@ -15,13 +15,29 @@ use crate::store::Store;
 /// How often the tables are looked at.
 const EVERY: Duration = Duration::from_secs(10);
 
+/// The tables searches plan over: the current resources and the index tables.
+fn searched_tables() -> impl Iterator<Item = &'static str> {
+    std::iter::once("resources").chain(TABLES)
+}
+
+/// ANALYZE every table searches plan over (`careplan reindex` after rebuilding the index): on
+/// PostgreSQL this schema's tables only (a database may hold several), on SQLite the database.
+pub(crate) async fn analyze_all(db: &DatabaseConnection) -> Result<(), StoreError> {
+    let sql = match db.get_database_backend() {
+        DbBackend::Postgres => format!("ANALYZE {}", searched_tables().collect::<Vec<_>>().join(", ")),
+        _ => "ANALYZE".to_owned(),
+    };
+    db.execute_unprepared(&sql).await?;
+    Ok(())
+}
+
 impl Store {
     /// ANALYZE each of this schema's resource and index tables that autovacuum's default rule
     /// would analyze now (more than 50 + 10 % of its rows changed since its last analysis, or
     /// never analyzed); returns their names. PostgreSQL only (nothing on SQLite).
     #[tracing::instrument(name = "db.statistics", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "statistics"))]
     pub async fn refresh_statistics(&self) -> Result<Vec<String>, StoreError> {
-        if self.schema.get_database_backend() != DbBackend::Postgres {
+        if self.backend != crate::connect::Backend::Postgres {
             return Ok(Vec::new());
         }
         refresh(&self.schema).await
@@ -29,7 +45,7 @@ impl Store {
 }
 
 async fn refresh(db: &DatabaseConnection) -> Result<Vec<String>, StoreError> {
-    let names = std::iter::once("resources").chain(TABLES).map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
+    let names = searched_tables().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
     let sql = format!(
         "SELECT s.relname AS name FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
          WHERE s.schemaname = current_schema() AND s.relname IN ({names}) \
@@ -42,8 +58,7 @@ async fn refresh(db: &DatabaseConnection) -> Result<Vec<String>, StoreError> {
         .map(|row| row.try_get::<String>("", "name"))
         .collect::<Result<_, _>>()?;
     // Only names of our own tables (the list above) reach the statement.
-    let stale: Vec<String> =
-        stale.into_iter().filter(|name| name == "resources" || TABLES.contains(&name.as_str())).collect();
+    let stale: Vec<String> = stale.into_iter().filter(|name| searched_tables().any(|t| t == name)).collect();
     if !stale.is_empty() {
         db.execute_unprepared(&format!("ANALYZE {}", stale.join(", "))).await?;
     }

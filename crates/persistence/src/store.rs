@@ -346,12 +346,7 @@ impl Store {
         // The index tables were rewritten in bulk: fresh planner statistics, so the searches'
         // plans fit the data now rather than whatever the tables held before (PostgreSQL's
         // autovacuum would get there, later; SQLite keeps none until asked).
-        let analyze = match self.backend {
-            // This schema's tables only (a database may hold several).
-            Backend::Postgres => format!("ANALYZE resources, {}", crate::index::TABLES.join(", ")),
-            Backend::Sqlite => "ANALYZE".to_owned(),
-        };
-        self.schema.execute_unprepared(&analyze).await?;
+        crate::statistics::analyze_all(&self.schema).await?;
         Ok(done)
     }
 

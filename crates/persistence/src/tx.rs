@@ -10,10 +10,10 @@ use std::time::SystemTime;
 use domain::search::query::SearchRequest;
 use domain::{Prepared, ResourceType, VersionMeta};
 use futures_util::future::BoxFuture;
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QuerySelect, Value,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    Value,
 };
 
 use crate::entity::resource;
@@ -269,17 +269,9 @@ async fn write_version(
     let now = now_ms().max(current.map_or(0, |row| row.last_updated));
     let meta = VersionMeta { version_id, last_updated_ms: now };
     let body = prepared.map(|p| p.render(id, meta));
-    let mut sql = Sql::new(txn.get_database_backend());
-    // A create (`Post`) writes under a new server-assigned id (UUID v7) that no row can hold:
-    // its row goes in the same round trip as the rest, and a clash would fail the write whole.
-    let fresh = current.is_none() && method == Method::Post;
-    if fresh {
-        let row: [Value; 6] =
-            [ty.as_str().into(), id.into(), version_id.into(), now.into(), body.is_none().into(), body.clone().into()];
-        sql.push("INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, body) VALUES (")
-            .bind_list(row)
-            .push(")");
-    } else if current.is_some() {
+    let backend = txn.get_database_backend();
+    let mut sql = Sql::new(backend);
+    if current.is_some() {
         resource::Entity::update_many()
             .col_expr(resource::Column::VersionId, Expr::value(version_id))
             .col_expr(resource::Column::LastUpdated, Expr::value(now))
@@ -290,20 +282,21 @@ async fn write_version(
             .exec(txn)
             .await?;
     } else {
-        let row = resource::ActiveModel {
-            resource_type: Set(ty.as_str().to_owned()),
-            id: Set(id.to_owned()),
-            version_id: Set(version_id),
-            last_updated: Set(now),
-            deleted: Set(body.is_none()),
-            body: Set(body.clone()),
-        };
-        let inserted = resource::Entity::insert(row)
-            .on_conflict(OnConflict::new().do_nothing().to_owned())
-            .exec_without_returning(txn)
-            .await?;
-        if inserted != 1 {
-            return Ok(None);
+        let row: [Value; 6] =
+            [ty.as_str().into(), id.into(), version_id.into(), now.into(), body.is_none().into(), body.clone().into()];
+        sql.push("INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, body) VALUES (")
+            .bind_list(row)
+            .push(")");
+        // A create (`Post`) writes under a new server-assigned id (UUID v7) that no row can
+        // hold: its row goes in the same round trip as the rest, and a clash would fail the
+        // write whole. Any other insert goes first, alone: a concurrent transaction may have
+        // inserted the same id, and then nothing is written.
+        if method != Method::Post {
+            sql.push(" ON CONFLICT DO NOTHING");
+            let insert = std::mem::replace(&mut sql, Sql::new(backend));
+            if txn.execute(insert.statement()).await?.rows_affected() != 1 {
+                return Ok(None);
+            }
         }
     }
     // The rest in one round trip (with the row itself when fresh): the old index rows out, the

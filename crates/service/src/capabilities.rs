@@ -70,17 +70,20 @@ pub fn capability_statement(base: &str, multiple_delete: bool) -> Value {
     })
 }
 
-/// The audit trail (`service::audit::trail`): AuditEvents are read and searched, never written
-/// by clients; the search parameters are the ones the trail understands.
+/// The audit trail (`audit::trail`): AuditEvents are read and searched, never written by
+/// clients; its search parameters are the trail's own table.
 fn audit_event_capabilities() -> Value {
-    let param = |name: &str, kind: &str, documentation: &str| {
-        json!({
-            "name": name,
-            "definition": format!("http://hl7.org/fhir/SearchParameter/AuditEvent-{name}"),
-            "type": kind,
-            "documentation": documentation,
+    let params: Vec<Value> = crate::audit::trail::PARAMS
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "definition": format!("http://hl7.org/fhir/SearchParameter/AuditEvent-{}", p.name),
+                "type": p.kind,
+                "documentation": p.description,
+            })
         })
-    };
+        .collect();
     json!({
         "type": "AuditEvent",
         "profile": "http://hl7.org/fhir/StructureDefinition/AuditEvent",
@@ -89,12 +92,7 @@ fn audit_event_capabilities() -> Value {
         "versioning": "no-version",
         "readHistory": false,
         "updateCreate": false,
-        "searchParam": [
-            param("date", "date", "When the request was recorded (ge, gt, le, lt prefixes)"),
-            param("patient", "reference", "The patient whose data the request touched"),
-            param("agent", "reference", "Who made the request"),
-            param("entity", "reference", "The resource the request was about"),
-        ],
+        "searchParam": params,
     })
 }
 
@@ -159,6 +157,7 @@ static DEFINED_HERE: LazyLock<Vec<(String, String)>> = LazyLock::new(|| {
         .into_iter()
         .flat_map(|ty| domain::search::params::for_type(ty).iter().map(move |param| (ty, param)))
         .filter_map(|(ty, param)| {
+            // The domain says which ids are ours (`{Type}-{name}` of a parameter it defines).
             let id = format!("{ty}-{}", param.name);
             domain::search::params::defined_here(&id)?;
             Some((id, param.resource(ty)?.to_string()))

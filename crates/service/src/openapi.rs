@@ -227,16 +227,13 @@ fn operations() -> Vec<Operation> {
 fn other_fhir_operations() -> Vec<Operation> {
     use StatusCode as S;
     let object = json!({ "type": "object", "required": ["resourceType"], "properties": { "resourceType": { "type": "string" } } });
-    let audit_params = [
-        QueryParam::new(
-            "date",
-            "When the request was recorded: a FHIR date, dateTime or instant, with an optional `eq`, `ge`, `gt`, `le` or `lt` prefix",
-            json!({ "type": "string", "example": "ge2026-01-01" }),
-        ),
-        QueryParam::new("patient", "The patient the request concerned (`Patient/id` or `id`)", json!({ "type": "string" })),
-        QueryParam::new("agent", "Who made the request (the token's `fhirUser` or subject)", json!({ "type": "string" })),
-        QueryParam::new("entity", "What the request concerned (`Type/id`)", json!({ "type": "string" })),
-    ];
+    let audit_params = crate::audit::trail::PARAMS.map(|p| {
+        let schema = match p.kind {
+            "date" => json!({ "type": "string", "example": "ge2026-01-01" }),
+            _ => json!({ "type": "string" }),
+        };
+        QueryParam::new(p.name, p.description, schema)
+    });
     let discovery = |path: &str, id: &str| {
         Operation::new(Method::Get, path, id)
             .public()

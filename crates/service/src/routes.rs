@@ -33,7 +33,7 @@ pub(crate) fn configure(cfg: &mut ServiceConfig) {
                 )
                 .service(
                     web::scope("/AuditEvent")
-                        .service(web::resource("").get(trail::search).default_service(web::to(method_not_allowed)))
+                        .service(operation("", web::get().to(trail::search)))
                         .service(operation("/{id}", web::get().to(trail::read))),
                 )
                 .service(

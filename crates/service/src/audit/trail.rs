@@ -15,6 +15,31 @@ use crate::extract::{query_pairs, Negotiation};
 use crate::responder::{base_url, json_body};
 use crate::state::AppState;
 
+/// A search parameter of the trail: the CapabilityStatement and the OpenAPI document are
+/// derived from `PARAMS`; `search` parses each.
+pub(crate) struct TrailParam {
+    pub(crate) name: &'static str,
+    /// The FHIR search parameter type.
+    pub(crate) kind: &'static str,
+    pub(crate) description: &'static str,
+}
+
+/// The parameters `GET /fhir/AuditEvent` understands (besides `_count` and the paging cursor).
+pub(crate) const PARAMS: [TrailParam; 4] = [
+    TrailParam {
+        name: "date",
+        kind: "date",
+        description: "When the request was recorded: a FHIR date, dateTime or instant, with an optional `eq`, `ge`, `gt`, `le` or `lt` prefix",
+    },
+    TrailParam {
+        name: "patient",
+        kind: "reference",
+        description: "The patient the request concerned (`Patient/id` or `id`)",
+    },
+    TrailParam { name: "agent", kind: "reference", description: "Who made the request (the token's `fhirUser` or subject)" },
+    TrailParam { name: "entity", kind: "reference", description: "What the request concerned (`Type/id`)" },
+];
+
 /// `GET /fhir/AuditEvent/{id}`.
 pub(crate) async fn read(
     state: web::Data<AppState>,
