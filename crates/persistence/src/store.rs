@@ -115,7 +115,7 @@ impl Store {
     pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
         let connect::Connections { backend, reader, writer, schema, pools } = connect::connect(config).await?;
         let (queue, cache_current) = match backend {
-            Backend::Sqlite => (Writer::queue(writer.clone()), true),
+            Backend::Sqlite => (Writer::queue(writer.clone())?, true),
             Backend::Postgres => (Writer::Direct(writer.clone()), false),
         };
         let caches = Arc::new(Caches::new(config.cache_bytes, cache_current));
