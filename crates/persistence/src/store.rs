@@ -245,6 +245,8 @@ impl Store {
                             announcer.announce(&tx, &changes).await.map_err(E::from)?;
                         }
                     }
+                    // The deferred writes, before the commit.
+                    tx.flush().await.map_err(E::from)?;
                     let announced = tx.has_due();
                     Ok::<_, E>((value, tx.into_written(), announced))
                 })

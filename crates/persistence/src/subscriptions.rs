@@ -126,7 +126,7 @@ impl Tx<'_> {
         // Before the row exists, so no write after it skips the look-up (kept cleared even if
         // this transaction rolls back: the look-up is then merely asked again).
         self.no_subscribers.store(false, std::sync::atomic::Ordering::SeqCst);
-        let txn = self.txn();
+        let txn = self.conn().await?;
         let backend = txn.get_database_backend();
         let filters = serde_json::to_string(&config.filters).unwrap_or_else(|_| "[]".into());
         let headers = serde_json::to_string(&config.headers).unwrap_or_else(|_| "[]".into());
@@ -174,7 +174,7 @@ impl Tx<'_> {
 
     /// Forget a deleted Subscription and its events.
     pub async fn remove_subscription(&self, id: &str) -> Result<(), StoreError> {
-        let txn = self.txn();
+        let txn = self.conn().await?;
         for table in ["subscription_event WHERE subscription_id = ", "subscription_state WHERE id = "] {
             let mut sql = Sql::new(txn.get_database_backend());
             sql.push("DELETE FROM ").push(table).bind(id.to_owned());
@@ -188,7 +188,7 @@ impl Tx<'_> {
         if topics.is_empty() || self.no_subscribers.load(std::sync::atomic::Ordering::SeqCst) {
             return Ok(Vec::new());
         }
-        let txn = self.txn();
+        let txn = self.conn().await?;
         let mut sql = Sql::new(txn.get_database_backend());
         sql.push("SELECT ")
             .push(STATE_COLUMNS)
@@ -208,7 +208,7 @@ impl Tx<'_> {
         recorded_ms: i64,
         focus: (ResourceType, &str, i64),
     ) -> Result<i64, StoreError> {
-        let txn = self.txn();
+        let txn = self.conn().await?;
         let backend = txn.get_database_backend();
         let mut sql = Sql::new(backend);
         sql.push(
@@ -255,7 +255,7 @@ impl Tx<'_> {
         owner: &str,
         limit: i64,
     ) -> Result<Vec<SubscriberState>, StoreError> {
-        let txn = self.txn();
+        let txn = self.conn().await?;
         let backend = txn.get_database_backend();
         let mut sql = Sql::new(backend);
         sql.push("UPDATE subscription_state SET lease_until = ")
@@ -278,7 +278,7 @@ impl Tx<'_> {
     /// Write what a delivery attempt settled and give the lease back, if `owner` still holds
     /// it. Returns whether it did (a lease that expired meanwhile may be someone else's now).
     pub async fn settle(&self, id: &str, owner: &str, settled: &Settlement) -> Result<bool, StoreError> {
-        let txn = self.txn();
+        let txn = self.conn().await?;
         let mut sql = Sql::new(txn.get_database_backend());
         sql.push("UPDATE subscription_state SET status = ")
             .bind(settled.status.code())
@@ -320,7 +320,7 @@ impl Tx<'_> {
 
     /// The state of subscription `id`, locked until the transaction ends.
     pub async fn subscriber(&self, id: &str) -> Result<Option<SubscriberState>, StoreError> {
-        let txn = self.txn();
+        let txn = self.conn().await?;
         let backend = txn.get_database_backend();
         let mut sql = Sql::new(backend);
         sql.push("SELECT ").push(STATE_COLUMNS).push(" FROM subscription_state WHERE id = ").bind(id.to_owned());
@@ -332,7 +332,7 @@ impl Tx<'_> {
 
     /// Events of `id` numbered above `after`, oldest first, at most `limit`.
     pub async fn pending_events(&self, id: &str, after: i64, limit: i64) -> Result<Vec<SubscriptionEvent>, StoreError> {
-        events(self.txn(), id, after + 1, i64::MAX, limit).await
+        events(self.conn().await?, id, after + 1, i64::MAX, limit).await
     }
 }
 

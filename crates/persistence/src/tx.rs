@@ -10,11 +10,7 @@ use std::time::SystemTime;
 use domain::search::query::SearchRequest;
 use domain::{Prepared, ResourceType, VersionMeta};
 use futures_util::future::BoxFuture;
-use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait, QuerySelect, Value};
 
 use crate::entity::resource;
 use crate::error::StoreError;
@@ -70,6 +66,10 @@ pub struct Tx<'a> {
     due: std::sync::atomic::AtomicBool,
     /// `Store::no_subscribers`.
     pub(crate) no_subscribers: Arc<std::sync::atomic::AtomicBool>,
+    /// Writes that need no answer from the database, not sent yet: they go in one round trip
+    /// with whatever the transaction sends next (`flush`), so a write and its Provenance cost
+    /// one round trip, not two.
+    pending: Mutex<Option<Sql>>,
 }
 
 impl<'a> Tx<'a> {
@@ -77,6 +77,7 @@ impl<'a> Tx<'a> {
         Self {
             no_subscribers,
             txn,
+            pending: Mutex::new(None),
             written: Mutex::new(Vec::new()),
             changes: Mutex::new(Vec::new()),
             due: std::sync::atomic::AtomicBool::new(false),
@@ -91,8 +92,27 @@ impl<'a> Tx<'a> {
         self.due.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub(crate) fn txn(&self) -> &'a DatabaseTransaction {
-        self.txn
+    /// The connection, once the deferred writes were sent: everything that reads or writes
+    /// through the transaction gets it here, so it sees every write made before.
+    pub(crate) async fn conn(&self) -> Result<&'a DatabaseTransaction, StoreError> {
+        self.flush().await?;
+        Ok(self.txn)
+    }
+
+    /// Send the deferred writes.
+    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+        if let Some(sql) = self.take_pending() {
+            self.txn.execute(sql.statement()).await?;
+        }
+        Ok(())
+    }
+
+    fn take_pending(&self) -> Option<Sql> {
+        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+    }
+
+    fn defer(&self, sql: Sql) {
+        *self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sql);
     }
 
     /// The versions written so far (and forgotten here): each is announced once.
@@ -117,7 +137,7 @@ impl<'a> Tx<'a> {
     /// ends (`FOR UPDATE` on PostgreSQL; SQLite has a single writer connection).
     #[tracing::instrument(name = "db.lock_current", skip_all, fields(otel.kind = "client", db.operation.name = "lock_current", fhir.resource_type = %ty))]
     pub async fn current(&self, ty: ResourceType, id: &str) -> Result<Option<Current>, StoreError> {
-        Ok(lock_current(self.txn, ty, id).await?.map(|row| Current {
+        Ok(lock_current(self.conn().await?, ty, id).await?.map(|row| Current {
             version_id: row.version_id,
             last_updated_ms: row.last_updated,
             body: row.body,
@@ -133,7 +153,7 @@ impl<'a> Tx<'a> {
         if self.txn.get_database_backend() == DatabaseBackend::Postgres {
             let mut sql = Sql::new(DatabaseBackend::Postgres);
             sql.push("SELECT pg_advisory_xact_lock(").bind(fnv1a(key)).push(")");
-            self.txn.execute(sql.statement()).await?;
+            self.conn().await?.execute(sql.statement()).await?;
         }
         Ok(())
     }
@@ -147,13 +167,14 @@ impl<'a> Tx<'a> {
         request: &SearchRequest,
         limit: u64,
     ) -> Result<Vec<StoredVersion>, StoreError> {
-        Ok(search::page(self.txn, ty, request, limit).await?.matches)
+        Ok(search::page(self.conn().await?, ty, request, limit).await?.matches)
     }
 
     /// Store a new resource under `id` as version 1.
     #[tracing::instrument(name = "db.create", skip_all, fields(otel.kind = "client", db.operation.name = "create", fhir.resource_type = %prepared.resource_type()))]
     pub async fn create(&self, prepared: &Prepared, id: &str) -> Result<StoredVersion, StoreError> {
-        let version = write_version(self.txn, prepared.resource_type(), id, Some(prepared), 1, Method::Post, None)
+        let version = self
+            .write_version(prepared.resource_type(), id, Some(prepared), 1, Method::Post, None)
             .await?
             .ok_or(StoreError::Database(DbErr::RecordNotInserted))?;
         self.record(Written::Version(version.clone()));
@@ -174,14 +195,14 @@ impl<'a> Tx<'a> {
         // Two attempts: when a concurrent transaction creates the same id between our lookup
         // and our insert, the insert does nothing and the second lookup finds its row.
         for _ in 0..2 {
-            let current = lock_current(self.txn, ty, id).await?;
+            let current = lock_current(self.conn().await?, ty, id).await?;
             check_precondition(if_match, current.as_ref())?;
             let (next, created) = match &current {
                 None => (1, true),
                 Some(row) => (row.version_id + 1, row.deleted),
             };
             if let Some(version) =
-                write_version(self.txn, ty, id, Some(prepared), next, Method::Put, current.as_ref()).await?
+                self.write_version(ty, id, Some(prepared), next, Method::Put, current.as_ref()).await?
             {
                 self.record(Written::Version(version.clone()));
                 self.note(current.and_then(|row| row.body), &version);
@@ -194,14 +215,15 @@ impl<'a> Tx<'a> {
     /// Delete `id` logically: a deletion version is written and history keeps every version.
     #[tracing::instrument(name = "db.delete", skip_all, fields(otel.kind = "client", db.operation.name = "delete", fhir.resource_type = %ty))]
     pub async fn delete(&self, ty: ResourceType, id: &str, if_match: Option<i64>) -> Result<DeleteOutcome, StoreError> {
-        let Some(row) = lock_current(self.txn, ty, id).await? else {
+        let Some(row) = lock_current(self.conn().await?, ty, id).await? else {
             return Err(StoreError::NotFound);
         };
         check_precondition(if_match, Some(&row))?;
         if row.deleted {
             return Ok(DeleteOutcome::AlreadyDeleted { version_id: row.version_id, last_updated_ms: row.last_updated });
         }
-        let version = write_version(self.txn, ty, id, None, row.version_id + 1, Method::Delete, Some(&row))
+        let version = self
+            .write_version(ty, id, None, row.version_id + 1, Method::Delete, Some(&row))
             .await?
             .ok_or(StoreError::Database(DbErr::RecordNotInserted))?;
         self.record(Written::Deleted {
@@ -221,8 +243,9 @@ impl<'a> Tx<'a> {
         id: &str,
         entries: &[domain::search::IndexEntry],
     ) -> Result<(), StoreError> {
-        index::clear(self.txn, ty, id).await?;
-        index::insert(self.txn, ty, id, entries).await?;
+        let txn = self.conn().await?;
+        index::clear(txn, ty, id).await?;
+        index::insert(txn, ty, id, entries).await?;
         Ok(())
     }
 }
@@ -253,80 +276,106 @@ fn check_precondition(if_match: Option<i64>, current: Option<&resource::Model>) 
     }
 }
 
-/// Write version `version_id` of a resource (a deletion when `prepared` is `None`) to the
-/// current table, the search index and history. `None` when the resource was to be inserted
-/// but a concurrent transaction inserted the same id first (nothing was written).
-async fn write_version(
-    txn: &DatabaseTransaction,
-    ty: ResourceType,
-    id: &str,
-    prepared: Option<&Prepared>,
-    version_id: i64,
-    method: Method,
-    current: Option<&resource::Model>,
-) -> Result<Option<StoredVersion>, StoreError> {
-    // lastUpdated never goes backwards for one resource, even if the clock does.
-    let now = now_ms().max(current.map_or(0, |row| row.last_updated));
-    let meta = VersionMeta { version_id, last_updated_ms: now };
-    let body = prepared.map(|p| p.render(id, meta));
-    let backend = txn.get_database_backend();
-    let mut sql = Sql::new(backend);
-    if current.is_some() {
-        resource::Entity::update_many()
-            .col_expr(resource::Column::VersionId, Expr::value(version_id))
-            .col_expr(resource::Column::LastUpdated, Expr::value(now))
-            .col_expr(resource::Column::Deleted, Expr::value(body.is_none()))
-            .col_expr(resource::Column::Body, Expr::value(body.clone()))
-            .filter(resource::Column::ResourceType.eq(ty.as_str()))
-            .filter(resource::Column::Id.eq(id))
-            .exec(txn)
-            .await?;
-    } else {
-        let row: [Value; 6] =
-            [ty.as_str().into(), id.into(), version_id.into(), now.into(), body.is_none().into(), body.clone().into()];
-        sql.push("INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, body) VALUES (")
-            .bind_list(row)
-            .push(")");
+impl Tx<'_> {
+    /// Write version `version_id` of a resource (a deletion when `prepared` is `None`) to the
+    /// current table, the search index and history. `None` when the resource was to be
+    /// inserted but a concurrent transaction inserted the same id first (nothing was written).
+    /// A write that needs no answer (all but an insert that may clash) is deferred: it goes
+    /// with the next round trip (`flush`).
+    async fn write_version(
+        &self,
+        ty: ResourceType,
+        id: &str,
+        prepared: Option<&Prepared>,
+        version_id: i64,
+        method: Method,
+        current: Option<&resource::Model>,
+    ) -> Result<Option<StoredVersion>, StoreError> {
+        // lastUpdated never goes backwards for one resource, even if the clock does.
+        let now = now_ms().max(current.map_or(0, |row| row.last_updated));
+        let meta = VersionMeta { version_id, last_updated_ms: now };
+        let body = prepared.map(|p| p.render(id, meta));
+        let backend = self.txn.get_database_backend();
         // A create (`Post`) writes under a new server-assigned id (UUID v7) that no row can
-        // hold: its row goes in the same round trip as the rest, and a clash would fail the
-        // write whole. Any other insert goes first, alone: a concurrent transaction may have
-        // inserted the same id, and then nothing is written.
-        if method != Method::Post {
-            sql.push(" ON CONFLICT DO NOTHING");
-            let insert = std::mem::replace(&mut sql, Sql::new(backend));
-            if txn.execute(insert.statement()).await?.rows_affected() != 1 {
+        // hold: a clash would fail the write whole. Any other insert goes first, alone: a
+        // concurrent transaction may have inserted the same id, and then nothing is written.
+        if current.is_none() && method != Method::Post {
+            let row: [Value; 6] = [
+                ty.as_str().into(),
+                id.into(),
+                version_id.into(),
+                now.into(),
+                body.is_none().into(),
+                body.clone().into(),
+            ];
+            let mut insert = Sql::new(backend);
+            insert
+                .push("INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, body) VALUES (")
+                .bind_list(row)
+                .push(") ON CONFLICT DO NOTHING");
+            if self.conn().await?.execute(insert.statement()).await?.rows_affected() != 1 {
                 return Ok(None);
             }
         }
+        let mut sql = self.take_pending().unwrap_or_else(|| Sql::new(backend));
+        if current.is_some() {
+            sql.then()
+                .push("UPDATE resources SET version_id = ")
+                .bind(version_id)
+                .push(", last_updated = ")
+                .bind(now)
+                .push(", deleted = ")
+                .bind(body.is_none())
+                .push(", body = ")
+                .bind(body.clone())
+                .push(" WHERE resource_type = ")
+                .bind(ty.as_str())
+                .push(" AND id = ")
+                .bind(id);
+        } else if method == Method::Post {
+            let row: [Value; 6] = [
+                ty.as_str().into(),
+                id.into(),
+                version_id.into(),
+                now.into(),
+                body.is_none().into(),
+                body.clone().into(),
+            ];
+            sql.then()
+                .push("INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, body) VALUES (")
+                .bind_list(row)
+                .push(")");
+        }
+        // The old index rows out, the new in, the history row.
+        let entries = prepared.map_or(&[][..], Prepared::index);
+        let inline = entries.len() <= index::CHUNK;
+        if current.is_some() {
+            index::push_clear(&mut sql, ty, id);
+        }
+        if inline {
+            index::push_insert(&mut sql, ty, id, entries);
+        }
+        let row: [Value; 7] = [
+            ty.as_str().into(),
+            id.into(),
+            version_id.into(),
+            now.into(),
+            method.as_str().into(),
+            body.is_none().into(),
+            body.clone().into(),
+        ];
+        sql.then()
+            .push("INSERT INTO resource_history (resource_type, id, version_id, last_updated, method, deleted, body) VALUES (")
+            .bind_list(row)
+            .push(")");
+        if inline {
+            self.defer(sql);
+        } else {
+            self.txn.execute(sql.statement()).await?;
+            index::insert(self.txn, ty, id, entries).await?;
+        }
+        Ok(Some(StoredVersion { resource_type: ty, id: id.to_owned(), version_id, last_updated_ms: now, body }))
     }
-    // The rest in one round trip (with the row itself when fresh): the old index rows out, the
-    // new in, the history row.
-    let entries = prepared.map_or(&[][..], Prepared::index);
-    let inline = entries.len() <= index::CHUNK;
-    if current.is_some() {
-        index::push_clear(&mut sql, ty, id);
-    }
-    if inline {
-        index::push_insert(&mut sql, ty, id, entries);
-    }
-    let row: [Value; 7] = [
-        ty.as_str().into(),
-        id.into(),
-        version_id.into(),
-        now.into(),
-        method.as_str().into(),
-        body.is_none().into(),
-        body.clone().into(),
-    ];
-    sql.then()
-        .push("INSERT INTO resource_history (resource_type, id, version_id, last_updated, method, deleted, body) VALUES (")
-        .bind_list(row)
-        .push(")");
-    txn.execute(sql.statement()).await?;
-    if !inline {
-        index::insert(txn, ty, id, entries).await?;
-    }
-    Ok(Some(StoredVersion { resource_type: ty, id: id.to_owned(), version_id, last_updated_ms: now, body }))
 }
 
 fn now_ms() -> i64 {
