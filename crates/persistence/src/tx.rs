@@ -299,7 +299,7 @@ impl Tx<'_> {
         // A create (`Post`) writes under a new server-assigned id (UUID v7) that no row can
         // hold: a clash would fail the write whole. Any other insert goes first, alone: a
         // concurrent transaction may have inserted the same id, and then nothing is written.
-        if current.is_none() && method != Method::Post {
+        let insert_row = |sql: &mut Sql| {
             let row: [Value; 6] = [
                 ty.as_str().into(),
                 id.into(),
@@ -308,11 +308,15 @@ impl Tx<'_> {
                 body.is_none().into(),
                 body.clone().into(),
             ];
-            let mut insert = Sql::new(backend);
-            insert
+            sql.then()
                 .push("INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, body) VALUES (")
                 .bind_list(row)
-                .push(") ON CONFLICT DO NOTHING");
+                .push(")");
+        };
+        if current.is_none() && method != Method::Post {
+            let mut insert = Sql::new(backend);
+            insert_row(&mut insert);
+            insert.push(" ON CONFLICT DO NOTHING");
             if self.conn().await?.execute(insert.statement()).await?.rows_affected() != 1 {
                 return Ok(None);
             }
@@ -333,18 +337,7 @@ impl Tx<'_> {
                 .push(" AND id = ")
                 .bind(id);
         } else if method == Method::Post {
-            let row: [Value; 6] = [
-                ty.as_str().into(),
-                id.into(),
-                version_id.into(),
-                now.into(),
-                body.is_none().into(),
-                body.clone().into(),
-            ];
-            sql.then()
-                .push("INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, body) VALUES (")
-                .bind_list(row)
-                .push(")");
+            insert_row(&mut sql);
         }
         // The old index rows out, the new in, the history row.
         let entries = prepared.map_or(&[][..], Prepared::index);

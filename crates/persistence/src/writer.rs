@@ -35,11 +35,12 @@ pub(crate) enum Writer {
 }
 
 impl Writer {
-    /// A queue served by a writer task on a thread of its own (a single-threaded runtime). A
-    /// write makes several round trips to SQLite's connection thread in a row; on the shared
-    /// runtime each answer waited behind whatever request work its workers were doing, which
-    /// made the writer, not SQLite, the bound on writes (measured: 1,059 creates/s with SQLite's
-    /// thread 40 % busy). It ends once every sender is gone.
+    /// A queue served by a writer task on a thread of its own (`spin::block_on`, inside the
+    /// current runtime's context for timers and spawns). A write makes several round trips to
+    /// SQLite's connection thread in a row; on the shared runtime each answer waited behind
+    /// request work and woke a parked thread, which made the writer, not SQLite, the bound on
+    /// writes (measured: 1,059 creates/s with SQLite's thread 40 % busy). It ends once every
+    /// sender is gone.
     pub(crate) fn queue(db: DatabaseConnection) -> Result<Self, StoreError> {
         let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
         let runtime = tokio::runtime::Handle::current();

@@ -81,8 +81,8 @@ fn resource<R: Resource>() -> actix_web::Scope {
                 .delete(i::delete_conditional::<R>)
                 .default_service(not_allowed()),
         )
-        .service(web::resource("/_search").post(search::search_post::<R>).default_service(not_allowed()))
-        .service(web::resource("/_history").get(i::history_type::<R>).default_service(not_allowed()))
+        .service(operation("/_search", web::post().to(search::search_post::<R>)))
+        .service(operation("/_history", web::get().to(i::history_type::<R>)))
         .service(
             web::resource("/{id}")
                 .get(i::read::<R>)
@@ -91,6 +91,6 @@ fn resource<R: Resource>() -> actix_web::Scope {
                 .delete(i::delete::<R>)
                 .default_service(not_allowed()),
         )
-        .service(web::resource("/{id}/_history").get(i::history_instance::<R>).default_service(not_allowed()))
-        .service(web::resource("/{id}/_history/{vid}").get(i::vread::<R>).default_service(not_allowed()))
+        .service(operation("/{id}/_history", web::get().to(i::history_instance::<R>)))
+        .service(operation("/{id}/_history/{vid}", web::get().to(i::vread::<R>)))
 }
