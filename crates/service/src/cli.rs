@@ -237,11 +237,11 @@ impl SubscriptionArgs {
         SubscriptionSettings {
             endpoints: endpoints.into(),
             poll: Duration::from_millis(self.subscription_poll_ms),
-            lease: Duration::from_secs(self.subscription_lease_secs.max(1)),
-            timeout: Duration::from_secs(self.subscription_timeout_secs.max(1)),
-            max_failures: self.subscription_max_failures.max(1),
-            retry_base: Duration::from_secs(self.subscription_retry_secs.max(1)),
-            retry_max: Duration::from_secs(self.subscription_retry_max_secs.max(1)),
+            lease: Duration::from_secs(self.subscription_lease_secs),
+            timeout: Duration::from_secs(self.subscription_timeout_secs),
+            max_failures: self.subscription_max_failures,
+            retry_base: Duration::from_secs(self.subscription_retry_secs),
+            retry_max: Duration::from_secs(self.subscription_retry_max_secs),
         }
     }
 }
@@ -294,7 +294,7 @@ impl AuthArgs {
             algorithms: self.auth_algorithms.iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect(),
             leeway: Duration::from_secs(self.auth_leeway_secs),
             jwks_min_refresh: Duration::from_secs(self.auth_jwks_min_refresh_secs),
-            jwks_max_age: Duration::from_secs(self.auth_jwks_max_age_secs.max(1)),
+            jwks_max_age: Duration::from_secs(self.auth_jwks_max_age_secs),
             authorize_url: self.auth_authorize_url.clone(),
             token_url: self.auth_token_url.clone(),
         }
@@ -306,14 +306,14 @@ impl ServeArgs {
         Settings {
             addr: self.addr.clone(),
             database: StoreConfig {
-                statement_timeout: self.statement_timeout_ms.map(|ms| Duration::from_millis(ms.max(1))),
+                statement_timeout: self.statement_timeout_ms.map(Duration::from_millis),
                 ..self.database.store_config()
             },
             migrate: !self.no_migrate,
             max_body_bytes: self.max_body_bytes,
             base_url: self.base_url.clone(),
-            default_count: self.default_count.max(1),
-            max_count: self.max_count.max(1),
+            default_count: self.default_count,
+            max_count: self.max_count,
             rules: Rules {
                 references: self.reference_rules,
                 policy: WorkflowPolicy {
@@ -323,10 +323,10 @@ impl ServeArgs {
             },
             actor_header: self.actor_header.clone(),
             provenance: !self.no_provenance,
-            max_bundle_entries: self.max_bundle_entries.max(1),
-            max_patch_operations: self.max_patch_operations.max(1),
+            max_bundle_entries: self.max_bundle_entries,
+            max_patch_operations: self.max_patch_operations,
             multiple_delete: self.multiple_delete,
-            request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
             search_limits: self.search_limits.limits(),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             workers: self.workers,
@@ -334,15 +334,15 @@ impl ServeArgs {
             auth: self.auth.settings(),
             hardening: Hardening {
                 cors_origins: self.cors_origins.iter().map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect(),
-                max_header_bytes: self.max_header_bytes.max(1024),
+                max_header_bytes: self.max_header_bytes,
                 rate_limit: (self.rate_limit_per_second > 0).then(|| RateLimit {
                     per_second: self.rate_limit_per_second,
-                    burst: self.rate_limit_burst.unwrap_or(self.rate_limit_per_second).max(1),
+                    burst: self.rate_limit_burst.unwrap_or(self.rate_limit_per_second),
                 }),
             },
             audit: AuditSettings {
                 log: self.audit_log,
-                queue: self.audit_queue.max(1),
+                queue: self.audit_queue,
                 log_key: self.audit_log_key.clone().filter(|key| !key.is_empty()),
                 log_ids: self.audit_log_ids,
             },
@@ -368,7 +368,9 @@ pub fn run() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => {
-                let app = Application::build(args.settings()).await?;
+                let settings = args.settings();
+                settings.check()?;
+                let app = Application::build(settings).await?;
                 app.run_until_stopped().await
             }
             Command::Migrate(args) => {
@@ -434,5 +436,18 @@ fn print_openapi() -> ExitCode {
             eprintln!("careplan: cannot print the OpenAPI description: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_settings_are_valid() {
+        let Ok(Cli { command: Command::Serve(args) }) = Cli::try_parse_from(["careplan", "serve"]) else {
+            panic!("`careplan serve` does not parse")
+        };
+        assert_eq!(args.settings().check().map_err(|err| err.to_string()), Ok(()));
     }
 }

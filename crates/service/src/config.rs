@@ -1,15 +1,24 @@
 //! `Settings`: everything the server is configured with, from `CAREPLAN_*` environment variables
-//! or the `--flags` that mirror them (see `cli.rs` and the README's table).
+//! or the `--flags` that mirror them (see `cli.rs` and the README's table). Their ranges are the
+//! `#[validate]` attributes, checked once at start-up by [`Settings::check`].
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use persistence::StoreConfig;
+use validator::{Validate, ValidationError, ValidationErrors, ValidationErrorsKind};
 
 use crate::coordination::Rules;
 
 /// The running server's configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Validate)]
+// Struct-level checks run once the fields' own pass, and name the field they refuse by their
+// `code`. `StoreConfig` is `persistence`'s, so its timeouts are checked from here.
+#[validate(
+    schema(function = "counts", code = "default_count"),
+    schema(function = "acquire_timeout", code = "database.acquire_timeout"),
+    schema(function = "statement_timeout", code = "database.statement_timeout")
+)]
 pub struct Settings {
     /// Address to listen on; port 0 picks a free port (tests).
     pub addr: String,
@@ -17,12 +26,15 @@ pub struct Settings {
     /// Apply pending migrations at start-up.
     pub migrate: bool,
     /// Largest accepted request body; larger ones get 413.
+    #[validate(range(min = 1024))]
     pub max_body_bytes: usize,
     /// The public FHIR base URL (e.g. `https://care.example.org/fhir`); derived from the
     /// request's Host when unset.
     pub base_url: Option<String>,
     /// Default and maximum page size of history Bundles.
+    #[validate(range(min = 1))]
     pub default_count: u64,
+    #[validate(range(min = 1, max = 10_000))]
     pub max_count: u64,
     /// Care-coordination rules: plan and team consistency, terminal-state reopening.
     pub rules: Rules,
@@ -32,36 +44,44 @@ pub struct Settings {
     /// Record a Provenance with every change of a CarePlan, CareTeam or Task.
     pub provenance: bool,
     /// Most entries a transaction or batch Bundle may hold.
+    #[validate(range(min = 1))]
     pub max_bundle_entries: usize,
     /// Most operations one PATCH document may hold (the patched resource is bounded by
     /// `max_body_bytes`).
+    #[validate(range(min = 1))]
     pub max_patch_operations: usize,
     /// Whether a conditional delete may delete several matches (otherwise 412).
     pub multiple_delete: bool,
     /// Longest time one request may take before it is answered with 503. Each database
     /// statement is stopped a little earlier (`database.statement_timeout`; when unset, 9/10 of
     /// this), so that work ends with its request and frees its connection.
+    #[validate(custom(function = "positive"))]
     pub request_timeout: Duration,
     /// How costly one search (or conditional criteria) may be; more is refused with 400.
     pub search_limits: domain::search::Limits,
     /// On SIGTERM, how long requests in flight may run on before the server stops anyway.
     pub shutdown_grace: Duration,
     /// HTTP worker threads; the number of CPU cores when unset.
+    #[validate(range(min = 1, max = 1024))]
     pub workers: Option<usize>,
     /// How often the overdue job marks newly overdue Tasks (`jobs.rs`); zero disables it.
     pub overdue_interval: Duration,
     /// SMART on FHIR bearer-token authorization.
+    #[validate(nested)]
     pub auth: AuthSettings,
     /// Request limits, CORS and the rate limit.
+    #[validate(nested)]
     pub hardening: Hardening,
     /// The audit trail.
+    #[validate(nested)]
     pub audit: AuditSettings,
     /// Topic-based subscriptions: where notifications may go and how they are delivered.
+    #[validate(nested)]
     pub subscriptions: SubscriptionSettings,
 }
 
 /// How notifications are delivered (`subscriptions/dispatch.rs`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Validate)]
 pub struct SubscriptionSettings {
     /// URL prefixes a Subscription's endpoint must start with; empty: none is allowed, so no
     /// subscription can be created (no delivery to arbitrary hosts).
@@ -69,13 +89,18 @@ pub struct SubscriptionSettings {
     /// How often each replica's dispatcher looks for due notifications; zero disables it.
     pub poll: Duration,
     /// How long a claimed subscription stays with one replica before another may take it.
+    #[validate(custom(function = "positive"))]
     pub lease: Duration,
     /// Longest a delivery may take, unless the Subscription asks for less (`backport-timeout`).
+    #[validate(custom(function = "positive"))]
     pub timeout: Duration,
     /// Failed deliveries in a row that move an active subscription to `error`.
+    #[validate(range(min = 1))]
     pub max_failures: u32,
     /// The first retry waits `retry_base`, each further one twice as long, at most `retry_max`.
+    #[validate(custom(function = "positive"))]
     pub retry_base: Duration,
+    #[validate(custom(function = "positive"))]
     pub retry_max: Duration,
 }
 
@@ -94,7 +119,7 @@ impl Default for SubscriptionSettings {
 }
 
 /// How bearer tokens are checked (see `auth/`). On unless `disabled`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Validate)]
 pub struct AuthSettings {
     /// No authorization at all: every request may do everything. For local use only.
     pub disabled: bool,
@@ -113,6 +138,7 @@ pub struct AuthSettings {
     /// Least time between two JWKS fetches caused by unknown key ids.
     pub jwks_min_refresh: Duration,
     /// Keys older than this are fetched again on the next request that needs them.
+    #[validate(custom(function = "positive"))]
     pub jwks_max_age: Duration,
     /// The authorization server's endpoints, published in the SMART configuration.
     pub authorize_url: Option<String>,
@@ -142,20 +168,24 @@ impl AuthSettings {
 pub const DEFAULT_ALGORITHMS: [&str; 4] = ["RS256", "RS384", "ES256", "ES384"];
 
 /// Limits and browser-facing policy.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Validate)]
 pub struct Hardening {
     /// Origins allowed to call the API from a browser (`*` for any); empty: CORS closed.
     pub cors_origins: Vec<String>,
     /// Largest total size of the request headers; larger get 431.
+    #[validate(range(min = 1024))]
     pub max_header_bytes: usize,
     /// Requests per second per client (token subject, else IP); `None`: no limit.
+    #[validate(nested)]
     pub rate_limit: Option<RateLimit>,
 }
 
 /// A per-client token bucket.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Validate)]
 pub struct RateLimit {
+    #[validate(range(min = 1))]
     pub per_second: u32,
+    #[validate(range(min = 1))]
     pub burst: u32,
 }
 
@@ -166,11 +196,12 @@ impl Default for Hardening {
 }
 
 /// Where audit records go besides the database.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Validate)]
 pub struct AuditSettings {
     /// Also write each record to the log (no bodies, names or identifiers: the record only).
     pub log: bool,
     /// Records waiting for the background writer; a full queue makes requests wait.
+    #[validate(range(min = 1))]
     pub queue: usize,
     /// The secret the log's patient hash is keyed with (HMAC-SHA-256); without one the log
     /// line carries no patient field.
@@ -186,6 +217,17 @@ impl Default for AuditSettings {
 }
 
 impl Settings {
+    /// Every `#[validate]` range at once; the error names each bad setting by its `CAREPLAN_*`
+    /// variable, on one line: `invalid configuration: CAREPLAN_WORKERS must be between 1 and
+    /// 1024, not 0; …`.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let Err(errors) = self.validate() else { return Ok(()) };
+        let mut problems = Vec::new();
+        describe(&errors, "", &mut problems);
+        problems.sort();
+        anyhow::bail!("invalid configuration: {}", problems.join("; "))
+    }
+
     /// The statement timeout in force: the configured one, else 9/10 of the request timeout
     /// (at least 100 ms), so a statement is stopped before its request is given up.
     pub fn statement_timeout(&self) -> Duration {
@@ -236,5 +278,141 @@ impl Settings {
                 ..SubscriptionSettings::default()
             },
         }
+    }
+}
+
+/// A duration that must not be zero (`range` takes numbers only).
+fn positive(duration: &Duration) -> Result<(), ValidationError> {
+    match duration.is_zero() {
+        true => Err(ValidationError::new("positive").with_message("must be more than zero".into())),
+        false => Ok(()),
+    }
+}
+
+fn counts(settings: &Settings) -> Result<(), ValidationError> {
+    if settings.default_count <= settings.max_count {
+        return Ok(());
+    }
+    let mut err = ValidationError::new("counts")
+        .with_message(format!("must be at most CAREPLAN_MAX_COUNT ({})", settings.max_count).into());
+    err.add_param("value".into(), &settings.default_count);
+    Err(err)
+}
+
+fn acquire_timeout(settings: &Settings) -> Result<(), ValidationError> {
+    positive(&settings.database.acquire_timeout)
+}
+
+fn statement_timeout(settings: &Settings) -> Result<(), ValidationError> {
+    settings.database.statement_timeout.as_ref().map_or(Ok(()), positive)
+}
+
+/// `errors` as `VARIABLE must …`, each into `out`; `prefix` is the path of the struct they are in.
+fn describe(errors: &ValidationErrors, prefix: &str, out: &mut Vec<String>) {
+    for (field, kind) in errors.errors() {
+        let path = format!("{prefix}{field}");
+        match kind {
+            ValidationErrorsKind::Field(errs) => out.extend(errs.iter().map(|err| {
+                let path = if field == "__all__" { format!("{prefix}{}", err.code) } else { path.clone() };
+                let param = |name| err.params.get(name).map(ToString::to_string);
+                let rule = match (&err.message, param("min"), param("max")) {
+                    (Some(message), ..) => message.to_string(),
+                    (None, Some(min), Some(max)) => format!("must be between {min} and {max}"),
+                    (None, Some(min), None) => format!("must be at least {min}"),
+                    (None, None, Some(max)) => format!("must be at most {max}"),
+                    (None, None, None) => format!("is invalid ({})", err.code),
+                };
+                let value = err.params.get("value").filter(|v| v.is_number()).map(|v| format!(", not {v}"));
+                format!("{} {rule}{}", variable(&path), value.unwrap_or_default())
+            })),
+            ValidationErrorsKind::Struct(inner) => describe(inner, &format!("{path}."), out),
+            ValidationErrorsKind::List(items) => {
+                for (index, inner) in items {
+                    describe(inner, &format!("{path}[{index}]."), out);
+                }
+            }
+        }
+    }
+}
+
+/// The `CAREPLAN_*` variable (and so `--flag`, see `cli.rs`) a checked field is read from; the
+/// field's path for any other.
+fn variable(field: &str) -> &str {
+    match field {
+        "max_body_bytes" => "CAREPLAN_MAX_BODY_BYTES",
+        "default_count" => "CAREPLAN_DEFAULT_COUNT",
+        "max_count" => "CAREPLAN_MAX_COUNT",
+        "max_bundle_entries" => "CAREPLAN_MAX_BUNDLE_ENTRIES",
+        "max_patch_operations" => "CAREPLAN_MAX_PATCH_OPERATIONS",
+        "request_timeout" => "CAREPLAN_REQUEST_TIMEOUT_SECS",
+        "workers" => "CAREPLAN_WORKERS",
+        "database.acquire_timeout" => "CAREPLAN_DATABASE_ACQUIRE_TIMEOUT_SECS",
+        "database.statement_timeout" => "CAREPLAN_STATEMENT_TIMEOUT_MS",
+        "auth.jwks_max_age" => "CAREPLAN_AUTH_JWKS_MAX_AGE_SECS",
+        "hardening.max_header_bytes" => "CAREPLAN_MAX_HEADER_BYTES",
+        "hardening.rate_limit.per_second" => "CAREPLAN_RATE_LIMIT_PER_SECOND",
+        "hardening.rate_limit.burst" => "CAREPLAN_RATE_LIMIT_BURST",
+        "audit.queue" => "CAREPLAN_AUDIT_QUEUE",
+        "subscriptions.lease" => "CAREPLAN_SUBSCRIPTION_LEASE_SECS",
+        "subscriptions.timeout" => "CAREPLAN_SUBSCRIPTION_TIMEOUT_SECS",
+        "subscriptions.max_failures" => "CAREPLAN_SUBSCRIPTION_MAX_FAILURES",
+        "subscriptions.retry_base" => "CAREPLAN_SUBSCRIPTION_RETRY_SECS",
+        "subscriptions.retry_max" => "CAREPLAN_SUBSCRIPTION_RETRY_MAX_SECS",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `check` says of the test settings once `change` is made to them.
+    fn check(change: impl FnOnce(&mut Settings)) -> String {
+        let mut settings = Settings::for_tests("sqlite::memory:", None);
+        change(&mut settings);
+        settings.check().err().map_or_else(|| "valid".into(), |err| err.to_string())
+    }
+
+    #[test]
+    fn the_test_settings_are_valid() {
+        assert_eq!(check(|_| ()), "valid");
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_by_its_variable() {
+        let refused = |change: fn(&mut Settings)| check(change).replace("invalid configuration: ", "");
+        assert_eq!(refused(|s| s.max_body_bytes = 0), "CAREPLAN_MAX_BODY_BYTES must be at least 1024, not 0");
+        assert_eq!(refused(|s| s.workers = Some(0)), "CAREPLAN_WORKERS must be between 1 and 1024, not 0");
+        assert_eq!(refused(|s| s.max_count = 20_000), "CAREPLAN_MAX_COUNT must be between 1 and 10000, not 20000");
+        assert_eq!(
+            refused(|s| s.default_count = 5000),
+            "CAREPLAN_DEFAULT_COUNT must be at most CAREPLAN_MAX_COUNT (1000), not 5000"
+        );
+        assert_eq!(
+            refused(|s| s.request_timeout = Duration::ZERO),
+            "CAREPLAN_REQUEST_TIMEOUT_SECS must be more than zero"
+        );
+        assert_eq!(
+            refused(|s| s.database.statement_timeout = Some(Duration::ZERO)),
+            "CAREPLAN_STATEMENT_TIMEOUT_MS must be more than zero"
+        );
+        assert_eq!(
+            refused(|s| s.hardening.rate_limit = Some(RateLimit { per_second: 10, burst: 0 })),
+            "CAREPLAN_RATE_LIMIT_BURST must be at least 1, not 0"
+        );
+    }
+
+    #[test]
+    fn every_bad_value_is_named_on_one_line() {
+        let refusal = check(|s| {
+            s.audit.queue = 0;
+            s.subscriptions.retry_max = Duration::ZERO;
+            s.hardening.max_header_bytes = 10;
+        });
+        assert_eq!(
+            refusal,
+            "invalid configuration: CAREPLAN_AUDIT_QUEUE must be at least 1, not 0; CAREPLAN_MAX_HEADER_BYTES must be at \
+             least 1024, not 10; CAREPLAN_SUBSCRIPTION_RETRY_MAX_SECS must be more than zero"
+        );
     }
 }
