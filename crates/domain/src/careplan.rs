@@ -1,6 +1,6 @@
 //! The CarePlan resource (http://hl7.org/fhir/R4/careplan.html): its model and rules.
 
-use crate::resource::{Resource, ResourceType};
+use crate::resource::{Descriptor, Resource, ResourceType};
 
 /// Marker for the FHIR CarePlan resource type.
 #[derive(Debug, Clone, Copy)]
@@ -10,3 +10,26 @@ impl Resource for CarePlan {
     const TYPE: ResourceType = ResourceType::CarePlan;
     type Model = fhir_sdk::r4b::resources::CarePlan;
 }
+
+/// What the service knows of CarePlan.
+pub static DESCRIPTOR: Descriptor = Descriptor::of::<CarePlan>(
+    "CarePlan",
+    crate::search::params::CARE_PLAN,
+    &crate::elements::CAREPLAN,
+    "Healthcare plan for patient or group",
+    r#"{
+        "resourceType": "CarePlan",
+        "status": "active",
+        "intent": "plan",
+        "title": "Shared care plan",
+        "subject": {
+            "reference": "Patient/example"
+        },
+        "careTeam": [
+            {
+                "reference": "CareTeam/example"
+            }
+        ]
+    }"#,
+    &[("patient", "Patient/example"), ("status", "active"), ("_include", "CarePlan:care-team")],
+);

@@ -1,6 +1,6 @@
 //! The CareTeam resource (http://hl7.org/fhir/R4/careteam.html): its model and rules.
 
-use crate::resource::{Resource, ResourceType};
+use crate::resource::{Descriptor, Resource, ResourceType};
 
 /// Marker for the FHIR CareTeam resource type.
 #[derive(Debug, Clone, Copy)]
@@ -10,3 +10,32 @@ impl Resource for CareTeam {
     const TYPE: ResourceType = ResourceType::CareTeam;
     type Model = fhir_sdk::r4b::resources::CareTeam;
 }
+
+/// What the service knows of CareTeam.
+pub static DESCRIPTOR: Descriptor = Descriptor::of::<CareTeam>(
+    "CareTeam",
+    crate::search::params::CARE_TEAM,
+    &crate::elements::CARETEAM,
+    "Planned participants in the coordination and delivery of care for a patient or group",
+    r#"{
+        "resourceType": "CareTeam",
+        "status": "active",
+        "name": "Complex care team",
+        "subject": {
+            "reference": "Patient/example"
+        },
+        "participant": [
+            {
+                "role": [
+                    {
+                        "text": "Care coordinator"
+                    }
+                ],
+                "member": {
+                    "reference": "Practitioner/example"
+                }
+            }
+        ]
+    }"#,
+    &[("patient", "Patient/example"), ("status", "active")],
+);

@@ -29,13 +29,7 @@ pub enum IngestMode<'a> {
 
 /// `ingest` for a resource type known only at run time (Bundle entries).
 pub fn ingest_as(ty: ResourceType, body: &[u8], mode: IngestMode<'_>) -> Result<Prepared, Vec<Issue>> {
-    match ty {
-        ResourceType::CarePlan => ingest::<crate::CarePlan>(body, mode),
-        ResourceType::CareTeam => ingest::<crate::CareTeam>(body, mode),
-        ResourceType::Task => ingest::<crate::Task>(body, mode),
-        ResourceType::Provenance => ingest::<crate::Provenance>(body, mode),
-        ResourceType::Subscription => ingest::<crate::Subscription>(body, mode),
-    }
+    (ty.descriptor().ingest)(body, mode)
 }
 
 /// Check `body` as a resource of type `R` and prepare it for storage.

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod careplan;
 pub mod careteam;
+pub mod elements;
 pub mod id;
 pub mod ingest;
 pub mod instant;
@@ -37,7 +38,7 @@ pub use interaction::Interaction;
 pub use issue::{Issue, IssueCode, Severity};
 pub use patch::{fhirpath_patch, json_patch};
 pub use provenance::Provenance;
-pub use resource::{Resource, ResourceType};
+pub use resource::{Descriptor, Resource, ResourceType};
 pub use stored::{subset, with_member, Prepared, VersionMeta};
 pub use subscriptions::Subscription;
 pub use task::Task;

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::resource::{Resource, ResourceType};
+use crate::resource::{Descriptor, Resource, ResourceType};
 
 /// Marker for the FHIR Provenance resource type.
 #[derive(Debug, Clone, Copy)]
@@ -14,6 +14,39 @@ impl Resource for Provenance {
     const TYPE: ResourceType = ResourceType::Provenance;
     type Model = fhir_sdk::r4b::resources::Provenance;
 }
+
+/// What the service knows of Provenance.
+pub static DESCRIPTOR: Descriptor = Descriptor::of::<Provenance>(
+    "Provenance",
+    crate::search::params::PROVENANCE,
+    &crate::elements::PROVENANCE,
+    "Who, What, When for a set of resources",
+    r#"{
+        "resourceType": "Provenance",
+        "target": [
+            {
+                "reference": "Task/example/_history/2"
+            }
+        ],
+        "recorded": "2026-11-24T10:00:00.000Z",
+        "activity": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+                    "code": "UPDATE"
+                }
+            ]
+        },
+        "agent": [
+            {
+                "who": {
+                    "reference": "Practitioner/example"
+                }
+            }
+        ]
+    }"#,
+    &[("target", "Task/example"), ("_sort", "-recorded")],
+);
 
 /// What a write did, as the v3 DataOperation code Provenance.activity uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,10 +1,16 @@
-//! The resource types this service holds and the `Resource` trait that the generic pipeline is
-//! written against: adding a type means one `Resource` impl and one line in the route table.
+//! The resource types this service holds, the `Resource` trait that the generic pipeline is
+//! written against, and the `Descriptor` that holds everything the service knows of a type.
+//! Adding a type means a variant here, its module (model, rules and descriptor), its search
+//! parameter table, `scripts/gen_elements.py` run again, and one line in the route table.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::elements::Elements;
+use crate::ingest::IngestMode;
 use crate::issue::Issue;
+use crate::search::params::SearchParam;
+use crate::stored::Prepared;
 
 /// The closed set of resource types this service stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -26,15 +32,20 @@ impl ResourceType {
         ResourceType::Subscription,
     ];
 
+    /// Everything this service knows of the type, declared once beside its `Resource` impl.
+    pub fn descriptor(self) -> &'static Descriptor {
+        match self {
+            ResourceType::CarePlan => &crate::careplan::DESCRIPTOR,
+            ResourceType::CareTeam => &crate::careteam::DESCRIPTOR,
+            ResourceType::Task => &crate::task::DESCRIPTOR,
+            ResourceType::Provenance => &crate::provenance::DESCRIPTOR,
+            ResourceType::Subscription => &crate::subscriptions::DESCRIPTOR,
+        }
+    }
+
     /// The FHIR name, as in URLs and `resourceType`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ResourceType::CarePlan => "CarePlan",
-            ResourceType::CareTeam => "CareTeam",
-            ResourceType::Task => "Task",
-            ResourceType::Provenance => "Provenance",
-            ResourceType::Subscription => "Subscription",
-        }
+        self.descriptor().name
     }
 
     /// The type named exactly `name`, if this service holds it.
@@ -66,5 +77,65 @@ pub trait Resource: 'static {
     /// Rules beyond what the model's structure enforces; findings are pushed onto `issues`.
     fn check(model: &Self::Model, issues: &mut Vec<Issue>) {
         let _ = (model, issues);
+    }
+}
+
+/// Everything the service knows of one hosted type, declared once (in the type's module) and
+/// read by the generic pipeline, the CapabilityStatement and the OpenAPI document.
+pub struct Descriptor {
+    /// The FHIR name, as in URLs and `resourceType`.
+    pub name: &'static str,
+    /// Check a body as this type (its fhir-sdk model and `Resource::check`) and prepare it.
+    pub ingest: fn(&[u8], IngestMode<'_>) -> Result<Prepared, Vec<Issue>>,
+    /// Its search parameters, the common ones first (`search::params`).
+    pub params: &'static [SearchParam],
+    /// Its top-level elements from the R4 StructureDefinition (generated, `elements.rs`).
+    pub elements: &'static Elements,
+    /// The FHIR short definition, for the OpenAPI document.
+    pub description: &'static str,
+    /// A minimal valid body, as a client sends it to create one (OpenAPI examples; a test
+    /// ingests each).
+    pub example: &'static str,
+    /// A search a care-plan client makes of the type, as name and value pairs (OpenAPI).
+    pub search_example: &'static [(&'static str, &'static str)],
+}
+
+impl Descriptor {
+    /// The descriptor of the `Resource` type `R`, with its model's ingest.
+    pub const fn of<R: Resource>(
+        name: &'static str,
+        params: &'static [SearchParam],
+        elements: &'static Elements,
+        description: &'static str,
+        example: &'static str,
+        search_example: &'static [(&'static str, &'static str)],
+    ) -> Self {
+        Descriptor { name, ingest: crate::ingest::ingest::<R>, params, elements, description, example, search_example }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_hosted_type_has_its_own_generated_elements_and_a_valid_example() {
+        for ty in ResourceType::ALL {
+            let descriptor = ty.descriptor();
+            assert_eq!(ResourceType::parse(descriptor.name), Some(ty));
+            let generated = crate::elements::of(descriptor.name)
+                .unwrap_or_else(|| panic!("{ty}: run scripts/gen_elements.py to generate its elements"));
+            assert!(std::ptr::eq(descriptor.elements, generated), "{ty} points at another type's elements");
+            assert!(!descriptor.elements.summary.is_empty(), "{ty}");
+            assert!(descriptor.elements.summary.windows(2).all(|w| w[0] < w[1]), "{ty}: summary sorted");
+            assert!(descriptor.elements.mandatory.windows(2).all(|w| w[0] < w[1]), "{ty}: mandatory sorted");
+            let prepared = (descriptor.ingest)(descriptor.example.as_bytes(), IngestMode::Create)
+                .unwrap_or_else(|issues| panic!("{ty} example refused: {issues:?}"));
+            assert_eq!(prepared.resource_type(), ty);
+            for (name, _) in descriptor.search_example {
+                let known = name.starts_with('_') || descriptor.params.iter().any(|p| p.name == *name);
+                assert!(known, "{ty}: search example names unknown parameter {name}");
+            }
+        }
     }
 }

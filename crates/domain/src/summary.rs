@@ -1,121 +1,21 @@
 //! Which top-level elements `_summary` keeps (http://hl7.org/fhir/R4/search.html#summary), taken from
-//! the official R4 (4.0.1) StructureDefinitions of CarePlan, CareTeam and Task (npm package
-//! `hl7.fhir.r4.examples@4.0.1`, `snapshot.element` entries whose path has exactly one dot).
+//! the official R4 (4.0.1) StructureDefinition of each hosted type (generated into `elements.rs`
+//! by `scripts/gen_elements.py`).
 //!
 //! `_summary=true` keeps the elements with `isSummary: true`; `_summary=text` keeps `text`, `id`,
-//! `meta` and the top-level mandatory (`min >= 1`) elements; `_summary=data` drops `text`. None of
-//! the three types has a top-level choice (`[x]`) element, so every name here is a plain JSON key.
+//! `meta` and the top-level mandatory (`min >= 1`) elements; `_summary=data` drops `text`. A choice
+//! element (`occurred[x]`) is listed under each of its JSON keys (`occurredDateTime`...).
 
 use crate::resource::ResourceType;
 
-/// `CarePlan` top-level elements with `isSummary: true`, sorted for binary search.
-const CAREPLAN_SUMMARY: &[&str] = &[
-    "addresses",
-    "author",
-    "basedOn",
-    "category",
-    "created",
-    "description",
-    "encounter",
-    "id",
-    "identifier",
-    "implicitRules",
-    "instantiatesCanonical",
-    "instantiatesUri",
-    "intent",
-    "meta",
-    "partOf",
-    "period",
-    "replaces",
-    "status",
-    "subject",
-    "title",
-];
-
-/// `CareTeam` top-level elements with `isSummary: true`, sorted for binary search.
-const CARETEAM_SUMMARY: &[&str] = &[
-    "category",
-    "encounter",
-    "id",
-    "identifier",
-    "implicitRules",
-    "managingOrganization",
-    "meta",
-    "name",
-    "period",
-    "status",
-    "subject",
-];
-
-/// `Task` top-level elements with `isSummary: true`, sorted for binary search. Note that R4
-/// marks `Task.identifier` and `Task.authoredOn` as not summary.
-const TASK_SUMMARY: &[&str] = &[
-    "basedOn",
-    "businessStatus",
-    "code",
-    "description",
-    "encounter",
-    "executionPeriod",
-    "focus",
-    "for",
-    "groupIdentifier",
-    "id",
-    "implicitRules",
-    "instantiatesCanonical",
-    "instantiatesUri",
-    "intent",
-    "lastModified",
-    "location",
-    "meta",
-    "owner",
-    "partOf",
-    "requester",
-    "status",
-    "statusReason",
-];
-
-/// `CarePlan` top-level elements with `min >= 1`, sorted for binary search.
-const CAREPLAN_MANDATORY: &[&str] = &["intent", "status", "subject"];
-
-/// `CareTeam` has no top-level element with `min >= 1`.
-const CARETEAM_MANDATORY: &[&str] = &[];
-
-/// `Task` top-level elements with `min >= 1`, sorted for binary search.
-const TASK_MANDATORY: &[&str] = &["intent", "status"];
-
-/// `Provenance` top-level elements with `isSummary`, sorted for binary search.
-const PROVENANCE_SUMMARY: &[&str] = &["id", "implicitRules", "meta", "recorded", "target"];
-
-/// `Provenance` top-level elements with `min >= 1`, sorted for binary search.
-const PROVENANCE_MANDATORY: &[&str] = &["agent", "recorded", "target"];
-
-/// `Subscription` top-level elements with `isSummary`, sorted for binary search.
-const SUBSCRIPTION_SUMMARY: &[&str] =
-    &["channel", "contact", "criteria", "end", "error", "id", "implicitRules", "meta", "reason", "status"];
-
-/// `Subscription` top-level elements with `min >= 1`, sorted for binary search.
-const SUBSCRIPTION_MANDATORY: &[&str] = &["channel", "criteria", "reason", "status"];
-
-/// The sorted summary slice of `ty`.
+/// The sorted summary keys of `ty` (generated from its StructureDefinition, `elements.rs`).
 fn summary_elements(ty: ResourceType) -> &'static [&'static str] {
-    match ty {
-        ResourceType::CarePlan => CAREPLAN_SUMMARY,
-        ResourceType::CareTeam => CARETEAM_SUMMARY,
-        ResourceType::Task => TASK_SUMMARY,
-        ResourceType::Provenance => PROVENANCE_SUMMARY,
-        ResourceType::Subscription => SUBSCRIPTION_SUMMARY,
-    }
+    ty.descriptor().elements.summary
 }
 
-/// The sorted mandatory slice of `ty`.
+/// The sorted mandatory keys of `ty`.
 fn mandatory_elements(ty: ResourceType) -> &'static [&'static str] {
-    match ty {
-        ResourceType::CarePlan => CAREPLAN_MANDATORY,
-        ResourceType::CareTeam => CARETEAM_MANDATORY,
-        ResourceType::Task => TASK_MANDATORY,
-        ResourceType::Provenance => PROVENANCE_MANDATORY,
-        ResourceType::Subscription => SUBSCRIPTION_MANDATORY,
-    }
+    ty.descriptor().elements.mandatory
 }
 
 /// The element a top-level JSON key belongs to: a primitive's extension companion `_name`

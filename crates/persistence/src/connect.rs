@@ -188,9 +188,8 @@ async fn watch(conn: &mut sqlx::SqliteConnection, limit: Duration) -> Result<(),
 /// default, `prefer`, and encrypt traffic that never leaves the machine: about a tenth of a
 /// read's CPU on the benchmark machine.
 fn loopback_without_ssl_choice(url: &str, options: &PgConnectOptions) -> bool {
-    let chosen = url.contains("sslmode=")
-        || url.contains("ssl-mode=")
-        || !matches!(options.get_ssl_mode(), PgSslMode::Prefer);
+    let chosen =
+        url.contains("sslmode=") || url.contains("ssl-mode=") || !matches!(options.get_ssl_mode(), PgSslMode::Prefer);
     let host = options.get_host();
     let local = options.get_socket().is_some()
         || host.starts_with('/')
@@ -258,7 +257,7 @@ mod tests {
     use super::*;
 
     fn plain(url: &str) -> bool {
-        loopback_without_ssl_choice(url, &PgConnectOptions::from_str(url).unwrap())
+        loopback_without_ssl_choice(url, &PgConnectOptions::from_str(url).expect("a valid URL"))
     }
 
     #[test]

@@ -136,17 +136,7 @@ fn tags() -> Vec<Value> {
 
 /// The FHIR short definition of a type.
 fn type_description(ty: ResourceType) -> &'static str {
-    match ty {
-        ResourceType::CarePlan => "Healthcare plan for patient or group",
-        ResourceType::CareTeam => {
-            "Planned participants in the coordination and delivery of care for a patient or group"
-        }
-        ResourceType::Task => "A task to be performed",
-        ResourceType::Provenance => "Who, What, When for a set of resources",
-        ResourceType::Subscription => {
-            "Server push subscription criteria: here a topic-based subscription (Subscriptions Backport IG)"
-        }
-    }
+    ty.descriptor().description
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1281,19 +1271,7 @@ fn form_body(ty: ResourceType, search: &[QueryParam]) -> Value {
 
 /// A search of each type a care-plan client makes, as name and value pairs.
 fn search_example_params(ty: ResourceType) -> &'static [(&'static str, &'static str)] {
-    match ty {
-        ResourceType::CarePlan => {
-            &[("patient", "Patient/example"), ("status", "active"), ("_include", "CarePlan:care-team")]
-        }
-        ResourceType::CareTeam => &[("patient", "Patient/example"), ("status", "active")],
-        ResourceType::Task => &[
-            ("owner", "Practitioner/example"),
-            ("status", "requested,accepted,in-progress"),
-            ("_sort", "-_lastUpdated"),
-        ],
-        ResourceType::Provenance => &[("target", "Task/example"), ("_sort", "-recorded")],
-        ResourceType::Subscription => &[("status", "active,error")],
-    }
+    ty.descriptor().search_example
 }
 
 /// A FHIR JSON response.
@@ -1602,150 +1580,33 @@ fn array_of(items: Value) -> Value {
     json!({ "type": "array", "items": items })
 }
 
-/// The structure of each type: required elements, codes and the common elements, open to every
-/// other element of the type (the server checks the rest against the FHIR model).
+/// The structure of each type, from its R4 StructureDefinition (`domain::elements`): every
+/// top-level element with its datatype and cardinality, the codes of required bindings, and the
+/// mandatory elements; open to extensions and primitives' `_name` companions (the server checks
+/// the rest against the FHIR model).
 fn resource_schema(ty: ResourceType) -> Value {
-    let string = || json!({ "type": "string" });
-    let reference = || schema_ref("Reference");
-    let references = || array_of(schema_ref("Reference"));
-    let concept = || schema_ref("CodeableConcept");
-    let concepts = || array_of(schema_ref("CodeableConcept"));
-    let identifiers = || array_of(schema_ref("Identifier"));
-    let open = || json!({ "type": "object", "additionalProperties": true });
-    let (required, properties): (&[&str], Value) = match ty {
-        ResourceType::CarePlan => (
-            &["status", "intent", "subject"],
-            json!({
-                "identifier": identifiers(),
-                "instantiatesCanonical": array_of(string()),
-                "basedOn": references(),
-                "replaces": references(),
-                "partOf": references(),
-                "status": code(&["draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"]),
-                "intent": code(&["proposal", "plan", "order", "option"]),
-                "category": concepts(),
-                "title": string(),
-                "description": string(),
-                "subject": reference(),
-                "encounter": reference(),
-                "period": schema_ref("Period"),
-                "created": string(),
-                "author": reference(),
-                "contributor": references(),
-                "careTeam": references(),
-                "addresses": references(),
-                "goal": references(),
-                "activity": array_of(open()),
-                "note": array_of(open()),
-            }),
-        ),
-        ResourceType::CareTeam => (
-            &[],
-            json!({
-                "identifier": identifiers(),
-                "status": code(&["proposed", "active", "suspended", "inactive", "entered-in-error"]),
-                "category": concepts(),
-                "name": string(),
-                "subject": reference(),
-                "encounter": reference(),
-                "period": schema_ref("Period"),
-                "participant": array_of(json!({
-                    "type": "object",
-                    "properties": {
-                        "role": concepts(),
-                        "member": reference(),
-                        "onBehalfOf": reference(),
-                        "period": schema_ref("Period"),
-                    },
-                    "additionalProperties": true,
-                })),
-                "reasonCode": concepts(),
-                "managingOrganization": references(),
-                "note": array_of(open()),
-            }),
-        ),
-        ResourceType::Task => (
-            &["status", "intent"],
-            json!({
-                "identifier": identifiers(),
-                "basedOn": references(),
-                "partOf": references(),
-                "status": code(&[
-                    "draft", "requested", "received", "accepted", "rejected", "ready", "cancelled",
-                    "in-progress", "on-hold", "failed", "completed", "entered-in-error",
-                ]),
-                "statusReason": concept(),
-                "businessStatus": concept(),
-                "intent": code(&[
-                    "unknown", "proposal", "plan", "order", "original-order", "reflex-order", "filler-order",
-                    "instance-order", "option",
-                ]),
-                "priority": code(&["routine", "urgent", "asap", "stat"]),
-                "code": concept(),
-                "description": string(),
-                "focus": reference(),
-                "for": reference(),
-                "encounter": reference(),
-                "executionPeriod": schema_ref("Period"),
-                "authoredOn": string(),
-                "lastModified": string(),
-                "requester": reference(),
-                "performerType": concepts(),
-                "owner": reference(),
-                "reasonCode": concept(),
-                "note": array_of(open()),
-                "input": array_of(open()),
-                "output": array_of(open()),
-            }),
-        ),
-        ResourceType::Provenance => (
-            &["target", "recorded", "agent"],
-            json!({
-                "target": references(),
-                "occurredDateTime": string(),
-                "recorded": string(),
-                "policy": array_of(string()),
-                "location": reference(),
-                "reason": concepts(),
-                "activity": concept(),
-                "agent": array_of(open()),
-                "entity": array_of(open()),
-                "signature": array_of(open()),
-            }),
-        ),
-        ResourceType::Subscription => (
-            &["status", "reason", "criteria", "channel"],
-            json!({
-                "status": code(&["requested", "active", "error", "off"]),
-                "reason": string(),
-                "criteria": json!({ "type": "string", "description": "The canonical URL of a SubscriptionTopic (GET SubscriptionTopic)" }),
-                "_criteria": open(),
-                "end": string(),
-                "error": string(),
-                "contact": array_of(open()),
-                "channel": json!({
-                    "type": "object",
-                    "required": ["type"],
-                    "properties": {
-                        "type": code(&["rest-hook"]),
-                        "endpoint": string(),
-                        "payload": string(),
-                        "_payload": open(),
-                        "header": array_of(string()),
-                        "extension": array_of(open()),
-                    },
-                    "additionalProperties": true,
-                }),
-            }),
-        ),
-    };
+    let elements = ty.descriptor().elements;
+    let mut properties = Map::new();
+    for element in elements.all.iter().filter(|e| !matches!(e.key, "id" | "meta")) {
+        let one = match element.datatype {
+            "code" if !element.codes.is_empty() => code(element.codes),
+            "boolean" => json!({ "type": "boolean" }),
+            "integer" | "positiveInt" | "unsignedInt" => json!({ "type": "integer" }),
+            "decimal" => json!({ "type": "number" }),
+            "Reference" | "CodeableConcept" | "Identifier" | "Period" | "Coding" => schema_ref(element.datatype),
+            primitive if primitive.starts_with(|c: char| c.is_ascii_lowercase()) => json!({ "type": "string" }),
+            _ => json!({ "type": "object", "additionalProperties": true }),
+        };
+        properties.insert(element.key.to_owned(), if element.repeats { array_of(one) } else { one });
+    }
+    let required = elements.mandatory;
     let mut all_properties = json!({
         "resourceType": code(&[ty.as_str()]),
         "id": schema_ref("Id"),
         "meta": schema_ref("Meta"),
     });
-    if let (Some(all), Value::Object(own)) = (all_properties.as_object_mut(), properties) {
-        all.extend(own);
+    if let Some(all) = all_properties.as_object_mut() {
+        all.extend(properties);
     }
     let required: Vec<&str> = std::iter::once("resourceType").chain(required.iter().copied()).collect();
     json!({
@@ -2069,62 +1930,7 @@ fn datatype_schemas() -> Map<String, Value> {
 
 /// A minimal valid body of `ty`, as a client sends it to create one.
 fn example_resource(ty: ResourceType) -> Value {
-    match ty {
-        ResourceType::CarePlan => json!({
-            "resourceType": "CarePlan",
-            "status": "active",
-            "intent": "plan",
-            "title": "Shared care plan",
-            "subject": { "reference": "Patient/example" },
-            "careTeam": [{ "reference": "CareTeam/example" }],
-        }),
-        ResourceType::CareTeam => json!({
-            "resourceType": "CareTeam",
-            "status": "active",
-            "name": "Complex care team",
-            "subject": { "reference": "Patient/example" },
-            "participant": [
-                { "role": [{ "text": "Care coordinator" }], "member": { "reference": "Practitioner/example" } },
-            ],
-        }),
-        ResourceType::Task => json!({
-            "resourceType": "Task",
-            "status": "requested",
-            "intent": "order",
-            "description": "Follow-up call after the clinic visit",
-            "for": { "reference": "Patient/example" },
-            "basedOn": [{ "reference": "CarePlan/example" }],
-            "owner": { "reference": "Practitioner/example" },
-        }),
-        ResourceType::Provenance => json!({
-            "resourceType": "Provenance",
-            "target": [{ "reference": "Task/example/_history/2" }],
-            "recorded": EXAMPLE_INSTANT,
-            "activity": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "UPDATE" }] },
-            "agent": [{ "who": { "reference": "Practitioner/example" } }],
-        }),
-        ResourceType::Subscription => json!({
-            "resourceType": "Subscription",
-            "meta": { "profile": [domain::subscriptions::PROFILE] },
-            "status": "requested",
-            "reason": "Tell the EHR when a Task of its patient changes",
-            "criteria": "http://careplan.example/fhir/SubscriptionTopic/task-change",
-            "_criteria": { "extension": [{
-                "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria",
-                "valueString": "Task?patient=Patient/example",
-            }]},
-            "channel": {
-                "type": "rest-hook",
-                "endpoint": "https://ehr.example/fhir-notifications",
-                "payload": "application/fhir+json",
-                "_payload": { "extension": [{
-                    "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content",
-                    "valueCode": "id-only",
-                }]},
-                "header": ["Authorization: Bearer example-token"],
-            },
-        }),
-    }
+    serde_json::from_str(ty.descriptor().example).unwrap_or_default()
 }
 
 /// The example as the server stores and serves it: with its id and server `meta`.

@@ -157,13 +157,7 @@ pub fn defined_here(id: &str) -> Option<(ResourceType, &'static SearchParam)> {
 /// `_profile`, `_security`, `_source`), in a stable order: the common ones first, then the
 /// type's own in alphabetical order.
 pub fn for_type(ty: ResourceType) -> &'static [SearchParam] {
-    match ty {
-        ResourceType::CarePlan => CARE_PLAN,
-        ResourceType::CareTeam => CARE_TEAM,
-        ResourceType::Task => TASK,
-        ResourceType::Provenance => PROVENANCE,
-        ResourceType::Subscription => SUBSCRIPTION,
-    }
+    ty.descriptor().params
 }
 
 /// The search parameter `name` of `ty`, if it exists.
@@ -206,7 +200,7 @@ macro_rules! with_common {
 }
 
 /// http://hl7.org/fhir/R4/careplan.html#search
-static CARE_PLAN: &[SearchParam] = with_common![
+pub static CARE_PLAN: &[SearchParam] = with_common![
     token(
         "activity-code",
         "CarePlan.activity.detail.code",
@@ -294,7 +288,7 @@ static CARE_PLAN: &[SearchParam] = with_common![
 ];
 
 /// http://hl7.org/fhir/R4/careteam.html#search
-static CARE_TEAM: &[SearchParam] = with_common![
+pub static CARE_TEAM: &[SearchParam] = with_common![
     token("category", "CareTeam.category", &["category"], Shape::CodeableConcept, "Type of team"),
     date("date", "CareTeam.period", &["period"], Shape::Period, "Time period team covers"),
     reference("encounter", "CareTeam.encounter", &["encounter"], &["Encounter"], "Encounter created as part of"),
@@ -321,7 +315,7 @@ static CARE_TEAM: &[SearchParam] = with_common![
 ///
 /// `based-on`, `focus` and `subject` are `Reference(Any)`: the spec spells out every resource
 /// type as their target, which is what an empty `targets` means here.
-static TASK: &[SearchParam] = with_common![
+pub static TASK: &[SearchParam] = with_common![
     date("authored-on", "Task.authoredOn", &["authoredOn"], Shape::DateTime, "Search by creation date"),
     reference("based-on", "Task.basedOn", &["basedOn"], &[], "Search by requests this task is based on"),
     token(
@@ -415,7 +409,7 @@ static TASK: &[SearchParam] = with_common![
 ];
 
 /// http://hl7.org/fhir/R4/provenance.html#search
-static PROVENANCE: &[SearchParam] = with_common![
+pub static PROVENANCE: &[SearchParam] = with_common![
     reference(
         "agent",
         "Provenance.agent.who",
@@ -470,7 +464,7 @@ static PROVENANCE: &[SearchParam] = with_common![
 
 /// http://hl7.org/fhir/R4/subscription.html#search, and `patient`: the Patient a patient-scoped
 /// subscriber is limited to (a server-owned meta extension; see `subscriptions`).
-static SUBSCRIPTION: &[SearchParam] = with_common![
+pub static SUBSCRIPTION: &[SearchParam] = with_common![
     token("contact", "Subscription.contact", &["contact"], Shape::Identifier, "Contact details for the subscription"),
     SearchParam {
         kind: ParamType::String,

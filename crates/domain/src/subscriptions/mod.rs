@@ -9,7 +9,7 @@ pub mod topics;
 use serde_json::Value;
 
 use crate::issue::{Issue, IssueCode};
-use crate::resource::{Resource, ResourceType};
+use crate::resource::{Descriptor, Resource, ResourceType};
 use crate::search::index::{IndexEntry, IndexValue};
 use crate::search::params::{self, ParamType};
 
@@ -23,6 +23,50 @@ impl Resource for Subscription {
     const TYPE: ResourceType = ResourceType::Subscription;
     type Model = fhir_sdk::r4b::resources::Subscription;
 }
+
+/// What the service knows of Subscription.
+pub static DESCRIPTOR: Descriptor = Descriptor::of::<Subscription>(
+    "Subscription",
+    params::SUBSCRIPTION,
+    &crate::elements::SUBSCRIPTION,
+    "Server push subscription criteria: here a topic-based subscription (Subscriptions Backport IG)",
+    r#"{
+        "resourceType": "Subscription",
+        "meta": {
+            "profile": [
+                "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription"
+            ]
+        },
+        "status": "requested",
+        "reason": "Tell the EHR when a Task of its patient changes",
+        "criteria": "http://careplan.example/fhir/SubscriptionTopic/task-change",
+        "_criteria": {
+            "extension": [
+                {
+                    "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria",
+                    "valueString": "Task?patient=Patient/example"
+                }
+            ]
+        },
+        "channel": {
+            "type": "rest-hook",
+            "endpoint": "https://ehr.example/fhir-notifications",
+            "payload": "application/fhir+json",
+            "_payload": {
+                "extension": [
+                    {
+                        "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content",
+                        "valueCode": "id-only"
+                    }
+                ]
+            },
+            "header": [
+                "Authorization: Bearer example-token"
+            ]
+        }
+    }"#,
+    &[("status", "active,error")],
+);
 
 const BACKPORT: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition";
 /// The profile a topic-based R4 Subscription claims.
