@@ -132,6 +132,11 @@ mod tests {
             let prepared = (descriptor.ingest)(descriptor.example.as_bytes(), IngestMode::Create)
                 .unwrap_or_else(|issues| panic!("{ty} example refused: {issues:?}"));
             assert_eq!(prepared.resource_type(), ty);
+            let extension = format!("{}.extension", descriptor.name);
+            assert!(
+                crate::patch::is_repeating_element(&extension),
+                "{ty}: run scripts/gen_patch_elements.py so that PATCH knows its elements"
+            );
             for (name, _) in descriptor.search_example {
                 let known = name.starts_with('_') || descriptor.params.iter().any(|p| p.name == *name);
                 assert!(known, "{ty}: search example names unknown parameter {name}");

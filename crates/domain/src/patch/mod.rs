@@ -31,6 +31,13 @@ mod path;
 pub use fhirpath::fhirpath_patch;
 pub use json::json_patch;
 
+/// Whether PATCH knows the element at `path` repeats (generated per hosted type; a test checks
+/// that every hosted type is covered).
+#[cfg(test)]
+pub(crate) fn is_repeating_element(path: &str) -> bool {
+    elements::is_repeating(path)
+}
+
 use serde_json::Value;
 
 use crate::issue::{Issue, IssueCode};
