@@ -9,6 +9,7 @@ mod concurrency;
 mod coordination;
 mod crud;
 mod examples;
+mod goal;
 mod helpers;
 mod history;
 mod http_semantics;

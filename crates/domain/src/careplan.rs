@@ -1,6 +1,6 @@
 //! The CarePlan resource (http://hl7.org/fhir/R4/careplan.html): its model and rules.
 
-use crate::resource::{Descriptor, Resource, ResourceType};
+use crate::resource::{Descriptor, Docs, Resource, ResourceType};
 
 /// Marker for the FHIR CarePlan resource type.
 #[derive(Debug, Clone, Copy)]
@@ -16,20 +16,56 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<CarePlan>(
     "CarePlan",
     crate::search::params::CARE_PLAN,
     &crate::elements::CAREPLAN,
-    "Healthcare plan for patient or group",
-    r#"{
-        "resourceType": "CarePlan",
-        "status": "active",
-        "intent": "plan",
-        "title": "Shared care plan",
-        "subject": {
-            "reference": "Patient/example"
-        },
-        "careTeam": [
+    Docs {
+        description: "Healthcare plan for patient or group",
+        example: r#"{
+            "resourceType": "CarePlan",
+            "status": "active",
+            "intent": "plan",
+            "title": "Shared care plan",
+            "subject": {
+                "reference": "Patient/example"
+            },
+            "careTeam": [
+                {
+                    "reference": "CareTeam/example"
+                }
+            ]
+        }"#,
+        search_example: &[("patient", "Patient/example"), ("status", "active"), ("_include", "CarePlan:care-team")],
+        json_patch: r#"[
             {
-                "reference": "CareTeam/example"
+                "op": "replace",
+                "path": "/title",
+                "value": "Shared care plan (revised)"
+            },
+            {
+                "op": "add",
+                "path": "/description",
+                "value": "Reviewed with the family"
             }
-        ]
-    }"#,
-    &[("patient", "Patient/example"), ("status", "active"), ("_include", "CarePlan:care-team")],
+        ]"#,
+        fhirpath_patch: r#"{
+            "resourceType": "Parameters",
+            "parameter": [
+                {
+                    "name": "operation",
+                    "part": [
+                        {
+                            "name": "type",
+                            "valueCode": "replace"
+                        },
+                        {
+                            "name": "path",
+                            "valueString": "CarePlan.title"
+                        },
+                        {
+                            "name": "value",
+                            "valueString": "Shared care plan (revised)"
+                        }
+                    ]
+                }
+            ]
+        }"#,
+    },
 );

@@ -1,6 +1,6 @@
 //! The CareTeam resource (http://hl7.org/fhir/R4/careteam.html): its model and rules.
 
-use crate::resource::{Descriptor, Resource, ResourceType};
+use crate::resource::{Descriptor, Docs, Resource, ResourceType};
 
 /// Marker for the FHIR CareTeam resource type.
 #[derive(Debug, Clone, Copy)]
@@ -16,26 +16,66 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<CareTeam>(
     "CareTeam",
     crate::search::params::CARE_TEAM,
     &crate::elements::CARETEAM,
-    "Planned participants in the coordination and delivery of care for a patient or group",
-    r#"{
-        "resourceType": "CareTeam",
-        "status": "active",
-        "name": "Complex care team",
-        "subject": {
-            "reference": "Patient/example"
-        },
-        "participant": [
-            {
-                "role": [
-                    {
-                        "text": "Care coordinator"
+    Docs {
+        description: "Planned participants in the coordination and delivery of care for a patient or group",
+        example: r#"{
+            "resourceType": "CareTeam",
+            "status": "active",
+            "name": "Complex care team",
+            "subject": {
+                "reference": "Patient/example"
+            },
+            "participant": [
+                {
+                    "role": [
+                        {
+                            "text": "Care coordinator"
+                        }
+                    ],
+                    "member": {
+                        "reference": "Practitioner/example"
                     }
-                ],
-                "member": {
-                    "reference": "Practitioner/example"
+                }
+            ]
+        }"#,
+        search_example: &[("patient", "Patient/example"), ("status", "active")],
+        json_patch: r#"[
+            {
+                "op": "add",
+                "path": "/participant/-",
+                "value": {
+                    "role": [
+                        {
+                            "text": "Social worker"
+                        }
+                    ],
+                    "member": {
+                        "reference": "Practitioner/example-2"
+                    }
                 }
             }
-        ]
-    }"#,
-    &[("patient", "Patient/example"), ("status", "active")],
+        ]"#,
+        fhirpath_patch: r#"{
+            "resourceType": "Parameters",
+            "parameter": [
+                {
+                    "name": "operation",
+                    "part": [
+                        {
+                            "name": "type",
+                            "valueCode": "replace"
+                        },
+                        {
+                            "name": "path",
+                            "valueString": "CareTeam.name"
+                        },
+                        {
+                            "name": "value",
+                            "valueString": "Complex care team (north)"
+                        }
+                    ]
+                }
+            ]
+        }"#,
+    },
 );

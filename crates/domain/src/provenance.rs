@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::resource::{Descriptor, Resource, ResourceType};
+use crate::resource::{Descriptor, Docs, Resource, ResourceType};
 
 /// Marker for the FHIR Provenance resource type.
 #[derive(Debug, Clone, Copy)]
@@ -20,32 +20,73 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<Provenance>(
     "Provenance",
     crate::search::params::PROVENANCE,
     &crate::elements::PROVENANCE,
-    "Who, What, When for a set of resources",
-    r#"{
-        "resourceType": "Provenance",
-        "target": [
-            {
-                "reference": "Task/example/_history/2"
-            }
-        ],
-        "recorded": "2026-11-24T10:00:00.000Z",
-        "activity": {
-            "coding": [
+    Docs {
+        description: "Who, What, When for a set of resources",
+        example: r#"{
+            "resourceType": "Provenance",
+            "target": [
                 {
-                    "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
-                    "code": "UPDATE"
+                    "reference": "Task/example/_history/2"
+                }
+            ],
+            "recorded": "2026-11-24T10:00:00.000Z",
+            "activity": {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+                        "code": "UPDATE"
+                    }
+                ]
+            },
+            "agent": [
+                {
+                    "who": {
+                        "reference": "Practitioner/example"
+                    }
                 }
             ]
-        },
-        "agent": [
+        }"#,
+        search_example: &[("target", "Task/example"), ("_sort", "-recorded")],
+        json_patch: r#"[
             {
-                "who": {
-                    "reference": "Practitioner/example"
-                }
+                "op": "add",
+                "path": "/reason",
+                "value": [
+                    {
+                        "text": "Correction of the record"
+                    }
+                ]
             }
-        ]
-    }"#,
-    &[("target", "Task/example"), ("_sort", "-recorded")],
+        ]"#,
+        fhirpath_patch: r#"{
+            "resourceType": "Parameters",
+            "parameter": [
+                {
+                    "name": "operation",
+                    "part": [
+                        {
+                            "name": "type",
+                            "valueCode": "add"
+                        },
+                        {
+                            "name": "path",
+                            "valueString": "Provenance"
+                        },
+                        {
+                            "name": "name",
+                            "valueString": "location"
+                        },
+                        {
+                            "name": "value",
+                            "valueReference": {
+                                "reference": "Location/example"
+                            }
+                        }
+                    ]
+                }
+            ]
+        }"#,
+    },
 );
 
 /// What a write did, as the v3 DataOperation code Provenance.activity uses.

@@ -17,6 +17,7 @@ use crate::stored::Prepared;
 pub enum ResourceType {
     CarePlan,
     CareTeam,
+    Goal,
     Task,
     Provenance,
     Subscription,
@@ -24,9 +25,10 @@ pub enum ResourceType {
 
 impl ResourceType {
     /// Every type, in CapabilityStatement order.
-    pub const ALL: [ResourceType; 5] = [
+    pub const ALL: [ResourceType; 6] = [
         ResourceType::CarePlan,
         ResourceType::CareTeam,
+        ResourceType::Goal,
         ResourceType::Task,
         ResourceType::Provenance,
         ResourceType::Subscription,
@@ -37,6 +39,7 @@ impl ResourceType {
         match self {
             ResourceType::CarePlan => &crate::careplan::DESCRIPTOR,
             ResourceType::CareTeam => &crate::careteam::DESCRIPTOR,
+            ResourceType::Goal => &crate::goal::DESCRIPTOR,
             ResourceType::Task => &crate::task::DESCRIPTOR,
             ResourceType::Provenance => &crate::provenance::DESCRIPTOR,
             ResourceType::Subscription => &crate::subscriptions::DESCRIPTOR,
@@ -91,13 +94,22 @@ pub struct Descriptor {
     pub params: &'static [SearchParam],
     /// Its top-level elements from the R4 StructureDefinition (generated, `elements.rs`).
     pub elements: &'static Elements,
-    /// The FHIR short definition, for the OpenAPI document.
+    /// How the OpenAPI document describes and exemplifies the type.
+    pub docs: Docs,
+}
+
+/// The OpenAPI document's words and examples for one type (each example is checked by a test).
+pub struct Docs {
+    /// The FHIR short definition.
     pub description: &'static str,
-    /// A minimal valid body, as a client sends it to create one (OpenAPI examples; a test
-    /// ingests each).
+    /// A minimal valid body, as a client sends it to create one.
     pub example: &'static str,
-    /// A search a care-plan client makes of the type, as name and value pairs (OpenAPI).
+    /// A search a care-plan client makes of the type, as name and value pairs.
     pub search_example: &'static [(&'static str, &'static str)],
+    /// A JSON Patch document that applies to `example`.
+    pub json_patch: &'static str,
+    /// A FHIRPath Patch (`Parameters`) that applies to `example`.
+    pub fhirpath_patch: &'static str,
 }
 
 impl Descriptor {
@@ -106,11 +118,9 @@ impl Descriptor {
         name: &'static str,
         params: &'static [SearchParam],
         elements: &'static Elements,
-        description: &'static str,
-        example: &'static str,
-        search_example: &'static [(&'static str, &'static str)],
+        docs: Docs,
     ) -> Self {
-        Descriptor { name, ingest: crate::ingest::ingest::<R>, params, elements, description, example, search_example }
+        Descriptor { name, ingest: crate::ingest::ingest::<R>, params, elements, docs }
     }
 }
 
@@ -129,7 +139,7 @@ mod tests {
             assert!(!descriptor.elements.summary.is_empty(), "{ty}");
             assert!(descriptor.elements.summary.windows(2).all(|w| w[0] < w[1]), "{ty}: summary sorted");
             assert!(descriptor.elements.mandatory.windows(2).all(|w| w[0] < w[1]), "{ty}: mandatory sorted");
-            let prepared = (descriptor.ingest)(descriptor.example.as_bytes(), IngestMode::Create)
+            let prepared = (descriptor.ingest)(descriptor.docs.example.as_bytes(), IngestMode::Create)
                 .unwrap_or_else(|issues| panic!("{ty} example refused: {issues:?}"));
             assert_eq!(prepared.resource_type(), ty);
             let extension = format!("{}.extension", descriptor.name);
@@ -137,7 +147,7 @@ mod tests {
                 crate::patch::is_repeating_element(&extension),
                 "{ty}: run scripts/gen_patch_elements.py so that PATCH knows its elements"
             );
-            for (name, _) in descriptor.search_example {
+            for (name, _) in descriptor.docs.search_example {
                 let known = name.starts_with('_') || descriptor.params.iter().any(|p| p.name == *name);
                 assert!(known, "{ty}: search example names unknown parameter {name}");
             }

@@ -1,6 +1,6 @@
 //! The Task resource (http://hl7.org/fhir/R4/task.html): its model and rules.
 
-use crate::resource::{Descriptor, Resource, ResourceType};
+use crate::resource::{Descriptor, Docs, Resource, ResourceType};
 
 /// Marker for the FHIR Task resource type.
 #[derive(Debug, Clone, Copy)]
@@ -16,23 +16,90 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<Task>(
     "Task",
     crate::search::params::TASK,
     &crate::elements::TASK,
-    "A task to be performed",
-    r#"{
-        "resourceType": "Task",
-        "status": "requested",
-        "intent": "order",
-        "description": "Follow-up call after the clinic visit",
-        "for": {
-            "reference": "Patient/example"
-        },
-        "basedOn": [
-            {
-                "reference": "CarePlan/example"
+    Docs {
+        description: "A task to be performed",
+        example: r#"{
+            "resourceType": "Task",
+            "status": "requested",
+            "intent": "order",
+            "description": "Follow-up call after the clinic visit",
+            "for": {
+                "reference": "Patient/example"
+            },
+            "basedOn": [
+                {
+                    "reference": "CarePlan/example"
+                }
+            ],
+            "owner": {
+                "reference": "Practitioner/example"
             }
+        }"#,
+        search_example: &[
+            ("owner", "Practitioner/example"),
+            ("status", "requested,accepted,in-progress"),
+            ("_sort", "-_lastUpdated"),
         ],
-        "owner": {
-            "reference": "Practitioner/example"
-        }
-    }"#,
-    &[("owner", "Practitioner/example"), ("status", "requested,accepted,in-progress"), ("_sort", "-_lastUpdated")],
+        json_patch: r#"[
+            {
+                "op": "replace",
+                "path": "/status",
+                "value": "accepted"
+            },
+            {
+                "op": "add",
+                "path": "/note",
+                "value": [
+                    {
+                        "text": "The family prefers afternoon calls"
+                    }
+                ]
+            }
+        ]"#,
+        fhirpath_patch: r#"{
+            "resourceType": "Parameters",
+            "parameter": [
+                {
+                    "name": "operation",
+                    "part": [
+                        {
+                            "name": "type",
+                            "valueCode": "replace"
+                        },
+                        {
+                            "name": "path",
+                            "valueString": "Task.status"
+                        },
+                        {
+                            "name": "value",
+                            "valueCode": "accepted"
+                        }
+                    ]
+                },
+                {
+                    "name": "operation",
+                    "part": [
+                        {
+                            "name": "type",
+                            "valueCode": "add"
+                        },
+                        {
+                            "name": "path",
+                            "valueString": "Task"
+                        },
+                        {
+                            "name": "name",
+                            "valueString": "note"
+                        },
+                        {
+                            "name": "value",
+                            "valueAnnotation": {
+                                "text": "The family prefers afternoon calls"
+                            }
+                        }
+                    ]
+                }
+            ]
+        }"#,
+    },
 );

@@ -136,7 +136,7 @@ fn tags() -> Vec<Value> {
 
 /// The FHIR short definition of a type.
 fn type_description(ty: ResourceType) -> &'static str {
-    ty.descriptor().description
+    ty.descriptor().docs.description
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1271,7 +1271,7 @@ fn form_body(ty: ResourceType, search: &[QueryParam]) -> Value {
 
 /// A search of each type a care-plan client makes, as name and value pairs.
 fn search_example_params(ty: ResourceType) -> &'static [(&'static str, &'static str)] {
-    ty.descriptor().search_example
+    ty.descriptor().docs.search_example
 }
 
 /// A FHIR JSON response.
@@ -1930,7 +1930,7 @@ fn datatype_schemas() -> Map<String, Value> {
 
 /// A minimal valid body of `ty`, as a client sends it to create one.
 fn example_resource(ty: ResourceType) -> Value {
-    serde_json::from_str(ty.descriptor().example).unwrap_or_default()
+    serde_json::from_str(ty.descriptor().docs.example).unwrap_or_default()
 }
 
 /// The example as the server stores and serves it: with its id and server `meta`.
@@ -1975,82 +1975,11 @@ fn history_example() -> Value {
 
 /// A JSON Patch and a FHIRPath Patch of `ty`, each applicable to its example.
 fn patch_examples(ty: ResourceType) -> (Value, Value) {
-    let part = |name: &str, value: Value| {
-        let mut part = json!({ "name": name });
-        if let (Some(part), Value::Object(value)) = (part.as_object_mut(), value) {
-            part.extend(value);
-        }
-        part
-    };
-    let operation = |kind: &str, path: &str, more: Vec<Value>| {
-        let mut parts = vec![part("type", json!({ "valueCode": kind })), part("path", json!({ "valueString": path }))];
-        parts.extend(more);
-        json!({ "name": "operation", "part": parts })
-    };
-    let parameters = |operations: Vec<Value>| json!({ "resourceType": "Parameters", "parameter": operations });
-    match ty {
-        ResourceType::Task => (
-            json!([
-                { "op": "replace", "path": "/status", "value": "accepted" },
-                { "op": "add", "path": "/note", "value": [{ "text": "The family prefers afternoon calls" }] },
-            ]),
-            parameters(vec![
-                operation("replace", "Task.status", vec![part("value", json!({ "valueCode": "accepted" }))]),
-                operation(
-                    "add",
-                    "Task",
-                    vec![
-                        part("name", json!({ "valueString": "note" })),
-                        part("value", json!({ "valueAnnotation": { "text": "The family prefers afternoon calls" } })),
-                    ],
-                ),
-            ]),
-        ),
-        ResourceType::CarePlan => (
-            json!([
-                { "op": "replace", "path": "/title", "value": "Shared care plan (revised)" },
-                { "op": "add", "path": "/description", "value": "Reviewed with the family" },
-            ]),
-            parameters(vec![operation(
-                "replace",
-                "CarePlan.title",
-                vec![part("value", json!({ "valueString": "Shared care plan (revised)" }))],
-            )]),
-        ),
-        ResourceType::CareTeam => (
-            json!([{
-                "op": "add",
-                "path": "/participant/-",
-                "value": { "role": [{ "text": "Social worker" }], "member": { "reference": "Practitioner/example-2" } },
-            }]),
-            parameters(vec![operation(
-                "replace",
-                "CareTeam.name",
-                vec![part("value", json!({ "valueString": "Complex care team (north)" }))],
-            )]),
-        ),
-        ResourceType::Subscription => (
-            json!([{ "op": "replace", "path": "/status", "value": "off" }]),
-            parameters(vec![operation(
-                "replace",
-                "Subscription.reason",
-                vec![part("value", json!({ "valueString": "Tell the EHR when any Task of its patient changes" }))],
-            )]),
-        ),
-        ResourceType::Provenance => (
-            json!([{ "op": "add", "path": "/reason", "value": [{ "text": "Correction of the record" }] }]),
-            parameters(vec![operation(
-                "add",
-                "Provenance",
-                // Not a repeating element: the patch element tables do not cover Provenance yet, so
-                // an add to an absent list would write a single value.
-                vec![
-                    part("name", json!({ "valueString": "location" })),
-                    part("value", json!({ "valueReference": { "reference": "Location/example" } })),
-                ],
-            )]),
-        ),
-    }
+    let docs = &ty.descriptor().docs;
+    (
+        serde_json::from_str(docs.json_patch).unwrap_or_default(),
+        serde_json::from_str(docs.fhirpath_patch).unwrap_or_default(),
+    )
 }
 
 /// The `urn:uuid:` fullUrls of the transaction example, and the ids the server gives them in the
@@ -2341,7 +2270,7 @@ fn is_timestamp(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use domain::search::query;
-    use domain::{ingest, CarePlan, CareTeam, IngestMode, Task};
+    use domain::IngestMode;
 
     use super::*;
 
@@ -2351,13 +2280,10 @@ mod tests {
             Some(id) => IngestMode::Update { id },
             None => IngestMode::Create,
         };
+        let ingested = domain::ingest_as(ty, text.as_bytes(), mode).map(drop);
         match ty {
-            ResourceType::CarePlan => ingest::<CarePlan>(text.as_bytes(), mode).map(drop),
-            ResourceType::CareTeam => ingest::<CareTeam>(text.as_bytes(), mode).map(drop),
-            ResourceType::Task => ingest::<Task>(text.as_bytes(), mode).map(drop),
-            ResourceType::Provenance => ingest::<domain::Provenance>(text.as_bytes(), mode).map(drop),
-            ResourceType::Subscription => ingest::<domain::Subscription>(text.as_bytes(), mode)
-                .and_then(|_| domain::subscriptions::spec(body).map(drop)),
+            ResourceType::Subscription => ingested.and_then(|()| domain::subscriptions::spec(body).map(drop)),
+            _ => ingested,
         }
     }
 

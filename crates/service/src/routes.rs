@@ -1,7 +1,7 @@
 //! The whole HTTP surface on one screen. Each resource type is one line: `resource::<R>()`.
 
 use actix_web::web::{self, ServiceConfig};
-use domain::{CarePlan, CareTeam, Provenance, Resource, Subscription, Task};
+use domain::{CarePlan, CareTeam, Goal, Provenance, Resource, Subscription, Task};
 
 use crate::audit::trail;
 use crate::auth::discovery;
@@ -44,6 +44,7 @@ pub(crate) fn configure(cfg: &mut ServiceConfig) {
                     resource::<CarePlan>().service(operation("/{id}/$summary", web::get().to(plan_summary::summary))),
                 )
                 .service(resource::<CareTeam>())
+                .service(resource::<Goal>())
                 .service(resource::<Task>())
                 .service(resource::<Provenance>())
                 .service(

@@ -376,6 +376,8 @@ mod tests {
     const CAREPLAN_GPVISIT: &str = include_str!("../../../../tests/fixtures/hl7/CarePlan-gpvisit.json");
     const CAREPLAN_PREG: &str = include_str!("../../../../tests/fixtures/hl7/CarePlan-preg.json");
     const CARETEAM_EXAMPLE: &str = include_str!("../../../../tests/fixtures/hl7/CareTeam-example.json");
+    const GOAL_EXAMPLE: &str = include_str!("../../../../tests/fixtures/hl7/Goal-example.json");
+    const GOAL_STOP_SMOKING: &str = include_str!("../../../../tests/fixtures/hl7/Goal-stop-smoking.json");
     const TASK_EXAMPLE1: &str = include_str!("../../../../tests/fixtures/hl7/Task-example1.json");
     const TASK_EXAMPLE2: &str = include_str!("../../../../tests/fixtures/hl7/Task-example2.json");
 
@@ -446,6 +448,22 @@ mod tests {
             {"member": {"reference": "#contained1"}},
             {"member": {"reference": "RelatedPerson/rp1", "identifier": {"value": "rp-1"}}}
         ]
+    }"##;
+
+    /// The common parameters of a Goal.
+    const GOAL_EDGES: &str = r##"{
+        "resourceType": "Goal",
+        "id": "edges",
+        "meta": {
+            "lastUpdated": "2026-03-04T10:30:15Z",
+            "source": "http://example.org/source",
+            "profile": ["http://example.org/StructureDefinition/goal"],
+            "security": [{"code": "HTEST"}],
+            "tag": [{"system": "http://example.org/tags", "code": "t1"}]
+        },
+        "lifecycleStatus": "active",
+        "description": {"text": "Sleeps through the night"},
+        "subject": {"reference": "Patient/p-1"}
     }"##;
 
     /// A Group as `for`, versioned and contained references, identifier types, open periods.
@@ -836,6 +854,9 @@ mod tests {
             (ResourceType::CarePlan, CAREPLAN_EDGES),
             (ResourceType::CareTeam, CARETEAM_EXAMPLE),
             (ResourceType::CareTeam, CARETEAM_EDGES),
+            (ResourceType::Goal, GOAL_EXAMPLE),
+            (ResourceType::Goal, GOAL_STOP_SMOKING),
+            (ResourceType::Goal, GOAL_EDGES),
             (ResourceType::Task, TASK_EXAMPLE1),
             (ResourceType::Task, TASK_EXAMPLE2),
             (ResourceType::Task, TASK_EDGES),

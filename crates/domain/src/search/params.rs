@@ -1,4 +1,4 @@
-//! The search parameters of CarePlan, CareTeam and Task (FHIR R4 4.0.1), the common ones, and
+//! The search parameters of each hosted type (FHIR R4 4.0.1), the common ones, and
 //! the few this server defines itself (`Origin::Server`, served as SearchParameter resources).
 
 use serde_json::{json, Value};
@@ -309,6 +309,31 @@ pub static CARE_TEAM: &[SearchParam] = with_common![
         "proposed | active | suspended | inactive | entered-in-error",
     ),
     reference("subject", "CareTeam.subject", &["subject"], &["Group", "Patient"], "Who care team is for"),
+];
+
+/// http://hl7.org/fhir/R4/goal.html#search (with `identifier` and `patient` from the clinical
+/// parameters shared by many types)
+pub static GOAL: &[SearchParam] = with_common![
+    token(
+        "achievement-status",
+        "Goal.achievementStatus",
+        &["achievementStatus"],
+        Shape::CodeableConcept,
+        "in-progress | improving | worsening | no-change | achieved | sustaining | not-achieved | no-progress | not-attainable",
+    ),
+    token("category", "Goal.category", &["category"], Shape::CodeableConcept, "E.g. Treatment, dietary, behavioral, etc."),
+    token("identifier", "Goal.identifier", &["identifier"], Shape::Identifier, "External Ids for this goal"),
+    token(
+        "lifecycle-status",
+        "Goal.lifecycleStatus",
+        &["lifecycleStatus"],
+        Shape::Code,
+        "proposed | planned | accepted | active | on-hold | completed | cancelled | entered-in-error | rejected",
+    ),
+    patient("Goal.subject.where(resolve() is Patient)", &["subject"], "Who this goal is intended for"),
+    date("start-date", "(Goal.start as date)", &["startDate"], Shape::DateTime, "When goal pursuit begins"),
+    reference("subject", "Goal.subject", &["subject"], &["Patient", "Group", "Organization"], "Who this goal is intended for"),
+    date("target-date", "(Goal.target.due as date)", &["target", "dueDate"], Shape::DateTime, "Reach goal on or before"),
 ];
 
 /// http://hl7.org/fhir/R4/task.html#search
@@ -634,6 +659,21 @@ mod tests {
     }
 
     #[test]
+    fn goal() {
+        let own = "
+            achievement-status token Goal.achievementStatus
+            category token Goal.category
+            identifier token Goal.identifier
+            lifecycle-status token Goal.lifecycleStatus
+            patient reference Goal.subject.where(resolve() is Patient)
+            start-date date (Goal.start as date)
+            subject reference Goal.subject
+            target-date date (Goal.target.due as date)
+        ";
+        check(ResourceType::Goal, &format!("{COMMON}{own}"));
+    }
+
+    #[test]
     fn careteam() {
         let own = "
             category token CareTeam.category
@@ -697,10 +737,13 @@ mod tests {
                     continue;
                 }
                 let expression = p.expression.strip_suffix(".where(resolve() is Patient)").unwrap_or(p.expression);
-                // `(X.occurred as dateTime)` is the choice element `occurredDateTime`.
-                let expression = match expression.strip_prefix('(').and_then(|e| e.strip_suffix(" as dateTime)")) {
-                    Some(base) => format!("{base}DateTime"),
-                    None => expression.to_owned(),
+                // `(X.occurred as dateTime)` is the choice element `occurredDateTime`, and
+                // `(Goal.start as date)` is `startDate`.
+                let cast = |suffix: &str| expression.strip_prefix('(').and_then(|e| e.strip_suffix(suffix));
+                let expression = match (cast(" as dateTime)"), cast(" as date)")) {
+                    (Some(base), _) => format!("{base}DateTime"),
+                    (_, Some(base)) => format!("{base}Date"),
+                    _ => expression.to_owned(),
                 };
                 let path: Vec<&str> = p.path.iter().map(|s| s.strip_suffix("[x]").unwrap_or(s)).collect();
                 let root = if p.name.starts_with('_') { "Resource" } else { ty.as_str() };

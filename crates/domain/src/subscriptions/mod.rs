@@ -9,7 +9,7 @@ pub mod topics;
 use serde_json::Value;
 
 use crate::issue::{Issue, IssueCode};
-use crate::resource::{Descriptor, Resource, ResourceType};
+use crate::resource::{Descriptor, Docs, Resource, ResourceType};
 use crate::search::index::{IndexEntry, IndexValue};
 use crate::search::params::{self, ParamType};
 
@@ -29,43 +29,74 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<Subscription>(
     "Subscription",
     params::SUBSCRIPTION,
     &crate::elements::SUBSCRIPTION,
-    "Server push subscription criteria: here a topic-based subscription (Subscriptions Backport IG)",
-    r#"{
-        "resourceType": "Subscription",
-        "meta": {
-            "profile": [
-                "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription"
-            ]
-        },
-        "status": "requested",
-        "reason": "Tell the EHR when a Task of its patient changes",
-        "criteria": "http://careplan.example/fhir/SubscriptionTopic/task-change",
-        "_criteria": {
-            "extension": [
-                {
-                    "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria",
-                    "valueString": "Task?patient=Patient/example"
-                }
-            ]
-        },
-        "channel": {
-            "type": "rest-hook",
-            "endpoint": "https://ehr.example/fhir-notifications",
-            "payload": "application/fhir+json",
-            "_payload": {
+    Docs {
+        description: "Server push subscription criteria: here a topic-based subscription (Subscriptions Backport IG)",
+        example: r#"{
+            "resourceType": "Subscription",
+            "meta": {
+                "profile": [
+                    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription"
+                ]
+            },
+            "status": "requested",
+            "reason": "Tell the EHR when a Task of its patient changes",
+            "criteria": "http://careplan.example/fhir/SubscriptionTopic/task-change",
+            "_criteria": {
                 "extension": [
                     {
-                        "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content",
-                        "valueCode": "id-only"
+                        "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria",
+                        "valueString": "Task?patient=Patient/example"
                     }
                 ]
             },
-            "header": [
-                "Authorization: Bearer example-token"
+            "channel": {
+                "type": "rest-hook",
+                "endpoint": "https://ehr.example/fhir-notifications",
+                "payload": "application/fhir+json",
+                "_payload": {
+                    "extension": [
+                        {
+                            "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content",
+                            "valueCode": "id-only"
+                        }
+                    ]
+                },
+                "header": [
+                    "Authorization: Bearer example-token"
+                ]
+            }
+        }"#,
+        search_example: &[("status", "active,error")],
+        json_patch: r#"[
+            {
+                "op": "replace",
+                "path": "/status",
+                "value": "off"
+            }
+        ]"#,
+        fhirpath_patch: r#"{
+            "resourceType": "Parameters",
+            "parameter": [
+                {
+                    "name": "operation",
+                    "part": [
+                        {
+                            "name": "type",
+                            "valueCode": "replace"
+                        },
+                        {
+                            "name": "path",
+                            "valueString": "Subscription.reason"
+                        },
+                        {
+                            "name": "value",
+                            "valueString": "Tell the EHR when any Task of its patient changes"
+                        }
+                    ]
+                }
             ]
-        }
-    }"#,
-    &[("status", "active,error")],
+        }"#,
+    },
 );
 
 const BACKPORT: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition";
