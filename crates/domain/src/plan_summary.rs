@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::instant;
 use crate::search::dates;
 use crate::workflow::TaskStatus;
-use crate::worklist::{self, Due};
+use crate::worklist::Due;
 
 /// One resource of the summary: its Bundle `fullUrl` and its JSON.
 #[derive(Debug, Clone, Copy)]
@@ -252,7 +252,7 @@ impl PlanSummary<'_> {
             .iter()
             .filter_map(|entry| {
                 let due = Due::of(entry.resource);
-                let status = due.status.filter(|s| worklist::is_open(*s))?;
+                let status = due.status.filter(|s| s.is_open())?;
                 Some(OpenTask { entry: *entry, status, due, overdue: due.is_overdue(self.now) })
             })
             .collect();
@@ -268,7 +268,7 @@ impl PlanSummary<'_> {
         if open.is_empty() {
             out.push_str("<p>No open work.</p>");
         }
-        for status in worklist::OPEN {
+        for status in TaskStatus::OPEN {
             let of_status: Vec<&OpenTask<'_>> = open.iter().filter(|t| t.status == status).collect();
             if of_status.is_empty() {
                 continue;
@@ -281,7 +281,7 @@ impl PlanSummary<'_> {
         }
         let mut closed: BTreeMap<TaskStatus, usize> = BTreeMap::new();
         for task in &self.tasks {
-            if let Some(status) = Due::of(task.resource).status.filter(|s| !worklist::is_open(*s)) {
+            if let Some(status) = Due::of(task.resource).status.filter(|s| !s.is_open()) {
                 *closed.entry(status).or_default() += 1;
             }
         }

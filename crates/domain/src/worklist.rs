@@ -15,28 +15,12 @@ use crate::search::query::{Clause, Criterion, Overdue, SearchRequest, SystemMatc
 use crate::stored::with_member;
 use crate::workflow::TaskStatus;
 
-/// The statuses of open work: the only ones whose Tasks can be overdue. The terminal ones
-/// (completed, cancelled, failed, rejected, entered-in-error) are done, and a draft is not yet
-/// asked of anyone.
-pub const OPEN: [TaskStatus; 6] = [
-    TaskStatus::Requested,
-    TaskStatus::Received,
-    TaskStatus::Accepted,
-    TaskStatus::Ready,
-    TaskStatus::InProgress,
-    TaskStatus::OnHold,
-];
-
 /// Our code system for `Task.businessStatus` (documented in the README).
 pub const BUSINESS_STATUS_SYSTEM: &str = "http://careplan.example/fhir/CodeSystem/task-business-status";
 /// The code the overdue job sets.
 pub const OVERDUE_CODE: &str = "overdue";
 pub const OVERDUE_DISPLAY: &str = "Overdue";
 
-/// Whether work in `status` is open.
-pub fn is_open(status: TaskStatus) -> bool {
-    OPEN.contains(&status)
-}
 
 /// What the worklist reads of a Task: its status, the range of its due date, and whether it
 /// already carries the overdue business status. Reads a plain or a number-preserving `Value`
@@ -69,7 +53,7 @@ impl Due {
     /// Open, and the due date ended before `now` (epoch ms): a Task due `2026-03-04` is overdue
     /// from `2026-03-05T00:00:00Z`. The search index judges the same way (`Overdue`).
     pub fn is_overdue(&self, now: i64) -> bool {
-        self.status.is_some_and(is_open) && self.due.is_some_and(|(_, high)| high < now)
+        self.status.is_some_and(TaskStatus::is_open) && self.due.is_some_and(|(_, high)| high < now)
     }
 }
 
@@ -192,7 +176,7 @@ mod tests {
             let due = Due { status: Some(status), due: Some((0, NOW - 1)), marked: false };
             let open = !status.is_terminal() && status != TaskStatus::Draft;
             assert_eq!(due.is_overdue(NOW), open, "{status}");
-            assert_eq!(is_open(status), open, "{status}");
+            assert_eq!(status.is_open(), open, "{status}");
         }
         let unknown = Due { status: None, due: Some((0, 1)), marked: false };
         assert!(!unknown.is_overdue(NOW));

@@ -55,9 +55,6 @@ pub(crate) struct Context {
     pub(crate) patch_limits: domain::patch::PatchLimits,
 }
 
-/// Task statuses in which work is still open.
-const OPEN: &str = "draft,requested,received,accepted,ready,in-progress,on-hold";
-
 /// Check a new version of `ty/id` against its `previous` text and add what the server derives
 /// (the on-hold memory). Returns the version to store and any warnings.
 #[tracing::instrument(name = "domain.rules", skip_all, fields(fhir.resource_type = %prepared.resource_type()))]
@@ -295,7 +292,8 @@ async fn check_references(
     Ok(issues)
 }
 
-/// Current resources of `ty` matching `pairs`; with `open`, only Tasks whose work is open.
+/// Current resources of `ty` matching `pairs`; with `open`, only Tasks whose work is unfinished
+/// (`TaskStatus::unfinished`: draft included).
 async fn find(
     tx: &Tx<'_>,
     ty: ResourceType,
@@ -303,7 +301,8 @@ async fn find(
     open: bool,
 ) -> Result<Vec<StoredVersion>, ApiError> {
     if open {
-        pairs.push(("status".into(), OPEN.into()));
+        let unfinished: Vec<&str> = domain::TaskStatus::unfinished().map(domain::TaskStatus::as_str).collect();
+        pairs.push(("status".into(), unfinished.join(",")));
     }
     let request = query::parse(ty, &pairs, true).map_err(ApiError::Invalid)?;
     Ok(tx.find(ty, &request, 1000).await?)

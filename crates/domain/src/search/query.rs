@@ -8,7 +8,6 @@ use crate::search::dates;
 use crate::search::limits::{self, Limits};
 use crate::search::params::{self, Computed, ParamType, SearchParam, Shape};
 use crate::workflow::TaskStatus;
-use crate::worklist;
 
 /// A parsed search: AND of clauses, plus result controls.
 #[derive(Debug, Clone, Default)]
@@ -85,7 +84,7 @@ impl Overdue {
         let Shape::Computed(Computed::Overdue { due, status }) = param.shape else {
             return None;
         };
-        Some(Self { due: params::find(ty, due)?, status: params::find(ty, status)?, open: &worklist::OPEN, at })
+        Some(Self { due: params::find(ty, due)?, status: params::find(ty, status)?, open: &crate::workflow::TaskStatus::OPEN, at })
     }
 }
 

@@ -61,6 +61,29 @@ impl TaskStatus {
         Self::ALL.into_iter().find(|s| s.as_str() == code)
     }
 
+    /// Open work: asked of someone and not finished. A draft is not yet asked of anyone, and the
+    /// terminal statuses are done; only open Tasks can be overdue or sit on a worklist.
+    pub const OPEN: [TaskStatus; 6] = [
+        TaskStatus::Requested,
+        TaskStatus::Received,
+        TaskStatus::Accepted,
+        TaskStatus::Ready,
+        TaskStatus::InProgress,
+        TaskStatus::OnHold,
+    ];
+
+    /// Whether work in this status is open (`OPEN`).
+    pub fn is_open(self) -> bool {
+        Self::OPEN.contains(&self)
+    }
+
+    /// Unfinished: every status but the terminal ones, so `OPEN` and `draft`. A plan or team that
+    /// unfinished Tasks depend on is not deleted without a cascade, and an owner stays on a care
+    /// team while they have unfinished Tasks on its plan.
+    pub fn unfinished() -> impl Iterator<Item = TaskStatus> {
+        Self::ALL.into_iter().filter(|s| !s.is_terminal())
+    }
+
     /// Terminal states end the workflow: rejected, cancelled, failed, completed and
     /// entered-in-error (reference §1.7). They are final unless `WorkflowPolicy` allows reopening.
     pub fn is_terminal(self) -> bool {
