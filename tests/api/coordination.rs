@@ -259,6 +259,46 @@ async fn in_warn_mode_broken_references_are_stored_with_a_warning() {
 }
 
 #[tokio::test]
+async fn a_plain_write_reports_the_same_warnings_in_its_operation_outcome() {
+    let app = spawn_with(|s| s.rules.references = RuleMode::Warn).await;
+
+    let response = app
+        .request(reqwest::Method::POST, "Task")
+        .header("content-type", "application/fhir+json")
+        .header("prefer", "return=OperationOutcome")
+        .body(follow_up("requested", None, Some("missing")).to_string())
+        .send()
+        .await
+        .expect("sent");
+
+    assert_eq!(response.status(), 201);
+    let outcome: Value = response.json().await.expect("OperationOutcome");
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    assert_eq!(outcome["issue"][0]["severity"], "information", "{outcome}");
+    assert_eq!(outcome["issue"][1]["severity"], "warning", "{outcome}");
+    assert_eq!(outcome["issue"][1]["expression"][0], "Task.basedOn[0]");
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": follow_up("requested", None, Some("missing")), "request": {"method": "POST", "url": "Task"}}]});
+    let entry = app
+        .request(reqwest::Method::POST, "")
+        .header("content-type", "application/fhir+json")
+        .header("prefer", "return=OperationOutcome")
+        .body(bundle.to_string())
+        .send()
+        .await
+        .expect("sent")
+        .json::<Value>()
+        .await
+        .expect("Bundle");
+    let mut from_bundle = entry["entry"][0]["response"]["outcome"].clone();
+    let mut plain = outcome.clone();
+    for outcome in [&mut from_bundle, &mut plain] {
+        outcome["issue"][0]["diagnostics"] = json!("(ids differ)");
+    }
+    assert_eq!(from_bundle, plain, "one renderer for plain writes and Bundle entries");
+}
+
+#[tokio::test]
 async fn a_plan_with_open_tasks_is_deleted_only_with_a_cascade() {
     let app = spawn_app().await;
     plan_for(&app, "plan", "Patient/child").await;

@@ -94,11 +94,22 @@ pub(crate) fn not_modified(version_id: i64, last_updated_ms: i64) -> HttpRespons
     builder.finish()
 }
 
+/// The OperationOutcome of a write, for plain requests and Bundle entries alike: what was
+/// written, then the warnings of the rules in warn mode (`CAREPLAN_REFERENCE_RULES=warn`).
+pub(crate) fn write_outcome(created: bool, version: &StoredVersion, warnings: &[Issue]) -> String {
+    let verb = if created { "Created" } else { "Updated" };
+    let message = format!("{verb} {}/{} at version {}", version.resource_type, version.id, version.version_id);
+    let issues: Vec<Issue> = std::iter::once(Issue::information(message)).chain(warnings.iter().cloned()).collect();
+    operation_outcome(&issues)
+}
+
 /// The answer to a create or update: status, `Location`, version headers, and the body the
-/// client asked for with `Prefer: return=`.
-pub(crate) fn written(
+/// client asked for with `Prefer: return=` (`OperationOutcome` carries the rules' warnings, as
+/// R4 has it: "hints and warnings about the operation rather than the full resource").
+fn written(
     status: StatusCode,
     version: StoredVersion,
+    warnings: &[Issue],
     base: &str,
     negotiation: Negotiation,
     prefer: Prefer,
@@ -111,9 +122,8 @@ pub(crate) fn written(
         Return::Minimal => builder.finish(),
         Return::Representation => json_body(builder, version.body.unwrap_or_default(), negotiation),
         Return::OperationOutcome => {
-            let verb = if status == StatusCode::CREATED { "Created" } else { "Updated" };
-            let message = format!("{verb} {ty}/{} at version {}", version.id, version.version_id);
-            json_body(builder, operation_outcome(&[Issue::information(message)]), negotiation)
+            let outcome = write_outcome(status == StatusCode::CREATED, &version, warnings);
+            json_body(builder, outcome, negotiation)
         }
     }
 }
@@ -140,11 +150,11 @@ pub(crate) fn deleted(
 /// The HTTP answer to one carried-out interaction.
 pub(crate) fn entry_result(result: EntryResult, base: &str, negotiation: Negotiation, prefer: Prefer) -> HttpResponse {
     match result {
-        EntryResult::Written { version, created, .. } => {
+        EntryResult::Written { version, created, warnings } => {
             let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-            written(status, version, base, negotiation, prefer)
+            written(status, version, &warnings, base, negotiation, prefer)
         }
-        EntryResult::Existing(version) => written(StatusCode::OK, version, base, negotiation, prefer),
+        EntryResult::Existing(version) => written(StatusCode::OK, version, &[], base, negotiation, prefer),
         EntryResult::Deleted { version, message } => deleted(version, message, negotiation, prefer),
         EntryResult::Read(version) => read(version, negotiation),
         EntryResult::NotModified(version) => not_modified(version.version_id, version.last_updated_ms),

@@ -17,7 +17,7 @@ use crate::bundle::{self, ResponseEntry};
 use crate::engine::{self, Address, EntryRequest, EntryResult, PatchFormat, Verb};
 use crate::error::ApiError;
 use crate::extract::{query_pairs, FhirBody, Negotiation, Prefer, Return};
-use crate::responder::{base_url, operation_outcome};
+use crate::responder::{base_url, operation_outcome, write_outcome};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -324,10 +324,12 @@ fn success(result: EntryResult, base: &str, prefer: Prefer) -> ResponseEntry {
     match result {
         EntryResult::Written { version, created, warnings } => {
             let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-            ResponseEntry {
-                outcome: (!warnings.is_empty()).then(|| operation_outcome(&warnings)),
-                ..written(version, status)
-            }
+            let outcome = if prefer.return_ == Return::OperationOutcome {
+                Some(write_outcome(created, &version, &warnings))
+            } else {
+                (!warnings.is_empty()).then(|| operation_outcome(&warnings))
+            };
+            ResponseEntry { outcome, ..written(version, status) }
         }
         EntryResult::Existing(version) => written(version, StatusCode::OK),
         EntryResult::NotModified(version) => {
