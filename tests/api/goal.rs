@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_outcome, spawn_app, TestApp};
+use service::coordination::RuleMode;
+
+use crate::helpers::{assert_outcome, spawn_app, spawn_with, TestApp};
 
 fn goal(patient: &str, lifecycle: &str, due: &str) -> Value {
     json!({
@@ -135,4 +137,46 @@ async fn a_goal_that_is_not_one_is_refused_with_where() {
     assert_eq!(refused.status(), 400);
     assert_outcome(&refused.json().await.expect("JSON"), "structure", Some("Goal.reachedOn"));
     assert!(ids(&app, "Goal").await.is_empty(), "nothing stored");
+}
+
+#[tokio::test]
+async fn a_plans_goals_must_exist_here_and_be_the_same_patients_when_rules_are_enforced() {
+    let app = spawn_with(|s| s.rules.references = RuleMode::Enforce).await;
+    let own = app.create(&goal("p1", "active", "2027-05-24")).await["id"].as_str().expect("id").to_owned();
+    let other = app.create(&goal("p2", "active", "2027-05-24")).await["id"].as_str().expect("id").to_owned();
+    let plan = |goal: &str| {
+        json!({ "resourceType": "CarePlan", "status": "active", "intent": "plan",
+                "subject": { "reference": "Patient/p1" }, "goal": [{ "reference": goal }] })
+    };
+
+    let missing = app.post("CarePlan", &plan("Goal/missing")).await;
+    assert_eq!(missing.status(), 422);
+    assert_outcome(&missing.json().await.expect("JSON"), "business-rule", Some("CarePlan.goal[0]"));
+    let theirs = app.post("CarePlan", &plan(&format!("Goal/{other}"))).await;
+    assert_eq!(theirs.status(), 422);
+    assert!(theirs.text().await.unwrap_or_default().contains("another patient"));
+    assert_eq!(app.post("CarePlan", &plan(&format!("Goal/{own}"))).await.status(), 201);
+}
+
+#[tokio::test]
+async fn the_plan_summary_lists_the_plans_goals_and_carries_them() {
+    let app = spawn_app().await;
+    let id = app.create(&goal("p1", "active", "2027-05-24")).await["id"].as_str().expect("id").to_owned();
+    let plan = json!({ "resourceType": "CarePlan", "status": "active", "intent": "plan",
+                       "subject": { "reference": "Patient/p1" }, "goal": [{ "reference": format!("Goal/{id}") }] });
+    let plan = app.create(&plan).await["id"].as_str().expect("id").to_owned();
+
+    let bundle: Value = app.get(&format!("CarePlan/{plan}/$summary")).await.json().await.expect("Bundle");
+
+    let composition = &bundle["entry"][0]["resource"];
+    let goals = composition["section"]
+        .as_array()
+        .expect("sections")
+        .iter()
+        .find(|s| s["title"] == "Goals")
+        .expect("a Goals section");
+    assert_eq!(goals["entry"][0]["reference"], app.url(&format!("Goal/{id}")));
+    assert!(goals["text"]["div"].as_str().is_some_and(|d| d.contains("No more than one ED visit")), "{goals}");
+    let carried = bundle["entry"].as_array().expect("entries").iter().any(|e| e["resource"]["id"] == id.as_str());
+    assert!(carried, "the Goal is in the Bundle");
 }

@@ -16,6 +16,13 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<CarePlan>(
     "CarePlan",
     crate::search::params::CARE_PLAN,
     &crate::elements::CAREPLAN,
+    &[
+        ("careTeam", ResourceType::CareTeam),
+        ("partOf", ResourceType::CarePlan),
+        ("basedOn", ResourceType::CarePlan),
+        ("replaces", ResourceType::CarePlan),
+        ("goal", ResourceType::Goal),
+    ],
     Docs {
         description: "Healthcare plan for patient or group",
         example: r#"{

@@ -16,6 +16,7 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<CareTeam>(
     "CareTeam",
     crate::search::params::CARE_TEAM,
     &crate::elements::CARETEAM,
+    &[],
     Docs {
         description: "Planned participants in the coordination and delivery of care for a patient or group",
         example: r#"{

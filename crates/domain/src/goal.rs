@@ -17,6 +17,7 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<Goal>(
     "Goal",
     crate::search::params::GOAL,
     &crate::elements::GOAL,
+    &[],
     Docs {
         description: "Describes the intended objective(s) for a patient, group or organization",
         example: r#"{

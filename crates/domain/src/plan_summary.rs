@@ -28,6 +28,8 @@ pub struct Entry<'a> {
 pub struct PlanSummary<'a> {
     pub plan: Entry<'a>,
     pub teams: Vec<Entry<'a>>,
+    /// The plan's Goals (`CarePlan.goal`); with none, the narrative has no Goals section.
+    pub goals: Vec<Entry<'a>>,
     /// The Tasks based on the plan and their sub-tasks, in any order.
     pub tasks: Vec<Entry<'a>>,
     /// The Provenance of the plan, its teams and its Tasks, in any order.
@@ -57,12 +59,19 @@ impl PlanSummary<'_> {
         let open = self.open_tasks();
         let overdue: Vec<&OpenTask<'_>> = open.iter().filter(|t| t.overdue).collect();
         let changes = self.recent_changes();
-        vec![
-            Section {
-                title: "Care team",
-                xhtml: self.team_xhtml(),
-                entries: self.teams.iter().map(|t| t.full_url.to_owned()).collect(),
-            },
+        let mut sections = vec![Section {
+            title: "Care team",
+            xhtml: self.team_xhtml(),
+            entries: self.teams.iter().map(|t| t.full_url.to_owned()).collect(),
+        }];
+        if !self.goals.is_empty() {
+            sections.push(Section {
+                title: "Goals",
+                xhtml: self.goals_xhtml(),
+                entries: self.goals.iter().map(|g| g.full_url.to_owned()).collect(),
+            });
+        }
+        sections.extend([
             Section {
                 title: "Open work",
                 xhtml: self.open_xhtml(&open),
@@ -78,7 +87,28 @@ impl PlanSummary<'_> {
                 xhtml: self.changes_xhtml(&changes),
                 entries: changes.iter().map(|p| p.full_url.to_owned()).collect(),
             },
-        ]
+        ]);
+        sections
+    }
+
+    /// What the family and the team work toward: each Goal's description, status and targets.
+    fn goals_xhtml(&self) -> String {
+        let mut out = String::from("<ul>");
+        for goal in &self.goals {
+            let goal = goal.resource;
+            let description = goal.get("description").map(concept_label).filter(|d| !d.is_empty());
+            let _ = write!(out, "<li>{}", escape(description.as_deref().unwrap_or("(no description)")));
+            let mut facts: Vec<String> = text(goal, "lifecycleStatus").map(str::to_owned).into_iter().collect();
+            facts.extend(goal.get("achievementStatus").map(concept_label).filter(|a| !a.is_empty()));
+            let targets = goal.get("target").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            facts.extend(targets.iter().filter_map(|t| text(t, "dueDate")).map(|due| format!("due {due}")));
+            if !facts.is_empty() {
+                let _ = write!(out, " ({})", escape(&facts.join("; ")));
+            }
+            out.push_str("</li>");
+        }
+        out.push_str("</ul>");
+        out
     }
 
     /// The latest Provenance records, newest first (by `recorded`, an instant in any offset).
@@ -483,6 +513,7 @@ mod tests {
         let summary = PlanSummary {
             plan: Entry { full_url: "urn:plan", resource: &plan },
             teams: teams.iter().map(|t| Entry { full_url: "urn:team", resource: t }).collect(),
+            goals: Vec::new(),
             tasks: tasks.iter().zip(&urls).map(|(t, u)| Entry { full_url: u, resource: t }).collect(),
             provenance: provenance.iter().map(|p| Entry { full_url: "urn:provenance", resource: p }).collect(),
             now: NOW,
@@ -642,6 +673,12 @@ mod tests {
     fn the_composition_is_a_valid_composition() {
         let (plan, team) = (plan(), team());
         let overdue = task("call", "requested", "Call", Some("2026-03-01"));
+        let goal = json!({
+            "resourceType": "Goal", "lifecycleStatus": "active",
+            "achievementStatus": { "coding": [{ "code": "in-progress" }] },
+            "description": { "text": "No more than one ED visit & fewer nights" },
+            "subject": { "reference": "Patient/amy" }, "target": [{ "dueDate": "2027-05-24" }],
+        });
         let provenance = crate::provenance::for_write(
             "Task/call/_history/1",
             "2026-03-01T10:00:00Z",
@@ -651,6 +688,7 @@ mod tests {
         let summary = PlanSummary {
             plan: Entry { full_url: "http://x/fhir/CarePlan/plan", resource: &plan },
             teams: vec![Entry { full_url: "http://x/fhir/CareTeam/team", resource: &team }],
+            goals: vec![Entry { full_url: "http://x/fhir/Goal/fewer-ed-visits", resource: &goal }],
             tasks: vec![Entry { full_url: "http://x/fhir/Task/call", resource: &overdue }],
             provenance: vec![Entry { full_url: "http://x/fhir/Provenance/p", resource: &provenance }],
             now: NOW,
@@ -662,10 +700,18 @@ mod tests {
         assert_eq!(composition["date"], "2026-03-05T00:00:00.000Z");
         let titles: Vec<&str> =
             composition["section"].as_array().expect("sections").iter().filter_map(|s| s["title"].as_str()).collect();
-        assert_eq!(titles, ["Care plan", "Care team", "Open work", "Overdue", "Recent changes"]);
-        assert_eq!(composition["section"][4]["entry"][0]["reference"], "http://x/fhir/Provenance/p");
+        assert_eq!(titles, ["Care plan", "Care team", "Goals", "Open work", "Overdue", "Recent changes"]);
+        let goals = &composition["section"][2];
+        assert_eq!(goals["title"], "Goals");
+        assert_eq!(goals["entry"][0]["reference"], "http://x/fhir/Goal/fewer-ed-visits");
+        let narrative = goals["text"]["div"].as_str().expect("narrative");
+        assert!(
+            narrative.contains("No more than one ED visit &amp; fewer nights (active; in-progress; due 2027-05-24)"),
+            "{narrative}"
+        );
+        assert_eq!(composition["section"][5]["entry"][0]["reference"], "http://x/fhir/Provenance/p");
         assert_eq!(composition["section"][0]["entry"][0]["reference"], "http://x/fhir/CarePlan/plan");
-        assert_eq!(composition["section"][3]["entry"][0]["reference"], "http://x/fhir/Task/call");
+        assert_eq!(composition["section"][4]["entry"][0]["reference"], "http://x/fhir/Task/call");
         assert!(composition["text"]["div"].as_str().is_some_and(|d| d.starts_with("<div xmlns=")));
     }
 }

@@ -20,6 +20,7 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<Provenance>(
     "Provenance",
     crate::search::params::PROVENANCE,
     &crate::elements::PROVENANCE,
+    &[],
     Docs {
         description: "Who, What, When for a set of resources",
         example: r#"{

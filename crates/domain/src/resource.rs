@@ -94,6 +94,10 @@ pub struct Descriptor {
     pub params: &'static [SearchParam],
     /// Its top-level elements from the R4 StructureDefinition (generated, `elements.rs`).
     pub elements: &'static Elements,
+    /// The plan-consistency rule's references (`CAREPLAN_REFERENCE_RULES`): top-level elements
+    /// whose local references must name a resource of the given type that exists here and
+    /// concerns the same patient.
+    pub references: &'static [(&'static str, ResourceType)],
     /// How the OpenAPI document describes and exemplifies the type.
     pub docs: Docs,
 }
@@ -118,9 +122,16 @@ impl Descriptor {
         name: &'static str,
         params: &'static [SearchParam],
         elements: &'static Elements,
+        references: &'static [(&'static str, ResourceType)],
         docs: Docs,
     ) -> Self {
-        Descriptor { name, ingest: crate::ingest::ingest::<R>, params, elements, docs }
+        Descriptor { name, ingest: crate::ingest::ingest::<R>, params, elements, references, docs }
+    }
+
+    /// The top-level element that names the patient a resource concerns (the first step of its
+    /// `patient` search parameter: `subject`, or `for` on Task).
+    pub fn patient_element(&self) -> Option<&'static str> {
+        self.params.iter().find(|p| p.name == "patient").and_then(|p| p.path.first().copied())
     }
 }
 

@@ -16,6 +16,7 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<Task>(
     "Task",
     crate::search::params::TASK,
     &crate::elements::TASK,
+    &[("basedOn", ResourceType::CarePlan), ("partOf", ResourceType::Task)],
     Docs {
         description: "A task to be performed",
         example: r#"{

@@ -226,24 +226,16 @@ fn local(reference: &Value) -> Option<(ResourceType, String)> {
     Some((ResourceType::parse(ty)?, id.to_owned()))
 }
 
-/// The patient a resource concerns: `subject` (CarePlan, CareTeam) or `for` (Task).
+/// The patient a resource concerns: the element its `patient` search parameter reads
+/// (`subject`, or `for` on Task).
 fn patient_of(resource: &Value) -> Option<&str> {
-    let element = if resource.get("resourceType")?.as_str()? == "Task" { "for" } else { "subject" };
-    resource.get(element)?.get("reference")?.as_str()
+    let ty = ResourceType::parse(resource.get("resourceType")?.as_str()?)?;
+    resource.get(ty.descriptor().patient_element()?)?.get("reference")?.as_str()
 }
 
 /// The local references a resource type must keep consistent: (element, target type).
 fn checked_references(ty: ResourceType) -> &'static [(&'static str, ResourceType)] {
-    match ty {
-        ResourceType::Task => &[("basedOn", ResourceType::CarePlan), ("partOf", ResourceType::Task)],
-        ResourceType::CarePlan => &[
-            ("careTeam", ResourceType::CareTeam),
-            ("partOf", ResourceType::CarePlan),
-            ("basedOn", ResourceType::CarePlan),
-            ("replaces", ResourceType::CarePlan),
-        ],
-        _ => &[],
-    }
+    ty.descriptor().references
 }
 
 /// Every local reference of `next` that is new since `before` must name a resource that

@@ -19,10 +19,11 @@ use crate::responder::base_url;
 use crate::state::AppState;
 
 /// What the summary gathers around the plan, as `_include`/`_revinclude` of a CarePlan search:
-/// its CareTeams, the Tasks based on it, (iterating) the Tasks that are part of those, and the
-/// Provenance of all of them.
-const RELATED: [(&str, &str); 4] = [
+/// its CareTeams and Goals, the Tasks based on it, (iterating) the Tasks that are part of those,
+/// and the Provenance of all of them.
+const RELATED: [(&str, &str); 5] = [
     ("_include", "CarePlan:care-team"),
+    ("_include", "CarePlan:goal"),
     ("_revinclude", "Task:based-on"),
     ("_revinclude:iterate", "Task:part-of"),
     ("_revinclude:iterate", "Provenance:target"),
@@ -61,6 +62,7 @@ pub(crate) async fn summary(
     let summary = PlanSummary {
         plan: Entry { full_url: &urls[0], resource: &parsed[0] },
         teams: of_type(ResourceType::CareTeam),
+        goals: of_type(ResourceType::Goal),
         tasks: of_type(ResourceType::Task),
         provenance: of_type(ResourceType::Provenance),
         now,

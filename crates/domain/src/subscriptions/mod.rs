@@ -29,6 +29,7 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<Subscription>(
     "Subscription",
     params::SUBSCRIPTION,
     &crate::elements::SUBSCRIPTION,
+    &[],
     Docs {
         description: "Server push subscription criteria: here a topic-based subscription (Subscriptions Backport IG)",
         example: r#"{
