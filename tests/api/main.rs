@@ -2,6 +2,7 @@
 //! SQLite file, or on a fresh PostgreSQL schema when `TEST_DATABASE_URL` is set, and drives it
 //! over HTTP.
 
+mod architecture;
 mod bad_input;
 mod bounds;
 mod capabilities;

@@ -112,6 +112,7 @@ pub struct HistoryQuery {
 
 impl Store {
     /// Connect to the database named by `config`. Fails fast when it cannot be reached.
+    #[tracing::instrument(name = "db.connect", skip_all, fields(otel.kind = "client", db.operation.name = "connect"))]
     pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
         let connect::Connections { backend, reader, writer, schema, pools } = connect::connect(config).await?;
         let (queue, cache_current) = match backend {

@@ -122,6 +122,7 @@ fn event(row: &QueryResult) -> Result<Option<SubscriptionEvent>, StoreError> {
 impl Tx<'_> {
     /// Record what a Subscription asks for. A new one starts with no events; `restart` (a new
     /// or re-requested subscription) clears the failures and makes it due at once.
+    #[tracing::instrument(name = "db.put_subscription", skip_all, fields(otel.kind = "client", db.operation.name = "put_subscription"))]
     pub async fn put_subscription(&self, config: &SubscriberConfig, now_ms: i64) -> Result<(), StoreError> {
         // Before the row exists, so no write after it skips the look-up (kept cleared even if
         // this transaction rolls back: the look-up is then merely asked again).
@@ -173,6 +174,7 @@ impl Tx<'_> {
     }
 
     /// Forget a deleted Subscription and its events.
+    #[tracing::instrument(name = "db.remove_subscription", skip_all, fields(otel.kind = "client", db.operation.name = "remove_subscription"))]
     pub async fn remove_subscription(&self, id: &str) -> Result<(), StoreError> {
         let txn = self.conn().await?;
         for table in ["subscription_event WHERE subscription_id = ", "subscription_state WHERE id = "] {
@@ -184,6 +186,7 @@ impl Tx<'_> {
     }
 
     /// The subscriptions (not switched off) to any of `topics`.
+    #[tracing::instrument(name = "db.subscribers", skip_all, fields(otel.kind = "client", db.operation.name = "subscribers"))]
     pub async fn subscribers(&self, topics: &[&str]) -> Result<Vec<SubscriberState>, StoreError> {
         if topics.is_empty() || self.no_subscribers.load(std::sync::atomic::Ordering::SeqCst) {
             return Ok(Vec::new());
@@ -202,6 +205,7 @@ impl Tx<'_> {
     /// and make the subscription due unless it is backing off after failures. Returns the
     /// event's number. The state row is locked until the transaction ends, so numbers are
     /// gapless and in commit order per subscription.
+    #[tracing::instrument(name = "db.enqueue", skip_all, fields(otel.kind = "client", db.operation.name = "enqueue"))]
     pub async fn enqueue(
         &self,
         id: &str,
@@ -248,6 +252,7 @@ impl Tx<'_> {
 
     /// Lease up to `limit` due subscriptions to `owner` until `now_ms + lease_ms`. Rows another
     /// replica is claiming are skipped (PostgreSQL), and rows under a live lease are not due.
+    #[tracing::instrument(name = "db.claim", skip_all, fields(otel.kind = "client", db.operation.name = "claim"))]
     pub async fn claim(
         &self,
         now_ms: i64,
@@ -277,6 +282,7 @@ impl Tx<'_> {
 
     /// Write what a delivery attempt settled and give the lease back, if `owner` still holds
     /// it. Returns whether it did (a lease that expired meanwhile may be someone else's now).
+    #[tracing::instrument(name = "db.settle", skip_all, fields(otel.kind = "client", db.operation.name = "settle"))]
     pub async fn settle(&self, id: &str, owner: &str, settled: &Settlement) -> Result<bool, StoreError> {
         let txn = self.conn().await?;
         let mut sql = Sql::new(txn.get_database_backend());
@@ -319,6 +325,7 @@ impl Tx<'_> {
     }
 
     /// The state of subscription `id`, locked until the transaction ends.
+    #[tracing::instrument(name = "db.lock_subscriber", skip_all, fields(otel.kind = "client", db.operation.name = "lock_subscriber"))]
     pub async fn subscriber(&self, id: &str) -> Result<Option<SubscriberState>, StoreError> {
         let txn = self.conn().await?;
         let backend = txn.get_database_backend();
@@ -331,6 +338,7 @@ impl Tx<'_> {
     }
 
     /// Events of `id` numbered above `after`, oldest first, at most `limit`.
+    #[tracing::instrument(name = "db.pending_events", skip_all, fields(otel.kind = "client", db.operation.name = "pending_events"))]
     pub async fn pending_events(&self, id: &str, after: i64, limit: i64) -> Result<Vec<SubscriptionEvent>, StoreError> {
         events(self.conn().await?, id, after + 1, i64::MAX, limit).await
     }
@@ -349,6 +357,7 @@ impl Store {
     }
 
     /// The delivery state of subscription `id`.
+    #[tracing::instrument(name = "db.subscriber", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "subscriber"))]
     pub async fn subscriber(&self, id: &str) -> Result<Option<SubscriberState>, StoreError> {
         let mut sql = Sql::new(self.reader.get_database_backend());
         sql.push("SELECT ").push(STATE_COLUMNS).push(" FROM subscription_state WHERE id = ").bind(id.to_owned());
@@ -356,6 +365,7 @@ impl Store {
     }
 
     /// Events of `id` numbered `from..=to`, oldest first, at most `limit`.
+    #[tracing::instrument(name = "db.subscription_events", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "subscription_events"))]
     pub async fn subscription_events(
         &self,
         id: &str,
