@@ -299,3 +299,47 @@ async fn a_search_form_is_refused_as_the_document_says_when_it_is_not_a_form_or_
     assert_outcome(&large.json().await.expect("OperationOutcome"), "too-long", None);
     assert_eq!(bare.status(), 200, "a form without Content-Type is still a form");
 }
+
+/// Every operation the document lists is served: its method on its path reaches a handler,
+/// never the router's 405 (method not served) or 404 (path not served). (That every route the
+/// server registers is documented is a unit test of the route table: `openapi.rs` describes
+/// exactly the table's routes, and the registration is made from the same table.)
+#[tokio::test]
+async fn every_documented_operation_is_served() {
+    let app = spawn_app().await;
+    let root = app.base.trim_end_matches("/fhir").to_owned();
+    let document = service::openapi::document();
+    let paths = document["paths"].as_object().expect("paths");
+    let mut tried = 0;
+
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().expect("a path item") {
+            let concrete = path.replace("{id}", "route-check").replace("{vid}", "1").replace("{file}", "");
+            // Conditional interactions with their documented criteria (without, they are 405).
+            let url = format!("{root}{concrete}{}", example_query(operation));
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let (content_type, body) = match method {
+                Method::PATCH => ("application/json-patch+json", "[]"),
+                _ => ("application/fhir+json", "{}"),
+            };
+            let mut request = app.client.request(method.clone(), &url).header("accept", "application/fhir+json");
+            if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+                request = request.header("content-type", content_type).body(body);
+            }
+            let response = request.send().await.expect("sent");
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap_or_default();
+            assert_ne!(status, 405, "{method} {path} is documented but its method is not served: {text}");
+            if status == 404 {
+                let outcome: Value = serde_json::from_str(&text).unwrap_or_default();
+                let said = outcome["issue"][0]["diagnostics"].as_str().unwrap_or_default();
+                assert!(
+                    !said.starts_with("The path") && !said.starts_with("Resource type"),
+                    "{method} {path} is documented but not routed: {said}"
+                );
+            }
+            tried += 1;
+        }
+    }
+    assert!(tried > 90, "every operation was tried ({tried})");
+}

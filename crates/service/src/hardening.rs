@@ -54,8 +54,8 @@ pub(crate) async fn headers(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let mut response = next.call(req).await?.map_into_boxed_body();
-    let path = response.request().path();
-    let public = matches!(path, "/fhir/metadata" | "/livez" | "/readyz" | "/metrics");
+    // Cacheable: the route table's probes and CapabilityStatement.
+    let public = crate::routes::matched(response.request()).cacheable();
     secure(response.headers_mut(), public);
     Ok(response)
 }

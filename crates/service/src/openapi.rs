@@ -4,10 +4,12 @@
 //! `careplan openapi` prints it as YAML; `openapi/openapi.yaml` is that output, checked in and
 //! kept equal by a test.
 //!
-//! Each operation is a few builder calls in `operations` or `type_operations`, in route-table
-//! order: a new interaction is one more entry there and one line in `routes.rs`. Every status an
-//! operation lists is one its handler, extractors or middleware really answer.
+//! The operations are the route table's (`routes.rs`): one per route, public when the route is.
+//! Each is described by a few builder calls in `operations` or `type_operations`, found by its
+//! method and path; a test fails while a route has no description or a description no route.
+//! Every status an operation lists is one its handler, extractors or middleware really answer.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use actix_web::http::{header, StatusCode};
@@ -21,6 +23,7 @@ use serde_json::{json, Map, Value};
 use crate::capabilities;
 use crate::error::ApiError;
 use crate::responder;
+use crate::routes::{self, Method};
 
 /// The version of the OpenAPI Specification the document follows: 3.0 rather than 3.1 because
 /// most client generators still read only 3.0.
@@ -43,12 +46,18 @@ const SYSTEM: &str = "System";
 const OPERATIONS: &str = "Operations";
 const AUDIT: &str = "AuditEvent";
 
-/// The whole document.
+/// The whole document: one operation per route of the route table (`routes.rs`), public
+/// when the route is, described by the entry of `operations` with its method and path.
 pub fn document() -> Value {
+    let mut described = described();
     let mut paths = Map::new();
-    for operation in operations() {
-        let (path, method) = (operation.path.clone(), operation.method.key());
-        paths.entry(path).or_insert_with(|| json!({}))[method] = operation.render();
+    for route in routes::table() {
+        let path = route.documented_path();
+        let Some(mut operation) = described.remove(&(route.method, path.clone())) else { continue };
+        if route.public() {
+            operation = operation.public();
+        }
+        paths.entry(path).or_insert_with(|| json!({}))[route.method.key()] = operation.render();
     }
     json!({
         "openapi": OPENAPI,
@@ -140,9 +149,14 @@ fn type_description(ty: ResourceType) -> &'static str {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Operations: the route table, as OpenAPI sees it.
+// Operations: the words for each route of the route table.
 
-/// Every documented operation, in route-table order.
+/// The description of each route, by method and path (a test holds it equal to the table).
+fn described() -> HashMap<(Method, String), Operation> {
+    operations().into_iter().map(|operation| ((operation.method, operation.path.clone()), operation)).collect()
+}
+
+/// The description of every route, in route-table order.
 fn operations() -> Vec<Operation> {
     use StatusCode as S;
     let mut all = vec![
@@ -155,7 +169,6 @@ fn operations() -> Vec<Operation> {
             ),
         ),
         Operation::new(Method::Get, "/fhir/metadata", "capabilities")
-            .public()
             .about(SYSTEM, "The CapabilityStatement")
             .description("What this server supports, derived from the same tables as this document.")
             .fhir()
@@ -176,18 +189,15 @@ fn operations() -> Vec<Operation> {
     all.extend(other_fhir_operations());
     all.extend([
         Operation::new(Method::Get, "/livez", "livez")
-            .public()
             .about(OPERATIONS, "Liveness")
             .description("Answers while the process serves requests.")
             .answers(S::OK, plain_json("The process is alive", schema_ref("Liveness"))),
         Operation::new(Method::Get, "/readyz", "readyz")
-            .public()
             .about(OPERATIONS, "Readiness")
             .description("Ready when the database answers and every migration is applied.")
             .answers(S::OK, plain_json("Ready", schema_ref("Readiness")))
             .answers(S::SERVICE_UNAVAILABLE, plain_json("Not ready", schema_ref("Readiness"))),
         Operation::new(Method::Get, "/metrics", "metrics")
-            .public()
             .about(OPERATIONS, "Metrics")
             .description(
                 "Prometheus text exposition: requests (`careplan_http_requests_total`, \
@@ -204,10 +214,52 @@ fn operations() -> Vec<Operation> {
                 }),
             ),
         Operation::new(Method::Get, "/openapi.json", "openapi")
-            .public()
             .about(OPERATIONS, "This OpenAPI description")
             .description("The document Swagger UI at /docs renders.")
             .answers(S::OK, plain_json("The OpenAPI document", json!({ "type": "object" }))),
+        Operation::new(Method::Get, "/docs", "docs")
+            .about(OPERATIONS, "Swagger UI")
+            .description("Redirects to `/docs/`, the page that renders this description.")
+            .answers(
+                S::PERMANENT_REDIRECT,
+                json!({
+                    "description": "On to `/docs/`",
+                    "headers": { "Location": { "schema": { "type": "string" }, "example": "docs/" } }
+                }),
+            ),
+        Operation::new(Method::Get, "/docs/{file}", "docsAsset")
+            .about(OPERATIONS, "Swagger UI's files")
+            .description(
+                "The page (the empty name) and the scripts and styles it loads, compiled into the server; \
+                 304 when `If-None-Match` names the file's ETag.",
+            )
+            .param(json!({
+                "name": "file",
+                "in": "path",
+                "required": true,
+                "description": "The file's name; empty for the page",
+                "schema": { "type": "string" },
+                "example": "index.html",
+            }))
+            .param(header_param(
+                "If-None-Match",
+                "304 if this names the file's ETag",
+                "\"3f2a9c41d07e5b68\"",
+                json!({ "type": "string" }),
+            ))
+            .answers(
+                S::OK,
+                json!({
+                    "description": "The file",
+                    "content": {
+                        "text/html": { "schema": { "type": "string" } },
+                        "text/javascript": { "schema": { "type": "string" } },
+                        "text/css": { "schema": { "type": "string" } }
+                    }
+                }),
+            )
+            .answers(S::NOT_MODIFIED, json!({ "description": "Not modified" }))
+            .fails(&[S::NOT_FOUND]),
     ]);
     all
 }
@@ -226,7 +278,6 @@ fn other_fhir_operations() -> Vec<Operation> {
     });
     let discovery = |path: &str, id: &str| {
         Operation::new(Method::Get, path, id)
-            .public()
             .about(SYSTEM, "SMART configuration")
             .description("SMART App Launch discovery: the authorization endpoints, the scopes and the capabilities, from configuration; 404 when authorization is disabled.")
             .answers(S::OK, plain_json("The SMART configuration", json!({ "type": "object" })))
@@ -712,29 +763,6 @@ fn checked_by(ty: ResourceType) -> String {
         "The body is checked against the FHIR R4 {ty} structure and codes; an element the server does not \
          know is refused (400), never dropped."
     )
-}
-
-/// An HTTP method of a documented operation.
-#[derive(Debug, Clone, Copy)]
-enum Method {
-    Get,
-    Post,
-    Put,
-    Patch,
-    Delete,
-}
-
-impl Method {
-    /// The key of the operation in its Path Item Object.
-    fn key(self) -> &'static str {
-        match self {
-            Method::Get => "get",
-            Method::Post => "post",
-            Method::Put => "put",
-            Method::Patch => "patch",
-            Method::Delete => "delete",
-        }
-    }
 }
 
 /// One operation of the route table, built up call by call.
@@ -2445,6 +2473,20 @@ mod tests {
     fn yaml_output_starts_with_the_version() {
         let yaml = to_yaml().expect("YAML");
         assert!(yaml.starts_with("openapi: 3.0.3\ninfo:\n"), "{}", &yaml[..80]);
+    }
+
+    #[test]
+    fn every_route_is_described_and_every_description_is_a_route() {
+        let mut described = described();
+        let undescribed: Vec<String> = routes::table()
+            .iter()
+            .filter(|route| described.remove(&(route.method, route.documented_path())).is_none())
+            .map(|route| format!("{} {}", route.method.key(), route.pattern))
+            .collect();
+        assert!(undescribed.is_empty(), "routes without a description in operations(): {undescribed:?}");
+        let unserved: Vec<String> = described.keys().map(|(method, path)| format!("{} {path}", method.key())).collect();
+        assert!(unserved.is_empty(), "descriptions of routes the table does not hold: {unserved:?}");
+        assert_eq!(operations().len(), routes::table().len(), "one description per route");
     }
 
     #[test]

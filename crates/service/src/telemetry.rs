@@ -148,19 +148,6 @@ pub(crate) fn otlp_configured(signal: Signal) -> bool {
     !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set(endpoint))
 }
 
-/// The resource type a route pattern addresses (`/fhir/Task/{id}` → `Task`; the transaction
-/// endpoint → `Bundle`), or `none`. Taken from the pattern, never from the concrete path.
-fn resource_type(route: &str) -> &str {
-    match route.strip_prefix("/fhir") {
-        Some("" | "/") => "Bundle",
-        Some(rest) => match rest.trim_start_matches('/').split('/').next() {
-            Some(first) if first.starts_with(|c: char| c.is_ascii_uppercase()) => first,
-            _ => "none",
-        },
-        None => "none",
-    }
-}
-
 /// Reads the W3C `traceparent`/`tracestate` headers of a request.
 struct Headers<'a>(&'a HeaderMap);
 
@@ -182,11 +169,12 @@ pub(crate) async fn observe(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = req.method().clone();
-    let pattern = req.match_pattern();
-    // Matching the route table again costs regex work: the audit record reads it from here.
-    req.extensions_mut().insert(Pattern(pattern.clone()));
-    let route = pattern.unwrap_or_else(|| "unmatched".to_owned());
-    let resource_type = resource_type(&route).to_owned();
+    // The route table entry, looked up once (matching the path costs regex work): the
+    // authentication, audit and header middleware read it from the request extensions.
+    let matched = crate::routes::Matched::of(req.request());
+    req.extensions_mut().insert(matched);
+    let route = matched.name();
+    let resource_type = matched.at.map_or("none", crate::routes::Route::telemetry_type);
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let span = tracing::info_span!(
         target: "careplan::http",
@@ -216,15 +204,8 @@ pub(crate) async fn observe(
         span.record("otel.status_code", "ERROR");
     }
     if let Some(metrics) = metrics {
-        metrics.record(
-            &RequestLabels {
-                method: method.as_str(),
-                route: &route,
-                resource_type: &resource_type,
-                status: status.as_u16(),
-            },
-            elapsed,
-        );
+        metrics
+            .record(&RequestLabels { method: method.as_str(), route, resource_type, status: status.as_u16() }, elapsed);
     }
     span.in_scope(|| {
         tracing::info!(
@@ -237,18 +218,6 @@ pub(crate) async fn observe(
         );
     });
     result
-}
-
-/// The route pattern `observe` matched for a request.
-#[derive(Clone)]
-struct Pattern(Option<String>);
-
-/// The route pattern of a request (`/fhir/Task/{id}`), as matched once by `observe`.
-pub(crate) fn route_pattern(req: &actix_web::HttpRequest) -> Option<String> {
-    match req.extensions().get::<Pattern>() {
-        Some(Pattern(pattern)) => pattern.clone(),
-        None => req.match_pattern(),
-    }
 }
 
 /// For tests (feature `testing`): spans into an in-memory exporter and log lines into a buffer,
@@ -322,28 +291,6 @@ pub mod testing {
 
         fn make_writer(&'w self) -> Self::Writer {
             self.clone()
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::resource_type;
-
-    #[test]
-    fn the_resource_type_comes_from_the_route_pattern() {
-        for (route, expected) in [
-            ("/fhir/Task/{id}", "Task"),
-            ("/fhir/CarePlan/{id}/$summary", "CarePlan"),
-            ("/fhir/Task", "Task"),
-            ("/fhir", "Bundle"),
-            ("/fhir/", "Bundle"),
-            ("/fhir/metadata", "none"),
-            ("/fhir/_history", "none"),
-            ("/livez", "none"),
-            ("unmatched", "none"),
-        ] {
-            assert_eq!(resource_type(route), expected, "{route}");
         }
     }
 }

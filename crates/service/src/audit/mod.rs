@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::auth::Access;
 use crate::config::AuditSettings;
 use crate::extract::query_pairs;
+use crate::routes::{self, Matched, Route};
 
 /// Most records per batch written.
 const BATCH: usize = 4096;
@@ -173,10 +174,13 @@ pub(crate) async fn record(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let path = req.path();
-    let audited = (path == "/fhir" || path.starts_with("/fhir/"))
-        && path != "/fhir/metadata"
-        && !path.starts_with("/fhir/.well-known/");
+    // What is audited is the route table's; a path no route matches is audited when it is
+    // under the FHIR base.
+    let matched = routes::matched(req.request());
+    let audited = match matched.at {
+        Some(route) => route.audited(),
+        None => req.path().strip_prefix(routes::FHIR).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
+    };
     let Some(auditor) = req.app_data::<web::Data<Auditor>>().cloned().filter(|_| audited) else {
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     };
@@ -198,24 +202,21 @@ pub(crate) async fn record(
     req.extensions_mut().insert(slot.clone());
     let result = next.call(req).await;
     let note = slot.0.borrow().clone();
-    let (status, route) = match &result {
+    let (status, target) = match &result {
         Ok(response) => {
-            let request = response.request();
             let location = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            let route = Route {
-                pattern: crate::telemetry::route_pattern(request),
-                id: request.match_info().get("id").map(str::to_owned),
-                location,
-            };
-            (response.status().as_u16(), route)
+            let target = Target { id: response.request().match_info().get("id").map(str::to_owned), location };
+            (response.status().as_u16(), target)
         }
-        Err(err) => (err.as_response_error().status_code().as_u16(), Route::default()),
+        Err(err) => (err.as_response_error().status_code().as_u16(), Target::default()),
     };
-    // Refused before routing (401, 429, 431) or failed (timeout): read the route off the path.
-    // (A refused request has a pattern, which actix matches on demand, but no parameters.)
-    let routed = route.pattern.as_deref().is_some_and(|p| route.id.is_some() || !p.contains("{id}"));
-    let route = if routed { route } else { Route::of_path(&asked.path) };
-    let record = describe(&asked, route, note, status);
+    // Refused before routing (401, 429, 431) or failed (timeout): the pattern is known (actix
+    // matches it on demand) but not its parameters, so the id is read off the path.
+    let target = match target.id {
+        None => Target { id: id_of_path(&asked.path, matched), ..target },
+        Some(_) => target,
+    };
+    let record = describe(&asked, matched, target, note, status);
     if let Some(line) = &auditor.log {
         line.write(&record);
     }
@@ -229,41 +230,41 @@ pub(crate) async fn record(
     Ok(response)
 }
 
-/// Where the request was routed.
+/// What the request addressed beside its route: the id, and where a create put its resource.
 #[derive(Default)]
-struct Route {
-    pattern: Option<String>,
+struct Target {
     id: Option<String>,
     location: Option<String>,
 }
 
-impl Route {
-    /// The route of a request that never reached the router, read off its path as far as it
-    /// names a type this server serves.
-    fn of_path(path: &str) -> Route {
-        let segments: Vec<&str> = path.trim_start_matches("/fhir").split('/').filter(|s| !s.is_empty()).collect();
-        let known = |s: &str| domain::ResourceType::parse(s).is_some() || s == "AuditEvent";
-        match segments.as_slice() {
-            [] => Route { pattern: Some("/fhir".into()), ..Route::default() },
-            ["_history"] => Route { pattern: Some("/fhir/_history".into()), ..Route::default() },
-            [ty, rest @ ..] if known(ty) => {
-                let id =
-                    rest.first().filter(|s| !s.starts_with('_') && domain::id::is_valid(s)).map(|s| (*s).to_owned());
-                let tail: Vec<&str> = rest.iter().map(|s| if s.starts_with('_') { *s } else { "{}" }).collect();
-                let pattern = std::iter::once(format!("/fhir/{ty}"))
-                    .chain(tail.iter().map(|s| (*s).to_owned()))
-                    .collect::<Vec<_>>()
-                    .join("/");
-                Route { pattern: Some(pattern), id, location: None }
-            }
-            _ => Route::default(),
-        }
+/// The id a path names where its route's pattern has `{id}`; for a path no route matched,
+/// the segment after a type the table serves (`/fhir/Task/1/x` → `1`). Only valid ids.
+fn id_of_path(path: &str, matched: Matched) -> Option<String> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let at = match matched.at {
+        Some(route) => route.pattern.split('/').position(|s| s == "{id}")?,
+        None => segments.iter().position(|s| routes::serves_type(s)).filter(|at| *at == 2)? + 1,
+    };
+    segments.get(at).filter(|s| !s.starts_with('_') && domain::id::is_valid(s)).map(|s| (*s).to_owned())
+}
+
+/// The resource type a request addressed: its route's; for a path no route matched, the
+/// first segment under the FHIR base if the table serves that type.
+fn type_of(path: &str, matched: Matched) -> Option<String> {
+    match matched.at {
+        Some(route) => route.resource_type.clone(),
+        None => path
+            .strip_prefix(routes::FHIR)
+            .and_then(|rest| rest.split('/').find(|s| !s.is_empty()))
+            .filter(|s| routes::serves_type(s))
+            .map(str::to_owned),
     }
 }
 
 /// The audit record of a request that was answered with `status`.
-fn describe(asked: &Asked, route: Route, note: Note, status: u16) -> AuditRecord {
-    let (action, subtype, ty) = classify(&asked.method, route.pattern.as_deref());
+fn describe(asked: &Asked, matched: Matched, target: Target, note: Note, status: u16) -> AuditRecord {
+    let (action, subtype) = matched.route.map_or_else(|| by_method(&asked.method), Route::audit);
+    let ty = type_of(&asked.path, matched);
     let mut agent = Agent { address: asked.address.clone(), ..Agent::default() };
     let mut patient = note.patient;
     if let Some(principal) = note.access.as_ref().and_then(Access::principal) {
@@ -279,7 +280,7 @@ fn describe(asked: &Asked, route: Route, note: Note, status: u16) -> AuditRecord
     }
     let mut names: Vec<String> = pairs.into_iter().map(|(k, _)| k).collect();
     names.dedup();
-    let entity = match (ty, route.id, route.location) {
+    let entity = match (ty, target.id, target.location) {
         (Some(ty), Some(id), _) => Some(format!("{ty}/{id}")),
         (Some(_), None, Some(location)) if action == Action::Create => created(&location),
         (Some(ty), None, _) => Some(ty),
@@ -300,30 +301,16 @@ fn describe(asked: &Asked, route: Route, note: Note, status: u16) -> AuditRecord
     }
 }
 
-/// The action, restful-interaction code and resource type of a route.
-fn classify(method: &Method, pattern: Option<&str>) -> (Action, &'static str, Option<String>) {
-    let rest = pattern.and_then(|p| p.strip_prefix("/fhir")).unwrap_or_default();
-    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    let by_method = || match *method {
+/// The action and subtype of a request no route serves (an unknown path, or a method its path
+/// does not serve), by its method alone.
+fn by_method(method: &Method) -> (Action, &'static str) {
+    match *method {
         Method::POST => (Action::Create, "create"),
         Method::PUT => (Action::Update, "update"),
         Method::PATCH => (Action::Update, "patch"),
         Method::DELETE => (Action::Delete, "delete"),
         _ => (Action::Read, "read"),
-    };
-    let (action, subtype) = match segments.as_slice() {
-        _ if pattern.is_none() => by_method(),
-        [] => (Action::Execute, "transaction"),
-        ["_history"] => (Action::Read, "history-system"),
-        [_] if *method == Method::GET => (Action::Execute, "search-type"),
-        [_, "_search"] => (Action::Execute, "search-type"),
-        [_, "_history"] => (Action::Read, "history-type"),
-        [_, _, "_history"] => (Action::Read, "history-instance"),
-        [_, _, "_history", _] => (Action::Read, "vread"),
-        _ => by_method(),
-    };
-    let ty = segments.first().filter(|s| **s != "_history").map(|s| (*s).to_owned());
-    (action, subtype, ty)
+    }
 }
 
 /// `Type/id` of a created resource, from its `Location` (`…/Type/id/_history/n`).
@@ -406,24 +393,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn routes_map_to_balp_actions_and_subtypes() {
-        let check = |method: Method, pattern: Option<&str>, action: Action, subtype: &str, ty: Option<&str>| {
-            let got = classify(&method, pattern);
-            assert_eq!((got.0, got.1, got.2.as_deref()), (action, subtype, ty), "{method} {pattern:?}");
-        };
-        check(Method::GET, Some("/fhir/Task/{id}"), Action::Read, "read", Some("Task"));
-        check(Method::GET, Some("/fhir/Task/{id}/_history/{vid}"), Action::Read, "vread", Some("Task"));
-        check(Method::GET, Some("/fhir/Task/{id}/_history"), Action::Read, "history-instance", Some("Task"));
-        check(Method::GET, Some("/fhir/Task/_history"), Action::Read, "history-type", Some("Task"));
-        check(Method::GET, Some("/fhir/_history"), Action::Read, "history-system", None);
-        check(Method::GET, Some("/fhir/Task"), Action::Execute, "search-type", Some("Task"));
-        check(Method::POST, Some("/fhir/Task/_search"), Action::Execute, "search-type", Some("Task"));
-        check(Method::POST, Some("/fhir/Task"), Action::Create, "create", Some("Task"));
-        check(Method::PUT, Some("/fhir/Task/{id}"), Action::Update, "update", Some("Task"));
-        check(Method::PATCH, Some("/fhir/Task/{id}"), Action::Update, "patch", Some("Task"));
-        check(Method::DELETE, Some("/fhir/Task"), Action::Delete, "delete", Some("Task"));
-        check(Method::POST, Some("/fhir"), Action::Execute, "transaction", None);
-        check(Method::GET, None, Action::Read, "read", None);
+    fn requests_no_route_serves_are_classified_by_method_and_path() {
+        let none = Matched::default();
+        assert_eq!(by_method(&Method::POST), (Action::Create, "create"));
+        assert_eq!(by_method(&Method::GET), (Action::Read, "read"));
+        assert_eq!(type_of("/fhir/Task/1/x", none).as_deref(), Some("Task"));
+        assert_eq!(type_of("/fhir/Patient/1", none), None);
+        assert_eq!(id_of_path("/fhir/Task/t-1/x", none).as_deref(), Some("t-1"));
+        assert_eq!(id_of_path("/fhir/Task/_search/x", none), None);
+        assert_eq!(id_of_path("/fhir/x/Task/t-1", none), None);
+        let vread = Matched::lookup(&Method::GET, Some("/fhir/Task/{id}/_history/{vid}"));
+        assert_eq!(id_of_path("/fhir/Task/t-2/_history/3", vread).as_deref(), Some("t-2"));
+        assert_eq!(type_of("/fhir/Task/t-2/_history/3", vread).as_deref(), Some("Task"));
+        let transaction = Matched::lookup(&Method::POST, Some("/fhir"));
+        assert_eq!((id_of_path("/fhir", transaction), type_of("/fhir", transaction)), (None, None));
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! principal's `Access` handed to handlers (`access.rs`), and the discovery document
 //! (`discovery.rs`). This server issues no tokens: the authorization server does.
 //!
-//! Public routes: `/livez`, `/readyz`, `/metrics` (no PHI by construction: see `metrics.rs`),
-//! `GET /fhir/metadata`, the SMART configuration, `/openapi.json` and `/docs`.
-//! Everything else needs a valid token unless authorization is disabled.
+//! Public routes are those the route table (`routes.rs`) marks public: `/livez`, `/readyz`,
+//! `/metrics` (no PHI by construction: see `metrics.rs`), `/fhir/metadata`, the SMART
+//! configuration, `/openapi.json` and `/docs`. Everything else, an unmatched path included,
+//! needs a valid token unless authorization is disabled.
 
 mod access;
 pub(crate) mod discovery;
@@ -43,21 +44,6 @@ impl Authenticator {
     }
 }
 
-/// Routes anyone may call: probes, discovery and the API description (none holds PHI).
-fn is_public(path: &str) -> bool {
-    matches!(
-        path,
-        "/livez"
-            | "/readyz"
-            | "/metrics"
-            | "/fhir/metadata"
-            | "/.well-known/smart-configuration"
-            | "/fhir/.well-known/smart-configuration"
-            | "/openapi.json"
-            | "/docs"
-    ) || path.starts_with("/docs/")
-}
-
 /// Middleware: authenticate the request and leave its `Access` in the request extensions; a
 /// protected route without a valid token is answered 401 here, before any handler runs.
 pub(crate) async fn authenticate(
@@ -75,7 +61,8 @@ pub(crate) async fn authenticate(
         // Not configured at all: fail closed.
         None => return Ok(refuse(req, "authorization is not configured", true)),
     };
-    if is_public(req.path()) {
+    // Public routes (probes, discovery, the API description) are the route table's.
+    if crate::routes::matched(req.request()).public() {
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     }
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
