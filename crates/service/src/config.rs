@@ -8,7 +8,7 @@ use std::time::Duration;
 use persistence::StoreConfig;
 use validator::{Validate, ValidationError, ValidationErrors, ValidationErrorsKind};
 
-use crate::coordination::Rules;
+use domain::WorkflowPolicy;
 
 /// The running server's configuration.
 #[derive(Debug, Clone, Validate)]
@@ -360,6 +360,26 @@ fn variable(field: &str) -> &str {
         "subscriptions.retry_max" => "CAREPLAN_SUBSCRIPTION_RETRY_MAX_SECS",
         other => other,
     }
+}
+
+/// How the plan and team consistency rules apply (`CAREPLAN_REFERENCE_RULES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum RuleMode {
+    /// A write that breaks a rule is refused (422).
+    Enforce,
+    /// The write is stored; the broken rules are reported as warnings. The default: EHRs
+    /// reference plans and teams that another server holds (the official examples do).
+    #[default]
+    Warn,
+    /// Not checked.
+    Off,
+}
+
+/// The deployment's care-coordination settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rules {
+    pub references: RuleMode,
+    pub policy: WorkflowPolicy,
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use domain::provenance::{self, Activity, Agent};
 use domain::search::query;
 use domain::workflow::{
     cascade, check_task_change, ends_work, follow_work, hold_memory, starts_work, Actor, MembershipEvent, ParentChange,
-    ParentMove, TaskStatus, Work, WorkflowPolicy, RESUME_STATUS_URL,
+    ParentMove, TaskStatus, Work, RESUME_STATUS_URL,
 };
 use domain::{ingest_as, json_text, IngestMode, Issue, IssueCode, Prepared, ResourceType, VersionMeta};
 use persistence::{StoredVersion, Tx};
@@ -16,25 +16,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 
-/// How the plan and team consistency rules apply (`CAREPLAN_REFERENCE_RULES`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum RuleMode {
-    /// A write that breaks a rule is refused (422).
-    Enforce,
-    /// The write is stored; the broken rules are reported as warnings. The default: EHRs
-    /// reference plans and teams that another server holds (the official examples do).
-    #[default]
-    Warn,
-    /// Not checked.
-    Off,
-}
-
-/// The deployment's care-coordination settings.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Rules {
-    pub references: RuleMode,
-    pub policy: WorkflowPolicy,
-}
+pub use crate::config::{RuleMode, Rules};
 
 /// Who is writing, and what the request asked for beyond the interaction itself.
 #[derive(Clone)]

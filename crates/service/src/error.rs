@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, ResponseError};
 use domain::{Issue, IssueCode};
 use persistence::StoreError;
 
-use crate::responder;
+use crate::outcome;
 
 /// A request that cannot be answered with success.
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +173,7 @@ impl ResponseError for ApiError {
             tracing::error!(error = format!("{cause:#}"), "internal error");
         }
         let mut response = HttpResponse::build(self.status_code());
-        response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(responder::FHIR_JSON)));
+        response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(outcome::FHIR_JSON)));
         if matches!(self, ApiError::PayloadTooLarge(_) | ApiError::HeadersTooLarge(_)) {
             response.insert_header((header::CONNECTION, HeaderValue::from_static("close")));
         }
@@ -183,7 +183,7 @@ impl ResponseError for ApiError {
         if let ApiError::TooManyRequests(after) = self {
             response.insert_header((header::RETRY_AFTER, after.to_string()));
         }
-        let mut response = response.body(responder::operation_outcome(&self.issues()));
+        let mut response = response.body(outcome::operation_outcome(&self.issues()));
         crate::hardening::secure(response.headers_mut(), false);
         response
     }

@@ -12,7 +12,7 @@ use domain::IssueCode;
 use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt;
 
-use crate::engine::PatchFormat;
+use crate::entry::PatchFormat;
 use crate::error::ApiError;
 use crate::state::AppState;
 

@@ -17,7 +17,7 @@ use domain::ResourceType;
 use persistence::{HistoryEntry, StoredVersion, Tx};
 
 use crate::auth::token::Principal;
-use crate::engine::{Address, EntryFailure, EntryRequest, EntryResult, Verb};
+use crate::entry::{Address, EntryFailure, EntryRequest, EntryResult, Verb};
 use crate::error::ApiError;
 use crate::state::AppState;
 
