@@ -1,5 +1,7 @@
 //! `spawn_app()` and the small HTTP vocabulary the tests speak.
 
+use std::time::{Duration, Instant};
+
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
 use service::{Application, Settings};
@@ -96,6 +98,26 @@ impl TestApp {
     pub(crate) async fn history_len(&self, path: &str) -> usize {
         let bundle: Value = self.get(path).await.json().await.expect("history Bundle");
         bundle["entry"].as_array().map_or(0, Vec::len)
+    }
+}
+
+/// Ask `ready` every `every` until it answers, for at most `within`; `None` if it never did.
+/// For what the server does in the background (the audit writer, span export, delivery to a
+/// receiver) and has no hook to run on demand.
+pub(crate) async fn eventually<T>(
+    within: Duration,
+    every: Duration,
+    mut ready: impl AsyncFnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(done) = ready().await {
+            return Some(done);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -13,22 +13,22 @@ use sqlx::postgres::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{assert_outcome, spawn_with, task, TestApp};
+use crate::helpers::{assert_outcome, eventually, spawn_with, task, TestApp};
 
 /// A name no exported span or metric may hold.
 const NAME: &str = "Quokka-Zebrafinch-7319";
 
 /// Poll `path` until it answers `status` (within `limit`).
 async fn wait_for_status(app: &TestApp, path: &str, status: u16, limit: Duration) {
-    let started = Instant::now();
-    loop {
-        let answer = app.client.get(app.root(path)).send().await.map(|r| r.status().as_u16());
-        if answer.as_ref().is_ok_and(|s| *s == status) {
-            return;
-        }
-        assert!(started.elapsed() < limit, "{path} still answers {answer:?}, not {status}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let mut answer = None;
+    let reached = eventually(limit, Duration::from_millis(50), async || {
+        let now = app.client.get(app.root(path)).send().await.map(|r| r.status().as_u16());
+        let done = now.as_ref().is_ok_and(|s| *s == status);
+        answer = Some(now);
+        done.then_some(())
+    })
+    .await;
+    assert!(reached.is_some(), "{path} still answers {answer:?}, not {status}");
 }
 
 #[tokio::test]
@@ -191,10 +191,17 @@ async fn sigterm_during_a_transaction_lets_it_finish_and_loses_nothing() {
     );
     connection.write_all(head.as_bytes()).await.expect("head sent");
     connection.write_all(first).await.expect("first half sent");
+    // Time for the worker to read the head and start on the body: nothing outside the process
+    // tells when it has (the request is not answered, nor logged, before its body is complete).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = nix::unistd::Pid::from_raw(i32::try_from(served.child.id()).expect("pid"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The rest goes only once the server has begun its graceful stop (actix logs it).
+    let stopping = eventually(Duration::from_secs(10), Duration::from_millis(10), async || {
+        served.lines.try_iter().any(|line| line.contains("SIGTERM received")).then_some(())
+    })
+    .await;
+    assert!(stopping.is_some(), "careplan never said it received SIGTERM");
     connection.write_all(rest).await.expect("second half sent");
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(60), connection.read_to_end(&mut answer))
@@ -206,14 +213,10 @@ async fn sigterm_during_a_transaction_lets_it_finish_and_loses_nothing() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{}", answer.chars().take(300).collect::<String>());
     assert_eq!(answer.matches(r#""status":"201 Created""#).count(), TASKS, "every entry created");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = served.child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(started.elapsed() < Duration::from_secs(35), "careplan did not stop after SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status =
+        eventually(Duration::from_secs(35), Duration::from_millis(50), async || served.child.try_wait().expect("wait"))
+            .await
+            .expect("careplan did not stop after SIGTERM");
     assert!(status.success(), "careplan exited with {status}");
     let log: Vec<String> = served.lines.try_iter().collect();
     assert!(log.iter().any(|l| l.contains("careplan stopping")), "{log:#?}");
@@ -306,11 +309,10 @@ async fn with_an_otlp_endpoint_traces_and_metrics_reach_the_collector_without_ph
     let id = created.json::<Value>().await.expect("JSON")["id"].as_str().expect("id").to_owned();
     let pid = nix::unistd::Pid::from_raw(i32::try_from(served.child.id()).expect("pid"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-    let started = Instant::now();
-    while served.child.try_wait().expect("wait").is_none() {
-        assert!(started.elapsed() < Duration::from_secs(30), "careplan did not stop");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let stopped =
+        eventually(Duration::from_secs(30), Duration::from_millis(50), async || served.child.try_wait().expect("wait"))
+            .await;
+    assert!(stopped.is_some(), "careplan did not stop");
 
     // Assert: both signals arrived (metrics only at shutdown: the interval is a minute), and
     // neither holds the name or the id.

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use service::telemetry::testing;
 
-use crate::helpers::{header, spawn_app, task};
+use crate::helpers::{eventually, header, spawn_app, task};
 
 /// A name and an identifier no metric, span or log line may ever hold.
 const NAME: &str = "Quokka-Zebrafinch-7319";
@@ -132,14 +132,12 @@ async fn a_request_is_one_trace_with_domain_and_database_spans_and_no_phi() {
 
 /// The spans finished so far, once `ready` holds (within a few seconds).
 async fn wait_for_spans(ready: impl Fn(&[SpanData]) -> bool) -> Vec<SpanData> {
-    for _ in 0..50 {
+    eventually(Duration::from_secs(5), Duration::from_millis(10), async || {
         let spans = testing::capture().spans();
-        if ready(&spans) {
-            return spans;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the expected spans never finished");
+        ready(&spans).then_some(spans)
+    })
+    .await
+    .expect("the expected spans never finished")
 }
 
 fn attribute(span: &SpanData, key: &str) -> Option<String> {
@@ -191,17 +189,15 @@ async fn audit_log_lines_carry_a_keyed_patient_hash_and_no_ids() {
 
 /// The audit lines captured so far, once there are at least `n`.
 async fn wait_for_audit_lines(capture: &testing::Capture, n: usize) -> Vec<String> {
-    for _ in 0..100 {
+    eventually(Duration::from_secs(5), Duration::from_millis(10), async || {
         let lines: Vec<String> = capture
             .logs()
             .lines()
             .filter(|l| l.contains(r#""audit""#) && l.contains("audit_id"))
             .map(str::to_owned)
             .collect();
-        if lines.len() >= n {
-            return lines;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("fewer than {n} audit log lines:\n{}", capture.logs());
+        (lines.len() >= n).then_some(lines)
+    })
+    .await
+    .unwrap_or_else(|| panic!("fewer than {n} audit log lines:\n{}", capture.logs()))
 }

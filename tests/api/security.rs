@@ -15,7 +15,7 @@ use rsa::traits::PublicKeyParts;
 use serde_json::{json, Value};
 use service::config::{AuthSettings, RateLimit};
 
-use crate::helpers::{header, spawn_with, TestApp};
+use crate::helpers::{eventually, header, spawn_with, TestApp};
 
 const ISSUER: &str = "https://idp.example.org";
 const AUDIENCE: &str = "https://careplan.example.org/fhir";
@@ -774,21 +774,20 @@ async fn scope_constraints_narrow_access_to_matching_resources() {
     assert_eq!(get(&app, "Task", &unsupported).await.status(), 403, "unsupported constraints grant nothing");
 }
 
-/// The audit records matching `query`, waiting for the background writer.
+/// The audit records matching `query`, once there are `at_least`: the background writer
+/// appends them in batches, and has no hook to flush on demand.
 async fn audit_records(app: &TestApp, query: &str, at_least: usize) -> Vec<Value> {
     let auditor = token("system/AuditEvent.rs", None);
-    for _ in 0..50 {
+    eventually(Duration::from_secs(5), Duration::from_millis(20), async || {
         let response = get(app, &format!("AuditEvent?{query}"), &auditor).await;
         assert_eq!(response.status(), 200);
         let bundle = json_of(response).await;
         let records: Vec<Value> =
             bundle["entry"].as_array().map(|e| e.iter().map(|e| e["resource"].clone()).collect()).unwrap_or_default();
-        if records.len() >= at_least {
-            return records;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("fewer than {at_least} audit records for {query}");
+        (records.len() >= at_least).then_some(records)
+    })
+    .await
+    .unwrap_or_else(|| panic!("fewer than {at_least} audit records for {query}"))
 }
 
 #[tokio::test]
@@ -869,15 +868,13 @@ async fn audit_events_read_back_from_the_trail_keep_their_shape() {
 
     // The seeding PUTs, the four requests above, and the trail's own searches: wait for the
     // first eleven, then keep the four.
-    let mut records = Vec::new();
-    for _ in 0..50 {
-        records = audit_records(&app, "date=ge2020-01-01&_count=100", 1).await;
+    let mut records = eventually(Duration::from_secs(5), Duration::from_millis(20), async || {
+        let mut records = audit_records(&app, "date=ge2020-01-01&_count=100", 1).await;
         records.retain(|r| !r["entity"].to_string().contains("AuditEvent"));
-        if records.len() >= 11 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (records.len() >= 11).then_some(records)
+    })
+    .await
+    .expect("eleven audit records besides the trail's own searches");
     records.retain(|r| r["outcomeDesc"] != "HTTP 201");
     assert_eq!(records.len(), 4, "{records:?}");
     records.sort_by_key(|r| r.to_string());
@@ -1064,7 +1061,7 @@ async fn the_plan_summary_shows_a_patient_token_only_its_patients_resources() {
 /// may not subscribe to a topic its token cannot read.
 #[tokio::test]
 async fn a_patient_scoped_subscription_hears_only_its_patient_and_needs_a_read_scope() {
-    use crate::subscriptions::{subscription, Receiver};
+    use crate::subscriptions::{status_param, subscription, Receiver};
     let receiver = Receiver::start().await;
     let jwks = JwksServer::start(Some(jwks_document())).await;
     let (url, allowed) = (jwks.url.clone(), receiver.base.clone());
@@ -1112,8 +1109,12 @@ async fn a_patient_scoped_subscription_hears_only_its_patient_and_needs_a_read_s
     }
 
     let all = receiver.wait("all", |got| got.iter().filter(|r| r.kind() == "event-notification").count() >= 2).await;
+    // Events are numbered when their write commits: p1's subscription numbered one, so once it
+    // arrived nothing more will.
+    let own_id = created["id"].as_str().unwrap_or_default();
+    let status = json_of(get(&app, &format!("Subscription/{own_id}/$status"), &admin).await).await;
+    assert_eq!(status_param(&status, "events-since-subscription-start")["valueString"], "1", "{status}");
     receiver.wait("p1", |got| got.iter().any(|r| r.kind() == "event-notification")).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let heard: Vec<String> =
         receiver.notifications("p1").iter().flat_map(|r| r.events().into_iter().map(|(_, focus)| focus)).collect();
     assert_eq!(heard, [format!("{}/Task/task-1", app.base)], "only p1's Task: {all:?}");

@@ -10,7 +10,9 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_outcome, spawn_with, task, TestApp};
+use service::subscriptions::dispatch::Pass;
+
+use crate::helpers::{assert_outcome, eventually, spawn_with, task, TestApp};
 
 const BACKPORT: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition";
 const TOPICS: &str = "http://careplan.example/fhir/SubscriptionTopic";
@@ -44,7 +46,7 @@ impl Received {
     }
 }
 
-fn status_param(bundle: &Value, name: &str) -> Value {
+pub(crate) fn status_param(bundle: &Value, name: &str) -> Value {
     bundle["entry"][0]["resource"]["parameter"]
         .as_array()
         .into_iter()
@@ -151,14 +153,12 @@ impl Receiver {
 
     /// Wait (up to 15 s) until what reached `hook` satisfies `done`.
     pub(crate) async fn wait(&self, hook: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        for _ in 0..300 {
+        eventually(Duration::from_secs(15), Duration::from_millis(10), async || {
             let got = self.at(hook);
-            if done(&got) {
-                return got;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("{hook}: never got what was expected; got {:#?}", self.at(hook));
+            done(&got).then_some(got)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{hook}: never got what was expected; got {:#?}", self.at(hook)))
     }
 }
 
@@ -201,14 +201,28 @@ async fn subscribe(app: &TestApp, receiver: &Receiver, hook: &str, body: Value) 
 }
 
 async fn wait_status(app: &TestApp, id: &str, status: &str) -> Value {
-    for _ in 0..300 {
+    eventually(Duration::from_secs(15), Duration::from_millis(20), async || {
         let current: Value = app.get(&format!("Subscription/{id}")).await.json().await.expect("JSON");
-        if current["status"] == status {
-            return current;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("Subscription/{id} never became {status}");
+        (current["status"] == status).then_some(current)
+    })
+    .await
+    .unwrap_or_else(|| panic!("Subscription/{id} never became {status}"))
+}
+
+/// How many events subscription `id` has numbered (`$status`). Each is numbered in the
+/// transaction of the write that caused it, so once those writes are answered this is every
+/// event there will be: tests compare it rather than wait a while to see that nothing more comes.
+async fn numbered(app: &TestApp, id: &str) -> usize {
+    let status: Value = app.get(&format!("Subscription/{id}/$status")).await.json().await.expect("Bundle");
+    let since = &status_param(&status, "events-since-subscription-start")["valueString"];
+    since.as_str().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("events-since-subscription-start: {status}"))
+}
+
+/// (number, focus) of every event subscription `id` numbered, once all of them reached `hook`.
+async fn heard_all(app: &TestApp, receiver: &Receiver, hook: &str, id: &str) -> Vec<(i64, String)> {
+    let numbered = numbered(app, id).await;
+    receiver.wait(hook, |got| got.iter().flat_map(Received::events).count() >= numbered).await;
+    receiver.notifications(hook).iter().flat_map(Received::events).collect()
 }
 
 async fn put_status(app: &TestApp, task: &mut Value, status: &str) {
@@ -263,7 +277,9 @@ async fn a_task_create_and_status_changes_are_notified_in_order_with_topic_focus
     let change =
         subscribe(&app, &receiver, "change", subscription("task-change", &receiver.url("change"), &[], "id-only"))
             .await;
-    subscribe(&app, &receiver, "outcome", subscription("task-outcome", &receiver.url("outcome"), &[], "id-only")).await;
+    let outcome =
+        subscribe(&app, &receiver, "outcome", subscription("task-outcome", &receiver.url("outcome"), &[], "id-only"))
+            .await;
 
     let mut created = app.create(&task("requested")).await;
     let id = created["id"].as_str().expect("id").to_owned();
@@ -280,10 +296,7 @@ async fn a_task_create_and_status_changes_are_notified_in_order_with_topic_focus
     assert_eq!(last.param("topic")["valueCanonical"], format!("{TOPICS}/task-change"));
     assert!(last.param("subscription")["valueReference"]["reference"].as_str().is_some_and(|r| r.ends_with(&change)));
     // The outcome topic hears only the move to accepted.
-    let outcome = receiver.wait("outcome", |got| !got.iter().all(|r| r.kind() != "event-notification")).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let outcomes: Vec<(i64, String)> = receiver.notifications("outcome").iter().flat_map(Received::events).collect();
-    assert_eq!(outcomes, [(1, focus)], "{outcome:?}");
+    assert_eq!(heard_all(&app, &receiver, "outcome", &outcome).await, [(1, focus)]);
 }
 
 #[tokio::test]
@@ -291,16 +304,21 @@ async fn filters_by_patient_owner_and_status_select_what_each_subscription_hears
     let receiver = Receiver::start().await;
     let app = app_for(&receiver).await;
     let hook = |name: &str| receiver.url(name);
-    subscribe(&app, &receiver, "p2", subscription("task-change", &hook("p2"), &["Task?patient=Patient/p2"], "id-only"))
-        .await;
-    subscribe(
+    let to_p2 = subscribe(
+        &app,
+        &receiver,
+        "p2",
+        subscription("task-change", &hook("p2"), &["Task?patient=Patient/p2"], "id-only"),
+    )
+    .await;
+    let to_owner = subscribe(
         &app,
         &receiver,
         "owner",
         subscription("task-change", &hook("owner"), &["Task?owner=Practitioner/lee"], "id-only"),
     )
     .await;
-    subscribe(
+    let to_done = subscribe(
         &app,
         &receiver,
         "done",
@@ -320,17 +338,12 @@ async fn filters_by_patient_owner_and_status_select_what_each_subscription_hears
     let completed_p2 = app.create(&completed_p2).await;
 
     let focus = |t: &Value| format!("{}/Task/{}", app.base, t["id"].as_str().unwrap_or_default());
-    let heard = |hook: &'static str, n: usize| {
-        let receiver = &receiver;
-        async move {
-            receiver.wait(hook, |got| got.iter().filter(|r| r.kind() == "event-notification").count() >= n).await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            receiver.notifications(hook).iter().flat_map(|r| r.events().into_iter().map(|(_, f)| f)).collect::<Vec<_>>()
-        }
+    let heard = async |hook: &str, id: &str| -> Vec<String> {
+        heard_all(&app, &receiver, hook, id).await.into_iter().map(|(_, focus)| focus).collect()
     };
-    assert_eq!(heard("p2", 2).await, [focus(&p2), focus(&completed_p2)]);
-    assert_eq!(heard("owner", 1).await, [focus(&owned)]);
-    assert_eq!(heard("done", 1).await, [focus(&completed)]);
+    assert_eq!(heard("p2", &to_p2).await, [focus(&p2), focus(&completed_p2)]);
+    assert_eq!(heard("owner", &to_owner).await, [focus(&owned)]);
+    assert_eq!(heard("done", &to_done).await, [focus(&completed)]);
 }
 
 #[tokio::test]
@@ -388,13 +401,10 @@ async fn a_transaction_that_fails_announces_nothing() {
     later["description"] = json!("after the failed transaction");
     let later = app.create(&later).await;
 
-    let got = receiver.wait("a", |got| got.iter().filter(|r| r.kind() == "event-notification").count() >= 2).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let events: Vec<(i64, String)> = receiver.notifications("a").iter().flat_map(Received::events).collect();
+    assert_eq!(numbered(&app, &id).await, 2, "the rolled-back POST numbered nothing");
+    let events = heard_all(&app, &receiver, "a", &id).await;
     let focus = |t: &Value| format!("{}/Task/{}", app.base, t["id"].as_str().unwrap_or_default());
-    assert_eq!(events, [(1, focus(&existing)), (2, focus(&later))], "no gap: event 2 is the later create: {got:?}");
-    let status: Value = app.get(&format!("Subscription/{id}/$status")).await.json().await.expect("Bundle");
-    assert_eq!(status_param(&status, "events-since-subscription-start")["valueString"], "2");
+    assert_eq!(events, [(1, focus(&existing)), (2, focus(&later))], "no gap: event 2 is the later create");
 }
 
 #[tokio::test]
@@ -487,7 +497,12 @@ async fn subscriptions_outside_the_allow_list_or_to_unknown_topics_or_filters_ar
     }
     assert_eq!(unknown_element.status(), 400);
     assert_outcome(&unknown_element.json().await.expect("JSON"), "structure", Some("Subscription.channel.colour"));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Nothing was stored, so there is nothing to deliver: a dispatcher pass on either server finds nothing due.
+    for server in [&app, &closed] {
+        let stored: Value = server.get("Subscription?_summary=count").await.json().await.expect("Bundle");
+        assert_eq!(stored["total"], 0, "{stored}");
+        assert_eq!(server.dispatcher.run_once().await.expect("a pass"), Pass::default());
+    }
     assert!(receiver.at("a").is_empty(), "nothing was delivered");
 }
 
@@ -505,7 +520,10 @@ async fn a_subscription_is_stored_as_sent_and_can_be_switched_off_and_deleted() 
     off["status"] = json!("off");
     assert_eq!(app.put(&format!("Subscription/{id}"), &off).await.status(), 200);
     app.create(&task("requested")).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // An off subscription is matched to nothing and never claimed: the create numbered no event
+    // for it, and a dispatcher pass finds nothing due.
+    assert_eq!(numbered(&app, &id).await, 0);
+    assert_eq!(app.dispatcher.run_once().await.expect("a pass"), Pass::default());
     assert!(receiver.notifications("a").is_empty(), "an off subscription hears nothing");
     let still_off: Value = app.get(&format!("Subscription/{id}")).await.json().await.expect("JSON");
     assert_eq!(still_off["status"], "off");
@@ -608,9 +626,14 @@ async fn the_capability_statement_lists_the_subscription_topics_and_clients_can_
 #[tokio::test]
 async fn several_replicas_deliver_each_subscription_event_once() {
     let receiver = Receiver::start().await;
-    let app = app_for(&receiver).await;
-    subscribe(&app, &receiver, "a", subscription("task-change", &receiver.url("a"), &[], "id-only")).await;
-    subscribe(&app, &receiver, "b", subscription("task-change", &receiver.url("b"), &[], "id-only")).await;
+    let allowed = receiver.base.clone();
+    // No dispatcher of the server's own: only the replicas below deliver, so once they have
+    // stopped nothing more can arrive.
+    let app = spawn_with(move |s| {
+        s.subscriptions.endpoints = vec![allowed].into();
+        s.subscriptions.poll = Duration::ZERO;
+    })
+    .await;
     let replicas: Vec<_> = (0..3).map(|_| app.dispatcher.replica()).collect();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let running: Vec<_> = replicas
@@ -625,6 +648,8 @@ async fn several_replicas_deliver_each_subscription_event_once() {
             })
         })
         .collect();
+    subscribe(&app, &receiver, "a", subscription("task-change", &receiver.url("a"), &[], "id-only")).await;
+    subscribe(&app, &receiver, "b", subscription("task-change", &receiver.url("b"), &[], "id-only")).await;
 
     const TASKS: usize = 20;
     for _ in 0..TASKS {
@@ -633,7 +658,6 @@ async fn several_replicas_deliver_each_subscription_event_once() {
     for hook in ["a", "b"] {
         receiver.wait(hook, |got| got.iter().flat_map(Received::events).count() >= TASKS).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::SeqCst);
     for replica in running {
         replica.await.expect("the replica stops");
@@ -662,8 +686,13 @@ async fn a_delivery_that_outlives_its_lease_is_sent_again_by_another_replica() {
     let other = app.dispatcher.replica();
     let created = app.create(&task("requested")).await;
     receiver.wait("a", |got| got.iter().any(|r| r.kind() == "event-notification")).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    other.run_once().await.expect("a pass");
+    // Once the lease has run out, the other replica claims the subscription and sends again.
+    let taken = eventually(Duration::from_secs(5), Duration::from_millis(20), async || {
+        let pass = other.run_once().await.expect("a pass");
+        (pass.claimed > 0).then_some(pass)
+    })
+    .await;
+    assert!(taken.is_some(), "no other replica took the subscription after its lease ran out");
     receiver.delay(0);
 
     let focus = format!("{}/Task/{}", app.base, created["id"].as_str().unwrap_or_default());
