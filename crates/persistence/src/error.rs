@@ -36,6 +36,10 @@ pub enum StoreError {
     /// The database failed.
     #[error("database error")]
     Database(#[source] DbErr),
+    /// Work a caller ran inside `Store::transaction` found what it read unusable and gave up:
+    /// the transaction rolls back. (Callers above persistence never name the database's errors.)
+    #[error("the transaction's work failed: {0}")]
+    Aborted(String),
 }
 
 impl From<DbErr> for StoreError {

@@ -293,13 +293,13 @@ impl Dispatcher {
                     let Some(current) = tx.current(ResourceType::Subscription, &id).await? else { return Ok(()) };
                     let Some(text) = current.body else { return Ok(()) };
                     let text = with_member(&text, "status", &Value::String(status.code().into()))
-                        .map_err(|err| StoreError::Database(sea_orm::DbErr::Custom(err.to_string())))?;
+                        .map_err(|err| StoreError::Aborted(err.to_string()))?;
                     let prepared = ingest_as(ResourceType::Subscription, text.as_bytes(), IngestMode::Update { id: &id })
                         .map_err(|issues| {
-                            StoreError::Database(sea_orm::DbErr::Custom(format!(
+                            StoreError::Aborted(format!(
                                 "the Subscription fails {} check(s) after a status change",
                                 issues.len()
-                            )))
+                            ))
                         })?;
                     tx.update(&prepared, &id, Some(current.version_id)).await?;
                     Ok::<_, StoreError>(())
