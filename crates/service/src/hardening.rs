@@ -55,7 +55,7 @@ pub(crate) async fn headers(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let mut response = next.call(req).await?.map_into_boxed_body();
     // Cacheable: the route table's probes and CapabilityStatement.
-    let public = crate::routes::matched(response.request()).cacheable();
+    let public = crate::route::matched(response.request()).cacheable();
     secure(response.headers_mut(), public);
     Ok(response)
 }

@@ -24,6 +24,7 @@ pub mod openapi;
 mod outcome;
 mod plan_summary;
 mod responder;
+mod route;
 mod routes;
 mod search;
 pub mod startup;

@@ -171,10 +171,10 @@ pub(crate) async fn observe(
     let method = req.method().clone();
     // The route table entry, looked up once (matching the path costs regex work): the
     // authentication, audit and header middleware read it from the request extensions.
-    let matched = crate::routes::Matched::of(req.request());
+    let matched = crate::route::Matched::of(req.request());
     req.extensions_mut().insert(matched);
     let route = matched.name();
-    let resource_type = matched.at.map_or("none", crate::routes::Route::telemetry_type);
+    let resource_type = matched.at.map_or("none", crate::route::Route::telemetry_type);
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let span = tracing::info_span!(
         target: "careplan::http",

@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::auth::Access;
 use crate::config::AuditSettings;
 use crate::extract::query_pairs;
-use crate::routes::{self, Matched, Route};
+use crate::route::{self as routes, Matched, Route};
 
 /// Most records per batch written.
 const BATCH: usize = 4096;
@@ -394,6 +394,7 @@ mod tests {
 
     #[test]
     fn requests_no_route_serves_are_classified_by_method_and_path() {
+        crate::routes::install();
         let none = Matched::default();
         assert_eq!(by_method(&Method::POST), (Action::Create, "create"));
         assert_eq!(by_method(&Method::GET), (Action::Read, "read"));

@@ -62,7 +62,7 @@ pub(crate) async fn authenticate(
         None => return Ok(refuse(req, "authorization is not configured", true)),
     };
     // Public routes (probes, discovery, the API description) are the route table's.
-    if crate::routes::matched(req.request()).public() {
+    if crate::route::matched(req.request()).public() {
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     }
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
