@@ -215,7 +215,7 @@ fn the_domain_names_no_runtime_no_http_no_sql_and_no_io() {
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "settings, errors and their outcomes, interactions and routes as data",
-        &["config", "error", "timeout", "outcome", "entry", "route"],
+        &["config", "error", "timeout", "outcome", "headers", "entry", "route"],
     ),
     ("instruments", &["metrics"]),
     ("the subscriber, the observe middleware", &["telemetry"]),
@@ -234,14 +234,10 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// Today's upward edges (from, to), each with what it is for. New ones fail; a removed one
 /// fails until its entry goes too.
 const UPWARD: &[(&str, &str)] = &[
-    // Error answers carry the security headers (`hardening::secure`).
-    ("error", "hardening"),
     // `Metrics` asks `telemetry` whether OTLP is configured (`Signal`, `otlp_configured`).
     ("metrics", "telemetry"),
     // `AppState` caches the rendered CapabilityStatement (`capabilities::Rendered`).
     ("state", "capabilities"),
-    // The authentication middleware notes the principal for the audit record (`audit::note_access`).
-    ("auth", "audit"),
     // `$status`/`$events` read the subscription through `interactions::visible_current`.
     ("subscriptions", "interactions"),
     // The OpenAPI document describes exactly the table's routes (`routes::table`), and

@@ -184,7 +184,7 @@ impl ResponseError for ApiError {
             response.insert_header((header::RETRY_AFTER, after.to_string()));
         }
         let mut response = response.body(outcome::operation_outcome(&self.issues()));
-        crate::hardening::secure(response.headers_mut(), false);
+        crate::headers::secure(response.headers_mut(), false);
         response
     }
 }

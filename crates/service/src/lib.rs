@@ -16,6 +16,7 @@ mod entry;
 mod error;
 mod extract;
 mod hardening;
+mod headers;
 mod health;
 mod interactions;
 pub mod jobs;

@@ -26,7 +26,7 @@ use domain::audit::{self, Action, Agent, AuditRecord};
 use persistence::{AuditRow, Store};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::auth::Access;
+use crate::auth::{Access, Asker};
 use crate::config::AuditSettings;
 use crate::extract::query_pairs;
 use crate::route::{self as routes, Matched, Route};
@@ -129,7 +129,6 @@ async fn write(store: Store, mut receiver: mpsc::Receiver<AuditRow>, mut stop: o
 /// timeout) comes back without it.
 #[derive(Debug, Clone, Default)]
 struct Note {
-    access: Option<Access>,
     patient: Option<String>,
     subtype: Option<&'static str>,
 }
@@ -137,15 +136,16 @@ struct Note {
 #[derive(Clone, Default)]
 struct Slot(Rc<RefCell<Note>>);
 
+/// What the record learned while the request was served: the handlers' note, and who asked.
+struct Heard {
+    note: Note,
+    access: Option<Access>,
+}
+
 fn with_note(req: &HttpRequest, change: impl FnOnce(&mut Note)) {
     if let Some(slot) = req.extensions().get::<Slot>() {
         change(&mut slot.0.borrow_mut());
     }
-}
-
-/// Record who asked (the authentication middleware calls this).
-pub(crate) fn note_access(req: &HttpRequest, access: &Access) {
-    with_note(req, |note| note.access = Some(access.clone()));
 }
 
 /// Record the patient a request concerned (a handler found it in the resource).
@@ -199,9 +199,12 @@ pub(crate) async fn record(
         request_id,
     };
     let slot = Slot::default();
+    let asker = Asker::default();
     req.extensions_mut().insert(slot.clone());
+    req.extensions_mut().insert(asker.clone());
     let result = next.call(req).await;
     let note = slot.0.borrow().clone();
+    let access = asker.0.borrow().clone();
     let (status, target) = match &result {
         Ok(response) => {
             let location = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -216,7 +219,7 @@ pub(crate) async fn record(
         None => Target { id: id_of_path(&asked.path, matched), ..target },
         Some(_) => target,
     };
-    let record = describe(&asked, matched, target, note, status);
+    let record = describe(&asked, matched, target, Heard { note, access }, status);
     if let Some(line) = &auditor.log {
         line.write(&record);
     }
@@ -262,12 +265,13 @@ fn type_of(path: &str, matched: Matched) -> Option<String> {
 }
 
 /// The audit record of a request that was answered with `status`.
-fn describe(asked: &Asked, matched: Matched, target: Target, note: Note, status: u16) -> AuditRecord {
+fn describe(asked: &Asked, matched: Matched, target: Target, heard: Heard, status: u16) -> AuditRecord {
+    let Heard { note, access } = heard;
     let (action, subtype) = matched.route.map_or_else(|| by_method(&asked.method), Route::audit);
     let ty = type_of(&asked.path, matched);
     let mut agent = Agent { address: asked.address.clone(), ..Agent::default() };
     let mut patient = note.patient;
-    if let Some(principal) = note.access.as_ref().and_then(Access::principal) {
+    if let Some(principal) = access.as_ref().and_then(Access::principal) {
         agent.fhir_user = principal.fhir_user.clone();
         agent.subject = principal.subject.clone();
         agent.issuer = principal.issuer.clone();

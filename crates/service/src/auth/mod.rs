@@ -54,8 +54,8 @@ pub(crate) async fn authenticate(
     let validator = match authenticator.as_ref().map(|data| data.get_ref()) {
         Some(Authenticator { validator: Some(validator) }) => validator,
         Some(Authenticator { validator: None }) => {
+            note(&req, &Access::unrestricted());
             req.extensions_mut().insert(Access::unrestricted());
-            crate::audit::note_access(req.request(), &Access::unrestricted());
             return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
         }
         // Not configured at all: fail closed.
@@ -76,11 +76,23 @@ pub(crate) async fn authenticate(
     match validator.validate(token).await {
         Ok(principal) => {
             let access = Access::of(principal);
-            crate::audit::note_access(req.request(), &access);
+            note(&req, &access);
             req.extensions_mut().insert(access);
             next.call(req).await.map(ServiceResponse::map_into_boxed_body)
         }
         Err(why) => Ok(refuse(req, &why, true)),
+    }
+}
+
+/// Where an outer middleware (the audit) learns who asked: it puts a slot in the request
+/// extensions, and authentication fills it. Shared, so it is read even when the request then
+/// fails without a response (a timeout) and the extensions do not come back.
+#[derive(Clone, Default)]
+pub(crate) struct Asker(pub(crate) std::rc::Rc<std::cell::RefCell<Option<Access>>>);
+
+fn note(req: &ServiceRequest, access: &Access) {
+    if let Some(asker) = req.extensions().get::<Asker>() {
+        *asker.0.borrow_mut() = Some(access.clone());
     }
 }
 
