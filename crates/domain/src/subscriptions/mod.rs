@@ -7,6 +7,7 @@ pub mod notification;
 pub mod topics;
 
 use serde_json::Value;
+use validator::ValidateUrl;
 
 use crate::issue::{Issue, IssueCode};
 use crate::resource::{Descriptor, Docs, Resource, ResourceType};
@@ -271,11 +272,11 @@ pub fn spec(subscription: &Value) -> Result<Spec, Vec<Issue>> {
         ));
     }
     let endpoint = channel.get("endpoint").and_then(Value::as_str).unwrap_or_default().to_owned();
-    if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+    if !((endpoint.starts_with("https://") || endpoint.starts_with("http://")) && endpoint.validate_url()) {
         issues.push(Issue::error(
             IssueCode::Required,
             "Subscription.channel.endpoint",
-            "a rest-hook channel needs an http or https endpoint",
+            "a rest-hook channel needs an http or https endpoint (an absolute URL)",
         ));
     }
     let content = match extension_values(channel.get("_payload"), "backport-payload-content", "valueCode").first() {
@@ -483,6 +484,21 @@ mod tests {
         let mut bad_header = subscription(topic, &[], None);
         bad_header["channel"]["header"] = json!(["Host: evil"]);
         check(bad_header, Err(&["Subscription.channel.header[0]"]));
+    }
+
+    #[test]
+    fn the_endpoint_is_an_absolute_http_url() {
+        let topic = "http://careplan.example/fhir/SubscriptionTopic/task-change";
+        for endpoint in ["https://ehr.example/hook", "http://10.0.0.5:8080/fhir/notify?x=1"] {
+            let mut s = subscription(topic, &[], None);
+            s["channel"]["endpoint"] = json!(endpoint);
+            check(s, Ok(()));
+        }
+        for endpoint in ["http://", "https://", "https:// ehr.example/hook", "ftp://ehr.example/hook", "ehr.example"] {
+            let mut s = subscription(topic, &[], None);
+            s["channel"]["endpoint"] = json!(endpoint);
+            check(s, Err(&["Subscription.channel.endpoint"]));
+        }
     }
 
     #[test]
