@@ -180,3 +180,21 @@ async fn the_plan_summary_lists_the_plans_goals_and_carries_them() {
     let carried = bundle["entry"].as_array().expect("entries").iter().any(|e| e["resource"]["id"] == id.as_str());
     assert!(carried, "the Goal is in the Bundle");
 }
+
+#[tokio::test]
+async fn a_teams_goals_must_exist_here_and_be_the_same_patients_when_rules_are_enforced() {
+    let app = spawn_with(|s| s.rules.references = RuleMode::Enforce).await;
+    let own = app.create(&goal("p1", "active", "2027-05-24")).await["id"].as_str().expect("id").to_owned();
+    let other = app.create(&goal("p2", "active", "2027-05-24")).await["id"].as_str().expect("id").to_owned();
+    let team = |goal: &str| {
+        json!({ "resourceType": "CareTeam", "status": "active", "subject": { "reference": "Patient/p1" },
+                "extension": [{ "url": "http://hl7.org/fhir/StructureDefinition/resource-pertainsToGoal",
+                                "valueReference": { "reference": goal } }] })
+    };
+
+    let missing = app.post("CareTeam", &team("Goal/missing")).await;
+    assert_eq!(missing.status(), 422);
+    assert_outcome(&missing.json().await.expect("JSON"), "business-rule", Some("CareTeam.extension[0].valueReference"));
+    assert_eq!(app.post("CareTeam", &team(&format!("Goal/{other}"))).await.status(), 422);
+    assert_eq!(app.post("CareTeam", &team(&format!("Goal/{own}"))).await.status(), 201);
+}

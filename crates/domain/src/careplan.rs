@@ -1,6 +1,6 @@
 //! The CarePlan resource (http://hl7.org/fhir/R4/careplan.html): its model and rules.
 
-use crate::resource::{Descriptor, Docs, Resource, ResourceType};
+use crate::resource::{Descriptor, Docs, Link, Resource, ResourceType};
 
 /// Marker for the FHIR CarePlan resource type.
 #[derive(Debug, Clone, Copy)]
@@ -17,11 +17,11 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<CarePlan>(
     crate::search::params::CARE_PLAN,
     &crate::elements::CAREPLAN,
     &[
-        ("careTeam", ResourceType::CareTeam),
-        ("partOf", ResourceType::CarePlan),
-        ("basedOn", ResourceType::CarePlan),
-        ("replaces", ResourceType::CarePlan),
-        ("goal", ResourceType::Goal),
+        (Link::Element("careTeam"), ResourceType::CareTeam),
+        (Link::Element("partOf"), ResourceType::CarePlan),
+        (Link::Element("basedOn"), ResourceType::CarePlan),
+        (Link::Element("replaces"), ResourceType::CarePlan),
+        (Link::Element("goal"), ResourceType::Goal),
     ],
     Docs {
         description: "Healthcare plan for patient or group",

@@ -1,6 +1,6 @@
 //! The CareTeam resource (http://hl7.org/fhir/R4/careteam.html): its model and rules.
 
-use crate::resource::{Descriptor, Docs, Resource, ResourceType};
+use crate::resource::{Descriptor, Docs, Link, Resource, ResourceType};
 
 /// Marker for the FHIR CareTeam resource type.
 #[derive(Debug, Clone, Copy)]
@@ -11,12 +11,15 @@ impl Resource for CareTeam {
     type Model = fhir_sdk::r4b::resources::CareTeam;
 }
 
+/// The extension by which a CareTeam names the Goals it works toward.
+pub const PERTAINS_TO_GOAL: &str = "http://hl7.org/fhir/StructureDefinition/resource-pertainsToGoal";
+
 /// What the service knows of CareTeam.
 pub static DESCRIPTOR: Descriptor = Descriptor::of::<CareTeam>(
     "CareTeam",
     crate::search::params::CARE_TEAM,
     &crate::elements::CARETEAM,
-    &[],
+    &[(Link::Extension(PERTAINS_TO_GOAL), ResourceType::Goal)],
     Docs {
         description: "Planned participants in the coordination and delivery of care for a patient or group",
         example: r#"{

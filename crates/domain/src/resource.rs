@@ -94,12 +94,46 @@ pub struct Descriptor {
     pub params: &'static [SearchParam],
     /// Its top-level elements from the R4 StructureDefinition (generated, `elements.rs`).
     pub elements: &'static Elements,
-    /// The plan-consistency rule's references (`CAREPLAN_REFERENCE_RULES`): top-level elements
-    /// whose local references must name a resource of the given type that exists here and
-    /// concerns the same patient.
-    pub references: &'static [(&'static str, ResourceType)],
+    /// The plan-consistency rule's references (`CAREPLAN_REFERENCE_RULES`): where local
+    /// references must name a resource of the given type that exists here and concerns the same
+    /// patient.
+    pub references: &'static [(Link, ResourceType)],
     /// How the OpenAPI document describes and exemplifies the type.
     pub docs: Docs,
+}
+
+/// Where a checked reference sits in a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// A top-level element holding a list of References (`CarePlan.goal`).
+    Element(&'static str),
+    /// The `valueReference` of the top-level extensions with this URL
+    /// (`CareTeam`'s `resource-pertainsToGoal`).
+    Extension(&'static str),
+}
+
+impl Link {
+    /// The references at this link in `resource`, each with its FHIRPath.
+    pub fn find(self, ty: ResourceType, resource: &serde_json::Value) -> Vec<(String, &serde_json::Value)> {
+        let list = |name: &str| resource.get(name).and_then(serde_json::Value::as_array).map(Vec::as_slice);
+        match self {
+            Link::Element(name) => list(name)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+                .map(|(i, reference)| (format!("{ty}.{name}[{i}]"), reference))
+                .collect(),
+            Link::Extension(url) => list("extension")
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+                .filter(|(_, extension)| extension.get("url").and_then(serde_json::Value::as_str) == Some(url))
+                .filter_map(|(i, extension)| {
+                    extension.get("valueReference").map(|r| (format!("{ty}.extension[{i}].valueReference"), r))
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The OpenAPI document's words and examples for one type (each example is checked by a test).
@@ -122,7 +156,7 @@ impl Descriptor {
         name: &'static str,
         params: &'static [SearchParam],
         elements: &'static Elements,
-        references: &'static [(&'static str, ResourceType)],
+        references: &'static [(Link, ResourceType)],
         docs: Docs,
     ) -> Self {
         Descriptor { name, ingest: crate::ingest::ingest::<R>, params, elements, references, docs }

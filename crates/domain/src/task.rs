@@ -1,6 +1,6 @@
 //! The Task resource (http://hl7.org/fhir/R4/task.html): its model and rules.
 
-use crate::resource::{Descriptor, Docs, Resource, ResourceType};
+use crate::resource::{Descriptor, Docs, Link, Resource, ResourceType};
 
 /// Marker for the FHIR Task resource type.
 #[derive(Debug, Clone, Copy)]
@@ -16,7 +16,7 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<Task>(
     "Task",
     crate::search::params::TASK,
     &crate::elements::TASK,
-    &[("basedOn", ResourceType::CarePlan), ("partOf", ResourceType::Task)],
+    &[(Link::Element("basedOn"), ResourceType::CarePlan), (Link::Element("partOf"), ResourceType::Task)],
     Docs {
         description: "A task to be performed",
         example: r#"{

@@ -21,7 +21,6 @@ pub const BUSINESS_STATUS_SYSTEM: &str = "http://careplan.example/fhir/CodeSyste
 pub const OVERDUE_CODE: &str = "overdue";
 pub const OVERDUE_DISPLAY: &str = "Overdue";
 
-
 /// What the worklist reads of a Task: its status, the range of its due date, and whether it
 /// already carries the overdue business status. Reads a plain or a number-preserving `Value`
 /// (`json_text::to_value_preserving`).

@@ -48,7 +48,7 @@ pub(crate) async fn before_write(
     prepared: Prepared,
 ) -> Result<(Prepared, Vec<Issue>), ApiError> {
     let ty = prepared.resource_type();
-    let references_checked = ctx.rules.references != RuleMode::Off && !checked_references(ty).is_empty();
+    let references_checked = ctx.rules.references != RuleMode::Off && !ty.descriptor().references.is_empty();
     if ty != ResourceType::Task && !references_checked {
         // No rule reads this version: do not render and parse it on the write path.
         return Ok((prepared, Vec::new()));
@@ -215,13 +215,8 @@ fn patient_of(resource: &Value) -> Option<&str> {
     resource.get(ty.descriptor().patient_element()?)?.get("reference")?.as_str()
 }
 
-/// The local references a resource type must keep consistent: (element, target type).
-fn checked_references(ty: ResourceType) -> &'static [(&'static str, ResourceType)] {
-    ty.descriptor().references
-}
-
 /// Every local reference of `next` that is new since `before` must name a resource that
-/// exists here (not deleted) and concerns the same patient.
+/// exists here (not deleted) and concerns the same patient (where: the type's descriptor).
 async fn check_references(
     tx: &Tx<'_>,
     ty: ResourceType,
@@ -230,15 +225,14 @@ async fn check_references(
 ) -> Result<Vec<Issue>, ApiError> {
     let mut issues = Vec::new();
     let patient = patient_of(next);
-    for (element, target_type) in checked_references(ty) {
-        let Some(Value::Array(references)) = next.get(*element) else { continue };
-        let old = before.and_then(|b| b.get(*element)).and_then(Value::as_array);
-        for (i, reference) in references.iter().enumerate() {
-            if old.is_some_and(|old| old.contains(reference)) {
+    for (link, target_type) in ty.descriptor().references {
+        let old: Vec<&Value> =
+            before.map(|b| link.find(ty, b).into_iter().map(|(_, r)| r).collect()).unwrap_or_default();
+        for (path, reference) in link.find(ty, next) {
+            if old.contains(&reference) {
                 continue;
             }
             let Some((found_type, id)) = local(reference) else { continue };
-            let path = format!("{ty}.{element}[{i}]");
             if found_type != *target_type {
                 continue;
             }

@@ -708,8 +708,10 @@ fn rule_statuses(ty: ResourceType, write: Write) -> Vec<StatusCode> {
     match (ty, write) {
         // The Task workflow: 422 for a change no one may make, 403 for one the actor may not.
         (ResourceType::Task, Write::Store | Write::Patch) => vec![S::FORBIDDEN, S::UNPROCESSABLE_ENTITY],
-        // Plan consistency, when enforced; and any patch that does not apply.
-        (ResourceType::CarePlan, Write::Store) | (_, Write::Patch) => vec![S::UNPROCESSABLE_ENTITY],
+        // Plan consistency (the type's descriptor names its checked references), when enforced;
+        // and any patch that does not apply.
+        (_, Write::Store) if !ty.descriptor().references.is_empty() => vec![S::UNPROCESSABLE_ENTITY],
+        (_, Write::Patch) => vec![S::UNPROCESSABLE_ENTITY],
         // Open Tasks depend on plans and teams.
         (ResourceType::CarePlan | ResourceType::CareTeam, Write::Delete) => vec![S::CONFLICT],
         // A Subscription's topic needs a read scope (403); topic, filters, channel and endpoint (422).
@@ -725,7 +727,12 @@ fn rules_note(ty: ResourceType, write: Write) -> String {
             "The Task workflow applies: a status change outside the R4 Task state machine, a change to              rejected, cancelled, on-hold or failed without `statusReason`, or a change of `for`, `requester`,              `basedOn` or `partOf` is refused with 422 (business-rule). When the deployment names the acting              practitioner (`X-Careplan-Actor`), a change that practitioner's role may not make (only the              requester creates or cancels; only the owner moves the Task forward) is refused with 403. When the              deployment enforces consistency (`CAREPLAN_REFERENCE_RULES=enforce`), a new `basedOn` CarePlan or              `partOf` Task that is not held here or concerns another patient is refused with 422; by default it              is stored."
         }
         (ResourceType::CarePlan, Write::Store | Write::Patch) => {
-            "When the deployment enforces consistency (`CAREPLAN_REFERENCE_RULES=enforce`), a new `careTeam`,              `partOf`, `basedOn` or `replaces` reference to a team or plan that is not held here or concerns              another patient is refused with 422; by default it is stored."
+            "When the deployment enforces consistency (`CAREPLAN_REFERENCE_RULES=enforce`), a new `careTeam`,              `partOf`, `basedOn`, `replaces` or `goal` reference to a team, plan or Goal that is not held here              or concerns another patient is refused with 422; by default it is stored."
+        }
+        (ResourceType::CareTeam, Write::Store | Write::Patch) => {
+            "When the deployment enforces consistency (`CAREPLAN_REFERENCE_RULES=enforce`), a new \
+             `resource-pertainsToGoal` extension naming a Goal that is not held here or concerns another patient \
+             is refused with 422; by default it is stored."
         }
         (ResourceType::Subscription, Write::Store | Write::Patch) => {
             "A topic-based Subscription (Subscriptions Backport IG): `criteria` must be the canonical URL of a \

@@ -84,7 +84,12 @@ impl Overdue {
         let Shape::Computed(Computed::Overdue { due, status }) = param.shape else {
             return None;
         };
-        Some(Self { due: params::find(ty, due)?, status: params::find(ty, status)?, open: &crate::workflow::TaskStatus::OPEN, at })
+        Some(Self {
+            due: params::find(ty, due)?,
+            status: params::find(ty, status)?,
+            open: &crate::workflow::TaskStatus::OPEN,
+            at,
+        })
     }
 }
 
