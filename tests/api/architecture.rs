@@ -236,8 +236,6 @@ const LAYERS: &[(&str, &[&str])] = &[
 const UPWARD: &[(&str, &str)] = &[
     // `Metrics` asks `telemetry` whether OTLP is configured (`Signal`, `otlp_configured`).
     ("metrics", "telemetry"),
-    // `AppState` caches the rendered CapabilityStatement (`capabilities::Rendered`).
-    ("state", "capabilities"),
     // `$status`/`$events` read the subscription through `interactions::visible_current`.
     ("subscriptions", "interactions"),
     // The OpenAPI document describes exactly the table's routes (`routes::table`), and

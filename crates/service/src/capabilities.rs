@@ -5,9 +5,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use domain::{Interaction, ResourceType};
 use serde_json::{json, Value};
 
-use std::sync::{Arc, LazyLock, PoisonError, RwLock};
+use std::sync::LazyLock;
 
-use crate::config::Settings;
 use crate::error::ApiError;
 use crate::extract::Negotiation;
 use crate::responder::{base_url, json_body};
@@ -167,37 +166,20 @@ static DEFINED_HERE: LazyLock<Vec<(String, String)>> = LazyLock::new(|| {
 
 /// The handler for `GET [base]/metadata`.
 pub(crate) async fn metadata(req: HttpRequest, state: web::Data<AppState>, neg: Negotiation) -> HttpResponse {
-    let text = state.capabilities.get(&base_url(&req, &state), &state.settings);
+    let text = rendered(&state, &base_url(&req, &state));
     json_body(HttpResponse::Ok(), text.to_string(), neg)
 }
 
-/// Most base URLs whose CapabilityStatement is kept (a server behind several host names);
-/// past that, the others are rendered per request.
-const KEPT_BASES: usize = 8;
-
-/// The CapabilityStatement text by base URL: it changes only with the build and the settings,
-/// so it is rendered once (at start when `CAREPLAN_BASE_URL` is set, else on the first request
-/// for each host name).
-#[derive(Default)]
-pub(crate) struct Rendered(RwLock<Vec<(String, Arc<str>)>>);
-
-impl Rendered {
-    pub(crate) fn get(&self, base: &str, settings: &Settings) -> Arc<str> {
-        let kept = self.0.read().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, text)) = kept.iter().find(|(b, _)| b == base) {
-            return text.clone();
-        }
-        drop(kept);
+/// The CapabilityStatement for `base`, rendered once per base URL (`AppState::capabilities`):
+/// it changes only with the build and the settings.
+pub(crate) fn rendered(state: &AppState, base: &str) -> std::sync::Arc<str> {
+    state.capabilities.get_or_render(base, || {
+        let settings = &state.settings;
         let mut statement = capability_statement(base, settings.multiple_delete);
         let cors = !settings.hardening.cors_origins.is_empty();
         if let Some(security) = crate::auth::discovery::capability_security(&settings.auth, cors) {
             statement["rest"][0]["security"] = security;
         }
-        let text: Arc<str> = Arc::from(statement.to_string());
-        let mut kept = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        if kept.len() < KEPT_BASES && !kept.iter().any(|(b, _)| b == base) {
-            kept.push((base.to_owned(), text.clone()));
-        }
-        text
-    }
+        statement.to_string()
+    })
 }

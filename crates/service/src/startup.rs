@@ -70,7 +70,7 @@ impl Application {
         let state = web::Data::new(AppState { store, settings, capabilities: Default::default() });
         if let Some(base) = &state.settings.base_url {
             // Rendered now, so the first client does not pay for it.
-            state.capabilities.get(base.trim_end_matches('/'), &state.settings);
+            crate::capabilities::rendered(&state, base.trim_end_matches('/'));
         }
         // What changes only with the build is rendered once, beside start-up rather than in it.
         std::thread::spawn(|| {
