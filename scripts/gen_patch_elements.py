@@ -21,12 +21,7 @@ import sys
 OUT = "crates/domain/src/patch/elements.rs"
 
 
-def hosted_types():
-    """The hosted types, as `ResourceType::ALL` lists them."""
-    text = open("crates/domain/src/resource.rs").read()
-    block = re.search(r"pub const ALL: \[ResourceType; \d+\] = \[(.*?)\];", text, re.S).group(1)
-    return re.findall(r"ResourceType::(\w+)", block)
-
+from gen_elements import hosted_types  # noqa: E402 (the same type list: ResourceType::ALL)
 
 RESOURCES = hosted_types()
 

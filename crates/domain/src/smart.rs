@@ -311,15 +311,15 @@ pub fn patient_of(ty: ResourceType, text: &str) -> Option<String> {
         return crate::subscriptions::subscriber_patient(&serde_json::json!({ "meta": meta.meta? }));
     }
     let links: Links = serde_json::from_str(text).ok()?;
+    let member = ty.descriptor().patient_element()?;
     let param = params::find(ty, "patient")?;
-    let member = param.path.first()?;
-    let value = match *member {
+    let value = match member {
         "subject" => links.subject?,
         "for" => links.for_?,
         _ => return None,
     };
     let mut resource = serde_json::Map::new();
-    resource.insert((*member).to_owned(), value);
+    resource.insert(member.to_owned(), value);
     let values = index::extract_param(param, &serde_json::Value::Object(resource));
     patient_in(&values.into_iter().map(|value| IndexEntry { param: "patient", value }).collect::<Vec<_>>())
 }
