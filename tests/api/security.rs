@@ -480,6 +480,11 @@ async fn a_scope_too_narrow_for_the_interaction_is_forbidden() {
         ("user/CarePlan.cruds", Method::GET, "Task/task-1", None, 403),
         ("user/Task.write", Method::GET, "Task/task-1", None, 403),
         ("openid fhirUser", Method::GET, "Task/task-1", None, 403),
+        ("user/Task.c", Method::PUT, "Task/task-7", Some(task("task-7", "p1", "requested", "plan-1")), 403),
+        ("user/Task.cu", Method::PUT, "Task/task-7", Some(task("task-7", "p1", "requested", "plan-1")), 201),
+        ("user/CarePlan.s", Method::GET, "CarePlan/plan-1/$summary", None, 403),
+        ("user/CarePlan.r", Method::GET, "CarePlan/plan-1/$summary", None, 200),
+        ("user/Task.rs", Method::GET, "AuditEvent", None, 403),
         ("user/Task.rs", Method::GET, "_history", None, 200),
         ("user/Observation.rs", Method::GET, "_history", None, 403),
     ];

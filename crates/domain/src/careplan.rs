@@ -1,6 +1,6 @@
 //! The CarePlan resource (http://hl7.org/fhir/R4/careplan.html): its model and rules.
 
-use crate::resource::{Descriptor, Docs, Link, Resource, ResourceType};
+use crate::resource::{Descriptor, Docs, Link, Resource, ResourceType, Rules};
 
 /// Marker for the FHIR CarePlan resource type.
 #[derive(Debug, Clone, Copy)]
@@ -75,4 +75,5 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<CarePlan>(
             ]
         }"#,
     },
-);
+)
+.with_rules(Rules { dependants: &["based-on"], ..Rules::RECORD });

@@ -1,6 +1,6 @@
 //! The CareTeam resource (http://hl7.org/fhir/R4/careteam.html): its model and rules.
 
-use crate::resource::{Descriptor, Docs, Link, Resource, ResourceType};
+use crate::resource::{Descriptor, Docs, Link, Resource, ResourceType, Rules};
 
 /// Marker for the FHIR CareTeam resource type.
 #[derive(Debug, Clone, Copy)]
@@ -82,4 +82,5 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<CareTeam>(
             ]
         }"#,
     },
-);
+)
+.with_rules(Rules { dependants: &["owner", "based-on:CarePlan.care-team"], ..Rules::RECORD });

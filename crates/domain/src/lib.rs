@@ -40,7 +40,7 @@ pub use interaction::Interaction;
 pub use issue::{Issue, IssueCode, Severity};
 pub use patch::{fhirpath_patch, json_patch};
 pub use provenance::Provenance;
-pub use resource::{Descriptor, Docs, Link, Resource, ResourceType};
+pub use resource::{Change, Descriptor, Docs, Link, Resource, ResourceType, Rules};
 pub use stored::{subset, with_member, Prepared, VersionMeta};
 pub use subscriptions::Subscription;
 pub use task::Task;

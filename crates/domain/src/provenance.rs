@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::resource::{Descriptor, Docs, Resource, ResourceType};
+use crate::resource::{Descriptor, Docs, Resource, ResourceType, Rules};
 
 /// Marker for the FHIR Provenance resource type.
 #[derive(Debug, Clone, Copy)]
@@ -88,7 +88,8 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<Provenance>(
             ]
         }"#,
     },
-);
+)
+.with_rules(Rules { provenance: false, ..Rules::RECORD });
 
 /// What a write did, as the v3 DataOperation code Provenance.activity uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -100,7 +100,53 @@ pub struct Descriptor {
     pub references: &'static [(Link, ResourceType)],
     /// How the OpenAPI document describes and exemplifies the type.
     pub docs: Docs,
+    /// Its care-coordination rules on the write path, beyond structure.
+    pub rules: Rules,
 }
+
+/// A type's rules on the write path: the domain decides, the service's write engine finds what
+/// the decisions need inside the transaction and writes what they derive.
+#[derive(Clone, Copy)]
+pub struct Rules {
+    /// What a new version must satisfy against the previous one, and the server-owned meta
+    /// extensions the change sets (Task's state machine and its on-hold memory).
+    pub change: Option<ChangeRule>,
+    /// Its versions are steps of work: holds and resumes cascade to the sub-Tasks (`partOf`),
+    /// and the plan's care team follows who works on them.
+    pub work: bool,
+    /// Task search parameters through which open Tasks depend on a resource of this type
+    /// (`based-on` for a CarePlan): deleting one is refused while any does, unless the delete
+    /// cascades (`_cascade=delete`).
+    pub dependants: &'static [&'static str],
+    /// Every change is recorded by a Provenance (not Provenance itself, nor Subscription).
+    pub provenance: bool,
+    /// Its versions are subscriptions: checked against the topics, the endpoint allow-list and
+    /// the subscriber's scopes, their status kept by the server, and registered for delivery.
+    pub subscription: bool,
+}
+
+impl Rules {
+    /// A clinical record: its changes are recorded by a Provenance, and nothing else applies.
+    pub const RECORD: Rules =
+        Rules { change: None, work: false, dependants: &[], provenance: true, subscription: false };
+}
+
+/// A change of one resource, as the rules see it.
+pub struct Change<'a> {
+    /// The current version, if there is one.
+    pub previous: Option<&'a serde_json::Value>,
+    /// The version to store.
+    pub next: &'a serde_json::Value,
+    /// Who is writing (none when authorization is off).
+    pub actor: Option<&'a crate::workflow::Actor>,
+    /// How strictly the Task workflow is enforced (`CAREPLAN_TASK_POLICY`).
+    pub policy: crate::workflow::WorkflowPolicy,
+}
+
+/// A type's rule over changes: the meta extensions (URL, value; `None` removes it) the server
+/// sets on the new version, or why it is refused (`forbidden` for the actor, else a business
+/// rule).
+pub type ChangeRule = fn(&Change<'_>) -> Result<Vec<(&'static str, Option<serde_json::Value>)>, Vec<Issue>>;
 
 /// Where a checked reference sits in a resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,7 +205,20 @@ impl Descriptor {
         references: &'static [(Link, ResourceType)],
         docs: Docs,
     ) -> Self {
-        Descriptor { name, ingest: crate::ingest::ingest::<R>, params, elements, references, docs }
+        Descriptor {
+            name,
+            ingest: crate::ingest::ingest::<R>,
+            params,
+            elements,
+            references,
+            docs,
+            rules: Rules::RECORD,
+        }
+    }
+
+    /// The descriptor with these rules instead of a clinical record's.
+    pub const fn with_rules(self, rules: Rules) -> Self {
+        Descriptor { rules, ..self }
     }
 
     /// The top-level element that names the patient a resource concerns (the first step of its

@@ -296,28 +296,26 @@ pub fn patient_in(index: &[IndexEntry]) -> Option<String> {
 /// The Patient a stored resource belongs to (CarePlan.subject, CareTeam.subject, Task.for),
 /// read without building the whole index: only the one element is deserialized.
 pub fn patient_of(ty: ResourceType, text: &str) -> Option<String> {
+    /// The top-level elements a `patient` parameter starts from.
     #[derive(serde::Deserialize)]
-    struct Links {
-        subject: Option<serde_json::Value>,
-        #[serde(rename = "for")]
-        for_: Option<serde_json::Value>,
+    struct Links<'a> {
+        #[serde(borrow)]
+        subject: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow, rename = "for")]
+        for_: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow)]
+        meta: Option<&'a serde_json::value::RawValue>,
     }
-    if ty == ResourceType::Subscription {
-        #[derive(serde::Deserialize)]
-        struct Meta {
-            meta: Option<serde_json::Value>,
-        }
-        let meta: Meta = serde_json::from_str(text).ok()?;
-        return crate::subscriptions::subscriber_patient(&serde_json::json!({ "meta": meta.meta? }));
-    }
-    let links: Links = serde_json::from_str(text).ok()?;
     let member = ty.descriptor().patient_element()?;
     let param = params::find(ty, "patient")?;
-    let value = match member {
+    let links: Links<'_> = serde_json::from_str(text).ok()?;
+    let raw = match member {
         "subject" => links.subject?,
         "for" => links.for_?,
+        "meta" => links.meta?,
         _ => return None,
     };
+    let value: serde_json::Value = serde_json::from_str(raw.get()).ok()?;
     let mut resource = serde_json::Map::new();
     resource.insert(member.to_owned(), value);
     let values = index::extract_param(param, &serde_json::Value::Object(resource));

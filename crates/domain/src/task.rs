@@ -1,6 +1,8 @@
 //! The Task resource (http://hl7.org/fhir/R4/task.html): its model and rules.
 
-use crate::resource::{Descriptor, Docs, Link, Resource, ResourceType};
+use crate::issue::Issue;
+use crate::resource::{Change, Descriptor, Docs, Link, Resource, ResourceType, Rules};
+use crate::workflow::{check_task_change, hold_memory, RESUME_STATUS_URL};
 
 /// Marker for the FHIR Task resource type.
 #[derive(Debug, Clone, Copy)]
@@ -103,4 +105,16 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<Task>(
             ]
         }"#,
     },
-);
+)
+.with_rules(Rules { change: Some(change), work: true, ..Rules::RECORD });
+
+/// Task's rule over changes: the workflow's state machine and who may change what
+/// (`workflow::check_task_change`), then the on-hold memory the server keeps in `meta`.
+fn change(change: &Change<'_>) -> Result<Vec<(&'static str, Option<serde_json::Value>)>, Vec<Issue>> {
+    let issues = check_task_change(change.previous, change.next, change.actor, change.policy);
+    if !issues.is_empty() {
+        return Err(issues);
+    }
+    let memory = hold_memory(change.previous, change.next).map_err(|issue| vec![issue])?;
+    Ok(vec![(RESUME_STATUS_URL, memory.extension())])
+}

@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 use crate::error::ApiError;
 use crate::extract::Negotiation;
 use crate::responder::{base_url, json_body};
+use crate::route::{Does, Route};
 use crate::state::AppState;
 
 /// When this build's CapabilityStatement content last changed (CapabilityStatement.date).
@@ -23,7 +24,7 @@ pub fn capability_statement(base: &str, multiple_delete: bool) -> Value {
             let mut resource = json!({
                 "type": ty.as_str(),
                 "profile": ty.profile(),
-                "interaction": Interaction::ALL.iter().map(|i| json!({ "code": i.code() })).collect::<Vec<_>>(),
+                "interaction": interactions(ty.as_str()),
                 "versioning": "versioned-update",
                 "readHistory": true,
                 "updateCreate": true,
@@ -44,7 +45,11 @@ pub fn capability_statement(base: &str, multiple_delete: bool) -> Value {
                     "documentation": "Reverse chaining: _has:Type:reference:parameter=value",
                 })]).collect::<Vec<_>>(),
             });
-            if ty == ResourceType::Subscription {
+            let operations = operations(ty.as_str());
+            if !operations.is_empty() {
+                resource["operation"] = operations.into();
+            }
+            if ty.descriptor().rules.subscription {
                 subscription_capabilities(&mut resource);
             }
             resource
@@ -87,7 +92,7 @@ fn audit_event_capabilities() -> Value {
         "type": "AuditEvent",
         "profile": "http://hl7.org/fhir/StructureDefinition/AuditEvent",
         "documentation": "The audit trail: one AuditEvent per FHIR request, newest first; needs an audit scope (user/AuditEvent.rs or system/AuditEvent.rs).",
-        "interaction": [{ "code": "read" }, { "code": "search-type" }],
+        "interaction": interactions("AuditEvent"),
         "versioning": "no-version",
         "readHistory": false,
         "updateCreate": false,
@@ -105,10 +110,36 @@ fn subscription_capabilities(resource: &mut Value) {
         .collect::<Vec<_>>()
         .into();
     resource["supportedProfile"] = json!([PROFILE]);
-    resource["operation"] = json!([
-        { "name": "status", "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status" },
-        { "name": "events", "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events" },
-    ]);
+}
+
+/// The routes of the type named `name` (the installed route table; `startup` installs it first).
+fn routes_of(name: &str) -> impl Iterator<Item = &'static Route> + '_ {
+    let table = crate::route::table();
+    debug_assert!(!table.is_empty(), "the route table is installed before the CapabilityStatement is rendered");
+    table.iter().filter(move |route| route.resource_type.as_deref() == Some(name))
+}
+
+/// The interactions the route table serves on the type (`Interaction::ALL` order).
+fn interactions(name: &str) -> Vec<Value> {
+    Interaction::ALL
+        .iter()
+        .filter(|i| routes_of(name).any(|route| route.does == Does::Interaction(**i)))
+        .map(|i| json!({ "code": i.code() }))
+        .collect()
+}
+
+/// The FHIR operations the route table serves on the type.
+fn operations(name: &str) -> Vec<Value> {
+    let mut listed: Vec<Value> = Vec::new();
+    for route in routes_of(name) {
+        if let Does::Operation { name, definition } = route.does {
+            let entry = json!({ "name": name, "definition": definition });
+            if !listed.contains(&entry) {
+                listed.push(entry);
+            }
+        }
+    }
+    listed
 }
 
 fn reference_params(ty: ResourceType) -> impl Iterator<Item = &'static domain::search::SearchParam> {

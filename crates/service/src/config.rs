@@ -436,3 +436,47 @@ mod tests {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Telemetry: the log filter and format, and the OpenTelemetry SDK's standard variables, read
+// here with the rest of the configuration (the subscriber and the exporters are built from
+// them in `telemetry` and `metrics`).
+
+/// `CAREPLAN_LOG`: tracing-subscriber filter directives (`info` when unset or malformed).
+pub(crate) fn log_directives() -> Option<String> {
+    std::env::var("CAREPLAN_LOG").ok()
+}
+
+/// `CAREPLAN_LOG_FORMAT=text`: plain log lines instead of JSON.
+pub(crate) fn log_as_text() -> bool {
+    std::env::var("CAREPLAN_LOG_FORMAT").is_ok_and(|f| f == "text")
+}
+
+/// Whether `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` name the service (else it is
+/// `careplan`).
+pub(crate) fn otel_service_named() -> bool {
+    std::env::var_os("OTEL_SERVICE_NAME").is_some()
+        || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|a| a.contains("service.name="))
+}
+
+/// A kind of telemetry exported over OTLP.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Signal {
+    Traces,
+    Metrics,
+}
+
+/// Whether the standard variables ask for OTLP export of `signal`: an endpoint is set
+/// (`OTEL_EXPORTER_OTLP_ENDPOINT` or the signal's own), the SDK is not disabled
+/// (`OTEL_SDK_DISABLED`) and the signal's exporter is not `none` (`OTEL_TRACES_EXPORTER`,
+/// `OTEL_METRICS_EXPORTER`).
+pub(crate) fn otlp_configured(signal: Signal) -> bool {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    let (endpoint, exporter) = match signal {
+        Signal::Traces => ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_EXPORTER"),
+        Signal::Metrics => ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_METRICS_EXPORTER"),
+    };
+    let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
+        || std::env::var(exporter).is_ok_and(|v| v.trim().eq_ignore_ascii_case("none"));
+    !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set(endpoint))
+}

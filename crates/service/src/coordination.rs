@@ -7,10 +7,10 @@
 use domain::provenance::{self, Activity, Agent};
 use domain::search::query;
 use domain::workflow::{
-    cascade, check_task_change, ends_work, follow_work, hold_memory, starts_work, Actor, MembershipEvent, ParentChange,
-    ParentMove, TaskStatus, Work, RESUME_STATUS_URL,
+    cascade, ends_work, follow_work, hold_memory, starts_work, Actor, MembershipEvent, ParentChange, ParentMove,
+    TaskStatus, Work, RESUME_STATUS_URL,
 };
-use domain::{ingest_as, json_text, IngestMode, Issue, IssueCode, Prepared, ResourceType, VersionMeta};
+use domain::{ingest_as, json_text, Change, IngestMode, Issue, IssueCode, Prepared, ResourceType, VersionMeta};
 use persistence::{StoredVersion, Tx};
 use serde_json::Value;
 
@@ -48,23 +48,22 @@ pub(crate) async fn before_write(
     prepared: Prepared,
 ) -> Result<(Prepared, Vec<Issue>), ApiError> {
     let ty = prepared.resource_type();
-    let references_checked = ctx.rules.references != RuleMode::Off && !ty.descriptor().references.is_empty();
-    if ty != ResourceType::Task && !references_checked {
+    let descriptor = ty.descriptor();
+    let references_checked = ctx.rules.references != RuleMode::Off && !descriptor.references.is_empty();
+    if descriptor.rules.change.is_none() && !references_checked {
         // No rule reads this version: do not render and parse it on the write path.
         return Ok((prepared, Vec::new()));
     }
     let next = as_value(&prepared.render(id, VersionMeta { version_id: 0, last_updated_ms: 0 }))?;
     let before = previous.map(as_value).transpose()?;
     let mut prepared = prepared;
-    if ty == ResourceType::Task {
-        let issues = check_task_change(before.as_ref(), &next, ctx.actor.as_ref(), ctx.rules.policy);
-        if !issues.is_empty() {
-            return Err(refusal(issues));
+    if let Some(rule) = descriptor.rules.change {
+        let change =
+            Change { previous: before.as_ref(), next: &next, actor: ctx.actor.as_ref(), policy: ctx.rules.policy };
+        for (url, extension) in rule(&change).map_err(refusal)? {
+            prepared =
+                prepared.with_meta_extension(url, extension.as_ref()).map_err(|err| ApiError::Internal(err.into()))?;
         }
-        let memory = hold_memory(before.as_ref(), &next).map_err(|issue| ApiError::Unprocessable(vec![issue]))?;
-        prepared = prepared
-            .with_meta_extension(RESUME_STATUS_URL, memory.extension().as_ref())
-            .map_err(|err| ApiError::Internal(err.into()))?;
     }
     let warnings = match ctx.rules.references {
         RuleMode::Off => Vec::new(),
@@ -89,7 +88,7 @@ pub(crate) async fn before_write(
 /// care team in step with who is working on it.
 #[tracing::instrument(name = "domain.derive", skip_all, fields(fhir.resource_type = %written.resource_type))]
 pub(crate) async fn after_write(tx: &Tx<'_>, previous: Option<&str>, written: &StoredVersion) -> Result<(), ApiError> {
-    if written.resource_type != ResourceType::Task {
+    if !written.resource_type.descriptor().rules.work {
         return Ok(());
     }
     let Some(text) = written.body.as_deref() else { return Ok(()) };
@@ -114,15 +113,10 @@ pub(crate) async fn before_delete(
     id: &str,
     cascade_delete: bool,
 ) -> Result<(), ApiError> {
-    let criteria: Vec<(String, String)> = match ty {
-        ResourceType::CarePlan => vec![("based-on".into(), format!("CarePlan/{id}"))],
-        ResourceType::CareTeam => vec![("owner".into(), format!("CareTeam/{id}"))],
-        _ => return Ok(()),
-    };
-    let mut dependants = find(tx, ResourceType::Task, criteria, true).await?;
-    if ty == ResourceType::CareTeam {
-        let through_plans = vec![("based-on:CarePlan.care-team".to_owned(), format!("CareTeam/{id}"))];
-        for task in find(tx, ResourceType::Task, through_plans, true).await? {
+    let mut dependants: Vec<StoredVersion> = Vec::new();
+    for param in ty.descriptor().rules.dependants {
+        let criteria = vec![((*param).to_owned(), format!("{ty}/{id}"))];
+        for task in find(tx, ResourceType::Task, criteria, true).await? {
             if !dependants.iter().any(|d| d.id == task.id) {
                 dependants.push(task);
             }
@@ -158,7 +152,7 @@ pub(crate) async fn record(
     version: (i64, i64),
     activity: Activity,
 ) -> Result<(), ApiError> {
-    if !ctx.provenance || matches!(ty, ResourceType::Provenance | ResourceType::Subscription) {
+    if !ctx.provenance || !ty.descriptor().rules.provenance {
         return Ok(());
     }
     let who = ctx.actor.as_ref().map(|a| a.reference.as_str());

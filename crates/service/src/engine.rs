@@ -21,7 +21,7 @@ use crate::auth::Access;
 use crate::coordination::{self, Context};
 use crate::entry::encode;
 pub(crate) use crate::entry::{Address, EntryFailure, EntryRequest, EntryResult, PatchFormat, Verb};
-use crate::error::ApiError;
+use crate::error::{named, ApiError};
 use crate::state::AppState;
 
 /// How an entry's target was resolved inside the transaction.
@@ -479,10 +479,9 @@ async fn store(
     prepared: Prepared,
     expected: Option<Option<i64>>,
 ) -> Result<EntryResult, ApiError> {
-    let prepared = match prepared.resource_type() {
-        ResourceType::Subscription => crate::subscriptions::before_write(ctx, id, previous, prepared)?,
-        _ => prepared,
-    };
+    let rules = prepared.resource_type().descriptor().rules;
+    let prepared =
+        if rules.subscription { crate::subscriptions::before_write(ctx, id, previous, prepared)? } else { prepared };
     let (prepared, warnings) = coordination::before_write(tx, ctx, id, previous, prepared).await?;
     let (version, created) = match expected {
         None => (tx.create(&prepared, id).await?, true),
@@ -493,7 +492,7 @@ async fn store(
         }
     };
     coordination::after_write(tx, previous, &version).await?;
-    if version.resource_type == ResourceType::Subscription {
+    if rules.subscription {
         crate::subscriptions::after_write(tx, ctx, &version).await?;
     }
     let activity = if created { Activity::Create } else { Activity::Update };
@@ -559,15 +558,6 @@ async fn read(
         || (entry.if_none_match.is_none()
             && entry.if_modified_since.is_some_and(|since| version.last_updated_ms / 1000 <= since / 1000));
     Ok(if unchanged { EntryResult::NotModified(version) } else { EntryResult::Read(version) })
-}
-
-/// Name the resource in not-found and gone answers.
-pub(crate) fn named(err: StoreError, ty: ResourceType, id: &str) -> ApiError {
-    match err {
-        StoreError::NotFound => ApiError::NotFound(format!("{ty}/{id}")),
-        StoreError::Deleted { .. } => ApiError::Gone(format!("{ty}/{id}")),
-        other => other.into(),
-    }
 }
 
 pub(crate) fn invalid_id(id: &str) -> String {

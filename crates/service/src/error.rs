@@ -221,3 +221,12 @@ impl From<StoreError> for ApiError {
         }
     }
 }
+
+/// Name the resource in not-found and gone answers.
+pub(crate) fn named(err: StoreError, ty: domain::ResourceType, id: &str) -> ApiError {
+    match err {
+        StoreError::NotFound => ApiError::NotFound(format!("{ty}/{id}")),
+        StoreError::Deleted { .. } => ApiError::Gone(format!("{ty}/{id}")),
+        other => other.into(),
+    }
+}

@@ -9,11 +9,12 @@ use crate::audit;
 use crate::auth::Access;
 use crate::bundle;
 use crate::coordination::{self, Context};
-use crate::engine::{self, named, Address, EntryRequest, EntryResult, PatchFormat, Verb};
+use crate::engine::{self, Address, EntryRequest, EntryResult, PatchFormat, Verb};
 use crate::error::ApiError;
 use crate::extract::{self, FhirBody, Negotiation, PatchBody, Prefer};
 use crate::responder::{self, base_url};
 use crate::state::AppState;
+use crate::visible::{hide, shown, visible_current};
 use domain::smart::Letter;
 
 type Data = web::Data<AppState>;
@@ -233,7 +234,6 @@ pub(crate) async fn vread<R: Resource>(
 ) -> Answer {
     let (id, vid) = path.into_inner();
     let ty = R::TYPE;
-    access.require(ty, Letter::Read)?;
     let version_id = vid.parse::<i64>().map_err(|_| ApiError::NotFound(format!("{ty}/{id}/_history/{vid}")))?;
     let version = state.store.vread(ty, &id, version_id).await.map_err(|err| match err {
         StoreError::NotFound => ApiError::NotFound(format!("{ty}/{id}/_history/{vid}")),
@@ -244,40 +244,6 @@ pub(crate) async fn vread<R: Resource>(
     Ok(responder::read(version, neg))
 }
 
-/// A version the token may not see answers 404, as if it did not exist; one it may see is
-/// noted for the audit record with its patient.
-/// The current version of `ty/id` if the caller may read it: 404 (not 403) for what its token
-/// may not see, so that other patients' ids are not confirmed.
-pub(crate) async fn visible_current(
-    req: &HttpRequest,
-    state: &AppState,
-    access: &Access,
-    ty: ResourceType,
-    id: &str,
-) -> Result<persistence::StoredVersion, ApiError> {
-    access.require(ty, Letter::Read)?;
-    let version = state.store.read(ty, id).await.map_err(|err| hide(access, named(err, ty, id), ty, id))?;
-    shown(req, access, &version)?;
-    Ok(version)
-}
-
-fn shown(req: &HttpRequest, access: &Access, version: &persistence::StoredVersion) -> Result<(), ApiError> {
-    if !access.sees(version) {
-        return Err(access.hidden(version.resource_type, &version.id));
-    }
-    let patient = version.body.as_deref().and_then(|b| domain::smart::patient_of(version.resource_type, b));
-    audit::note_patient(req, patient);
-    Ok(())
-}
-
-/// A deletion is not revealed (410) to a token restricted to part of the type: 404.
-fn hide(access: &Access, err: ApiError, ty: ResourceType, id: &str) -> ApiError {
-    match err {
-        ApiError::Gone(_) if !access.reveals_deletions(ty) => access.hidden(ty, id),
-        other => other,
-    }
-}
-
 /// `GET [base]/[type]/[id]/_history`.
 pub(crate) async fn history_instance<R: Resource>(
     req: HttpRequest,
@@ -286,7 +252,6 @@ pub(crate) async fn history_instance<R: Resource>(
     path: web::Path<String>,
     neg: Negotiation,
 ) -> Answer {
-    access.require(R::TYPE, Letter::Read)?;
     let id = path.into_inner();
     let mut query = history_query(&req, &state)?;
     let fresh = query.since_ms.is_none() && query.before_seq.is_none();
@@ -307,7 +272,6 @@ pub(crate) async fn history_type<R: Resource>(
     access: Access,
     neg: Negotiation,
 ) -> Answer {
-    access.require(R::TYPE, Letter::Read)?;
     let mut query = history_query(&req, &state)?;
     query.resource_type = Some(R::TYPE);
     let entries = state.store.history(&query).await?;

@@ -34,6 +34,7 @@ pub mod subscriptions;
 pub mod telemetry;
 mod timeout;
 mod transaction;
+mod visible;
 
 pub use config::Settings;
 pub use error::ApiError;

@@ -14,8 +14,8 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use persistence::Store;
 use prometheus::{Encoder, TextEncoder};
 
+use crate::config::{otlp_configured, Signal};
 use crate::error::ApiError;
-use crate::telemetry::{self, Signal};
 
 /// The instruments of one server, and where they are read.
 pub(crate) struct Metrics {
@@ -47,8 +47,8 @@ impl Metrics {
             .with_registry(registry.clone())
             .build()
             .context("cannot set up the Prometheus exporter")?;
-        let mut builder = SdkMeterProvider::builder().with_resource(telemetry::resource()).with_reader(prometheus);
-        if telemetry::otlp_configured(Signal::Metrics) {
+        let mut builder = SdkMeterProvider::builder().with_resource(resource()).with_reader(prometheus);
+        if otlp_configured(Signal::Metrics) {
             let exporter = opentelemetry_otlp::MetricExporter::builder()
                 .with_http()
                 .build()
@@ -127,4 +127,15 @@ impl Metrics {
 pub(crate) async fn serve(metrics: web::Data<Metrics>) -> Result<HttpResponse, ApiError> {
     let text = metrics.render().map_err(ApiError::Internal)?;
     Ok(HttpResponse::Ok().content_type(prometheus::TEXT_FORMAT).body(text))
+}
+
+/// The resource every signal is tagged with: `service.name` is `careplan` unless
+/// `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` say otherwise.
+pub(crate) fn resource() -> opentelemetry_sdk::Resource {
+    let builder = opentelemetry_sdk::Resource::builder();
+    if crate::config::otel_service_named() {
+        builder.build()
+    } else {
+        builder.with_service_name("careplan").build()
+    }
 }

@@ -14,9 +14,12 @@ use crate::auth::Access;
 use crate::bundle;
 use crate::error::ApiError;
 use crate::extract::Negotiation;
-use crate::interactions::visible_current;
 use crate::responder::base_url;
 use crate::state::AppState;
+use crate::visible::visible_current;
+
+/// The canonical URL of the `$summary` OperationDefinition (defined by this server).
+pub(crate) const DEFINITION: &str = "http://careplan.example/fhir/OperationDefinition/CarePlan-summary";
 
 /// What the summary gathers around the plan, as `_include`/`_revinclude` of a CarePlan search:
 /// its CareTeams and Goals, the Tasks based on it, (iterating) the Tasks that are part of those,

@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use actix_web::http::Method as HttpMethod;
 use actix_web::{HttpMessage, HttpRequest};
 use domain::audit::Action;
+use domain::smart::Letter;
 use domain::Interaction;
 use domain::Interaction as I;
 
@@ -76,8 +77,9 @@ pub(crate) enum Does {
     Transaction,
     /// History of every resource.
     HistorySystem,
-    /// A read-only FHIR operation on an instance (`$summary`, `$status`, `$events`).
-    Operation,
+    /// A read-only FHIR operation on an instance (`$summary`, `$status`, `$events`): its name
+    /// and the canonical URL of its OperationDefinition (the CapabilityStatement lists both).
+    Operation { name: &'static str, definition: &'static str },
     /// The CapabilityStatement (public, cacheable, not audited).
     Capabilities,
     /// SMART discovery (public, not audited).
@@ -160,9 +162,31 @@ impl Route {
             },
             Does::Transaction => (Action::Execute, "transaction"),
             Does::HistorySystem => (Action::Read, "history-system"),
-            Does::Operation | Does::Capabilities | Does::Discovery | Does::Probe | Does::Description => {
+            Does::Operation { .. } | Does::Capabilities | Does::Discovery | Does::Probe | Does::Description => {
                 (Action::Read, "read")
             }
+        }
+    }
+
+    /// The SMART scope letter that allows what the route does, checked on its type before a
+    /// handler runs (an operation reads). `None`: the route is judged otherwise (public, a
+    /// Bundle judged entry by entry, the history of every type).
+    pub(crate) fn letter(&self) -> Option<Letter> {
+        match self.does {
+            Does::Interaction(interaction) | Does::Conditional(interaction) => Some(match interaction {
+                I::Read | I::Vread | I::HistoryInstance | I::HistoryType => Letter::Read,
+                I::SearchType => Letter::Search,
+                I::Create => Letter::Create,
+                I::Update | I::Patch => Letter::Update,
+                I::Delete => Letter::Delete,
+            }),
+            Does::Operation { .. } => Some(Letter::Read),
+            Does::Transaction
+            | Does::HistorySystem
+            | Does::Capabilities
+            | Does::Discovery
+            | Does::Probe
+            | Does::Description => None,
         }
     }
 

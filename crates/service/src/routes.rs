@@ -42,15 +42,16 @@ fn build() -> Vec<Route> {
         }),
     ];
     table.extend(resource::<CarePlan>());
-    table.push(Route::new(Get, "/fhir/CarePlan", "/{id}/$summary", Operation, |r| r.to(plan_summary::summary)));
+    let summary = Operation { name: "summary", definition: plan_summary::DEFINITION };
+    table.push(Route::new(Get, "/fhir/CarePlan", "/{id}/$summary", summary, |r| r.to(plan_summary::summary)));
     table.extend(resource::<CareTeam>());
     table.extend(resource::<Goal>());
     table.extend(resource::<Task>());
     table.extend(resource::<Provenance>());
     table.extend(resource::<Subscription>());
     table.extend([
-        Route::new(Get, "/fhir/Subscription", "/{id}/$status", Operation, |r| r.to(subscription::status)),
-        Route::new(Get, "/fhir/Subscription", "/{id}/$events", Operation, |r| r.to(subscription::events)),
+        Route::new(Get, "/fhir/Subscription", "/{id}/$status", subscription::STATUS, |r| r.to(subscription::status)),
+        Route::new(Get, "/fhir/Subscription", "/{id}/$events", subscription::EVENTS, |r| r.to(subscription::events)),
         Route::new(Get, "/fhir/SubscriptionTopic", "", Interaction(I::SearchType), |r| r.to(subscription::topics)),
         Route::new(Get, "/fhir/SubscriptionTopic", "/{id}", Interaction(I::Read), |r| r.to(subscription::topic)),
     ]);

@@ -12,6 +12,7 @@
 
 use std::time::Instant;
 
+use crate::config::{otlp_configured, Signal};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::HeaderMap;
@@ -21,7 +22,6 @@ use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
-use opentelemetry_sdk::Resource;
 use tracing::field::Empty;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -56,9 +56,12 @@ impl Telemetry {
 pub fn init() -> Telemetry {
     let tracer = if otlp_configured(Signal::Traces) {
         match opentelemetry_otlp::SpanExporter::builder().with_http().build() {
-            Ok(exporter) => {
-                Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource()).build())
-            }
+            Ok(exporter) => Some(
+                SdkTracerProvider::builder()
+                    .with_batch_exporter(exporter)
+                    .with_resource(crate::metrics::resource())
+                    .build(),
+            ),
             Err(err) => {
                 // No subscriber yet: say it on stderr, once, and run without traces.
                 eprintln!("careplan: traces are not exported: cannot build the OTLP exporter: {err}");
@@ -68,8 +71,10 @@ pub fn init() -> Telemetry {
     } else {
         None
     };
-    let text = std::env::var("CAREPLAN_LOG_FORMAT").is_ok_and(|f| f == "text");
-    let filter = EnvFilter::try_from_env("CAREPLAN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let text = crate::config::log_as_text();
+    let filter = crate::config::log_directives()
+        .and_then(|directives| EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     install(filter, std::io::stderr, text, tracer.as_ref().map(|provider| provider.tracer("careplan")));
     Telemetry { tracer }
 }
@@ -111,41 +116,6 @@ where
         tracing_opentelemetry::layer().with_tracer(tracer).with_context_activation(false)
     });
     tracing_subscriber::registry().with(filter).with(events_only).with(logs).with(spans).try_init().is_ok()
-}
-
-/// The resource every signal is tagged with: `service.name` is `careplan` unless
-/// `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` say otherwise.
-pub(crate) fn resource() -> Resource {
-    let named = std::env::var_os("OTEL_SERVICE_NAME").is_some()
-        || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|a| a.contains("service.name="));
-    let builder = Resource::builder();
-    if named {
-        builder.build()
-    } else {
-        builder.with_service_name("careplan").build()
-    }
-}
-
-/// A kind of telemetry exported over OTLP.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Signal {
-    Traces,
-    Metrics,
-}
-
-/// Whether the standard variables ask for OTLP export of `signal`: an endpoint is set
-/// (`OTEL_EXPORTER_OTLP_ENDPOINT` or the signal's own), the SDK is not disabled
-/// (`OTEL_SDK_DISABLED`) and the signal's exporter is not `none` (`OTEL_TRACES_EXPORTER`,
-/// `OTEL_METRICS_EXPORTER`).
-pub(crate) fn otlp_configured(signal: Signal) -> bool {
-    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
-    let (endpoint, exporter) = match signal {
-        Signal::Traces => ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_EXPORTER"),
-        Signal::Metrics => ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_METRICS_EXPORTER"),
-    };
-    let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
-        || std::env::var(exporter).is_ok_and(|v| v.trim().eq_ignore_ascii_case("none"));
-    !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set(endpoint))
 }
 
 /// Reads the W3C `traceparent`/`tracestate` headers of a request.
@@ -261,7 +231,7 @@ pub mod testing {
             // Simple processor: a span is in the exporter as soon as it ends.
             let provider = SdkTracerProvider::builder()
                 .with_simple_exporter(spans.clone())
-                .with_resource(super::resource())
+                .with_resource(crate::metrics::resource())
                 .build();
             let logs = Logs::default();
             let installed =

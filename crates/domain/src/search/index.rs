@@ -62,20 +62,7 @@ pub fn extract(ty: ResourceType, resource: &Value) -> Vec<IndexEntry> {
         if matches!(param.shape, Shape::Computed(_)) {
             continue;
         }
-        let values = match (ty, param.name) {
-            // Only the server's own extension says whom a subscriber is limited to.
-            (ResourceType::Subscription, "patient") => crate::subscriptions::subscriber_patient(resource)
-                .map(|id| IndexValue::Reference {
-                    target_type: Some("Patient".into()),
-                    target_id: Some(id.clone()),
-                    url: Some(format!("Patient/{id}")),
-                    identifier_system: None,
-                    identifier_value: None,
-                })
-                .into_iter()
-                .collect(),
-            _ => extract_param(param, resource),
-        };
+        let values = extract_param(param, resource);
         // Repeats are dropped with a set: comparing each value with those kept before was
         // quadratic (100k identifiers took 34 s).
         let mut seen = HashSet::with_capacity(values.len());
@@ -121,6 +108,16 @@ fn walk<'a>(value: &'a Value, path: &[&str], choice: Option<&'a str>, out: &mut 
     let Value::Object(members) = value else {
         return;
     };
+    if let Some((name, url)) = extension_step(segment) {
+        // `extension('url')`: only the extensions with this URL.
+        let items = members.get(name).map(|m| m.as_array().map_or(std::slice::from_ref(m), Vec::as_slice));
+        for item in items.unwrap_or_default() {
+            if item.get("url").and_then(Value::as_str) == Some(url) {
+                walk(item, rest, choice, out);
+            }
+        }
+        return;
+    }
     match segment.strip_suffix("[x]") {
         // A choice element: `scheduled[x]` is `scheduledTiming`, `scheduledPeriod`, ...
         Some(prefix) => {
@@ -137,6 +134,12 @@ fn walk<'a>(value: &'a Value, path: &[&str], choice: Option<&'a str>, out: &mut 
             }
         }
     }
+}
+
+/// A path step `extension('url')` (FHIRPath's `extension(url)`): the member and the URL.
+pub(crate) fn extension_step(segment: &str) -> Option<(&str, &str)> {
+    let url = segment.strip_prefix("extension('")?.strip_suffix("')")?;
+    Some(("extension", url))
 }
 
 /// The index values of one node, by the parameter's shape.

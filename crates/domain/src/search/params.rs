@@ -504,10 +504,9 @@ pub static SUBSCRIPTION: &[SearchParam] = with_common![
     SearchParam {
         origin: Origin::Server,
         ..patient(
-            "Subscription.meta.extension.valueReference",
-            &["meta", "extension", "valueReference"],
-            "The Patient a patient-scoped subscriber is limited to: only the server's meta extension \
-             http://careplan.example/fhir/StructureDefinition/subscriber-patient counts"
+            "Subscription.meta.extension('http://careplan.example/fhir/StructureDefinition/subscriber-patient').valueReference",
+            &["meta", "extension('http://careplan.example/fhir/StructureDefinition/subscriber-patient')", "valueReference"],
+            "The Patient a patient-scoped subscriber is limited to (only the server's own meta extension counts)"
         )
     },
     token(

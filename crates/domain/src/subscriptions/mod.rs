@@ -10,7 +10,7 @@ use serde_json::Value;
 use validator::ValidateUrl;
 
 use crate::issue::{Issue, IssueCode};
-use crate::resource::{Descriptor, Docs, Resource, ResourceType};
+use crate::resource::{Descriptor, Docs, Resource, ResourceType, Rules};
 use crate::search::index::{IndexEntry, IndexValue};
 use crate::search::params::{self, ParamType};
 
@@ -99,7 +99,8 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<Subscription>(
             ]
         }"#,
     },
-);
+)
+.with_rules(Rules { provenance: false, subscription: true, ..Rules::RECORD });
 
 const BACKPORT: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition";
 /// The profile a topic-based R4 Subscription claims.

@@ -19,7 +19,11 @@ use persistence::{HistoryEntry, StoredVersion, Tx};
 use crate::auth::token::Principal;
 use crate::entry::{Address, EntryFailure, EntryRequest, EntryResult, Verb};
 use crate::error::ApiError;
+use crate::route::Route;
 use crate::state::AppState;
+
+/// The audit trail's type: served, not hosted (`audit::trail`).
+const AUDIT_EVENT: &str = "AuditEvent";
 
 /// The request's access: `None` inside when authorization is disabled (everything allowed).
 #[derive(Debug, Clone, Default)]
@@ -76,6 +80,20 @@ impl Access {
                 Err(ApiError::Forbidden(format!("the token's scopes do not allow {} on {ty}", name(letter))))
             }
             _ => Ok(()),
+        }
+    }
+
+    /// 403 unless the scopes allow what `route` does on its type (`Route::letter`): the
+    /// type-level check, made by the authentication middleware before any handler runs. The
+    /// resource-level checks (compartments, constraints) and, for a write, what each entry
+    /// turns out to be (an update that creates needs `c` too) follow in the handlers and the
+    /// engine.
+    pub(crate) fn require_route(&self, route: &Route) -> Result<(), ApiError> {
+        let Some(letter) = route.letter() else { return Ok(()) };
+        match route.resource_type.as_deref() {
+            Some(AUDIT_EVENT) => self.require_audit(letter),
+            Some(name) => ResourceType::parse(name).map_or(Ok(()), |ty| self.require(ty, letter)),
+            None => Ok(()),
         }
     }
 

@@ -77,6 +77,12 @@ pub(crate) async fn authenticate(
         Ok(principal) => {
             let access = Access::of(principal);
             note(&req, &access);
+            // The type-level scope check, from the route table (`Route::letters`).
+            if let Some(route) = crate::route::matched(req.request()).route {
+                if let Err(refused) = access.require_route(route) {
+                    return Ok(req.into_response(refused.error_response()));
+                }
+            }
             req.extensions_mut().insert(access);
             next.call(req).await.map(ServiceResponse::map_into_boxed_body)
         }

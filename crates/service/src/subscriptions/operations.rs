@@ -16,9 +16,22 @@ use serde_json::{json, Value};
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::extract::{self, Negotiation};
-use crate::interactions::visible_current;
 use crate::responder::{base_url, json_body};
+use crate::route::Does;
 use crate::state::AppState;
+use crate::visible::visible_current;
+
+/// `$status` (Subscriptions Backport IG), as the route table declares it.
+pub(crate) const STATUS: Does = Does::Operation {
+    name: "status",
+    definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status",
+};
+
+/// `$events` (Subscriptions Backport IG), as the route table declares it.
+pub(crate) const EVENTS: Does = Does::Operation {
+    name: "events",
+    definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events",
+};
 
 type Answer = Result<HttpResponse, ApiError>;
 
