@@ -74,6 +74,13 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<CarePlan>(
                 }
             ]
         }"#,
+        write_rules: "When the deployment enforces consistency (`CAREPLAN_REFERENCE_RULES=enforce`), a new \
+             `careTeam`, `partOf`, `basedOn`, `replaces` or `goal` reference to a team, plan or Goal \
+             that is not held here or concerns another patient is refused with 422; by default it is \
+             stored.",
+        delete_rules: "Open Tasks based on this CarePlan block the delete (409, listing them) unless \
+             `_cascade=delete` deletes them too, in the same transaction (not checked with \
+             `CAREPLAN_REFERENCE_RULES=off`).",
     },
 )
 .with_rules(Rules { dependants: &["based-on"], ..Rules::RECORD });

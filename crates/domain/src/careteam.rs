@@ -81,6 +81,12 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<CareTeam>(
                 }
             ]
         }"#,
+        write_rules: "When the deployment enforces consistency (`CAREPLAN_REFERENCE_RULES=enforce`), a new \
+             `resource-pertainsToGoal` extension naming a Goal that is not held here or concerns \
+             another patient is refused with 422; by default it is stored.",
+        delete_rules: "Open Tasks owned by this CareTeam, or based on a CarePlan of this team, block the delete \
+             (409, listing them) unless `_cascade=delete` deletes them too, in the same transaction \
+             (not checked with `CAREPLAN_REFERENCE_RULES=off`).",
     },
 )
 .with_rules(Rules { dependants: &["owner", "based-on:CarePlan.care-team"], ..Rules::RECORD });

@@ -95,5 +95,7 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<Goal>(
                 }
             ]
         }"#,
+        write_rules: "",
+        delete_rules: "",
     },
 );

@@ -87,6 +87,8 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<Provenance>(
                 }
             ]
         }"#,
+        write_rules: "",
+        delete_rules: "",
     },
 )
 .with_rules(Rules { provenance: false, ..Rules::RECORD });

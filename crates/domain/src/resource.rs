@@ -194,6 +194,10 @@ pub struct Docs {
     pub json_patch: &'static str,
     /// A FHIRPath Patch (`Parameters`) that applies to `example`.
     pub fhirpath_patch: &'static str,
+    /// The type's rules on a create, update or patch, in words (empty: none beyond structure).
+    pub write_rules: &'static str,
+    /// The type's rules on a delete, in words (empty: none).
+    pub delete_rules: &'static str,
 }
 
 impl Descriptor {

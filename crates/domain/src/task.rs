@@ -104,6 +104,15 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<Task>(
                 }
             ]
         }"#,
+        write_rules: "The Task workflow applies: a status change outside the R4 Task state machine, a change \
+             to rejected, cancelled, on-hold or failed without `statusReason`, or a change of `for`, \
+             `requester`, `basedOn` or `partOf` is refused with 422 (business-rule). When the \
+             deployment names the acting practitioner (`X-Careplan-Actor`), a change that \
+             practitioner's role may not make (only the requester creates or cancels; only the owner \
+             moves the Task forward) is refused with 403. When the deployment enforces consistency \
+             (`CAREPLAN_REFERENCE_RULES=enforce`), a new `basedOn` CarePlan or `partOf` Task that is \
+             not held here or concerns another patient is refused with 422; by default it is stored.",
+        delete_rules: "",
     },
 )
 .with_rules(Rules { change: Some(change), work: true, ..Rules::RECORD });

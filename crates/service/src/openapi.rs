@@ -702,55 +702,33 @@ enum Write {
     Delete,
 }
 
-/// The statuses the care-coordination rules (`coordination.rs`) can answer a write of `ty` with.
+/// The statuses the care-coordination rules (`coordination.rs`) can answer a write of `ty` with,
+/// from the type's descriptor.
 fn rule_statuses(ty: ResourceType, write: Write) -> Vec<StatusCode> {
     use StatusCode as S;
-    match (ty, write) {
-        // The Task workflow: 422 for a change no one may make, 403 for one the actor may not.
-        (ResourceType::Task, Write::Store | Write::Patch) => vec![S::FORBIDDEN, S::UNPROCESSABLE_ENTITY],
+    let descriptor = ty.descriptor();
+    let rules = descriptor.rules;
+    match write {
+        // A change rule (the Task workflow): 422 for a change no one may make, 403 for one the
+        // actor may not. A Subscription's topic needs a read scope (403); topic, filters,
+        // channel and endpoint (422).
+        Write::Store if rules.change.is_some() || rules.subscription => vec![S::FORBIDDEN, S::UNPROCESSABLE_ENTITY],
+        Write::Patch if rules.change.is_some() => vec![S::FORBIDDEN, S::UNPROCESSABLE_ENTITY],
         // Plan consistency (the type's descriptor names its checked references), when enforced;
         // and any patch that does not apply.
-        (_, Write::Store) if !ty.descriptor().references.is_empty() => vec![S::UNPROCESSABLE_ENTITY],
-        (_, Write::Patch) => vec![S::UNPROCESSABLE_ENTITY],
+        Write::Store if !descriptor.references.is_empty() => vec![S::UNPROCESSABLE_ENTITY],
+        Write::Patch => vec![S::UNPROCESSABLE_ENTITY],
         // Open Tasks depend on plans and teams.
-        (ResourceType::CarePlan | ResourceType::CareTeam, Write::Delete) => vec![S::CONFLICT],
-        // A Subscription's topic needs a read scope (403); topic, filters, channel and endpoint (422).
-        (ResourceType::Subscription, Write::Store) => vec![S::FORBIDDEN, S::UNPROCESSABLE_ENTITY],
+        Write::Delete if !rules.dependants.is_empty() => vec![S::CONFLICT],
         _ => Vec::new(),
     }
 }
 
-/// The rules behind `rule_statuses`, in words (ends with a space when not empty).
+/// The rules behind `rule_statuses`, in words (ends with a space when not empty): the type's
+/// own (`Docs::write_rules`, `Docs::delete_rules`).
 fn rules_note(ty: ResourceType, write: Write) -> String {
-    let note = match (ty, write) {
-        (ResourceType::Task, Write::Store | Write::Patch) => {
-            "The Task workflow applies: a status change outside the R4 Task state machine, a change to              rejected, cancelled, on-hold or failed without `statusReason`, or a change of `for`, `requester`,              `basedOn` or `partOf` is refused with 422 (business-rule). When the deployment names the acting              practitioner (`X-Careplan-Actor`), a change that practitioner's role may not make (only the              requester creates or cancels; only the owner moves the Task forward) is refused with 403. When the              deployment enforces consistency (`CAREPLAN_REFERENCE_RULES=enforce`), a new `basedOn` CarePlan or              `partOf` Task that is not held here or concerns another patient is refused with 422; by default it              is stored."
-        }
-        (ResourceType::CarePlan, Write::Store | Write::Patch) => {
-            "When the deployment enforces consistency (`CAREPLAN_REFERENCE_RULES=enforce`), a new `careTeam`,              `partOf`, `basedOn`, `replaces` or `goal` reference to a team, plan or Goal that is not held here              or concerns another patient is refused with 422; by default it is stored."
-        }
-        (ResourceType::CareTeam, Write::Store | Write::Patch) => {
-            "When the deployment enforces consistency (`CAREPLAN_REFERENCE_RULES=enforce`), a new \
-             `resource-pertainsToGoal` extension naming a Goal that is not held here or concerns another patient \
-             is refused with 422; by default it is stored."
-        }
-        (ResourceType::Subscription, Write::Store | Write::Patch) => {
-            "A topic-based Subscription (Subscriptions Backport IG): `criteria` must be the canonical URL of a \
-             topic (GET SubscriptionTopic), each `backport-filter-criteria` may use only that topic's \
-             `canFilterBy` parameters, the channel must be `rest-hook` and its endpoint must start with a prefix \
-             of `CAREPLAN_SUBSCRIPTION_ENDPOINTS` (none by default); otherwise 422. Subscribing needs a scope \
-             that allows reading the topic's type (403). The server owns `status`: a new or changed \
-             subscription is `requested` until its handshake succeeds (then `active`, else `error`); `off` \
-             stops it."
-        }
-        (ResourceType::CarePlan, Write::Delete) => {
-            "Open Tasks based on this CarePlan block the delete (409, listing them) unless `_cascade=delete`              deletes them too, in the same transaction (not checked with `CAREPLAN_REFERENCE_RULES=off`)."
-        }
-        (ResourceType::CareTeam, Write::Delete) => {
-            "Open Tasks owned by this CareTeam, or based on a CarePlan of this team, block the delete (409,              listing them) unless `_cascade=delete` deletes them too, in the same transaction (not checked with              `CAREPLAN_REFERENCE_RULES=off`)."
-        }
-        _ => "",
-    };
+    let docs = &ty.descriptor().docs;
+    let note = if write == Write::Delete { docs.delete_rules } else { docs.write_rules };
     if note.is_empty() {
         String::new()
     } else {
@@ -761,7 +739,9 @@ fn rules_note(ty: ResourceType, write: Write) -> String {
 /// How the criteria of a conditional interaction are given.
 fn criteria_note(ty: ResourceType) -> String {
     format!(
-        "The criteria are {ty} search parameters in the query string, as in a search; **at least one is          required** (without criteria the answer is 405; `_format` and `_pretty` are not criteria). They are          read strictly: a parameter {ty} does not have is refused (400), never ignored."
+        "The criteria are {ty} search parameters in the query string, as in a search; **at least one is \
+         required** (without criteria the answer is 405; `_format` and `_pretty` are not criteria). They \
+         are read strictly: a parameter {ty} does not have is refused (400), never ignored."
     )
 }
 
@@ -1122,10 +1102,17 @@ fn criteria_params(ty: ResourceType) -> Vec<Value> {
 
 /// The criteria the examples of the conditional interactions use.
 fn criteria_example(ty: ResourceType) -> (&'static str, String) {
-    match ty {
-        ResourceType::Provenance | ResourceType::Subscription => ("_id", EXAMPLE_ID.to_owned()),
-        _ => ("identifier", format!("{}|{}", example_identifier_system(ty), CONDITIONAL_VALUE)),
+    if has_identifier(ty) {
+        ("identifier", format!("{}|{}", example_identifier_system(ty), CONDITIONAL_VALUE))
+    } else {
+        ("_id", EXAMPLE_ID.to_owned())
     }
+}
+
+/// Whether the type is searched by `identifier` (business identifiers make the criteria of
+/// the conditional examples; the others use `_id`).
+fn has_identifier(ty: ResourceType) -> bool {
+    ty.descriptor().params.iter().any(|p| p.name == "identifier")
 }
 
 const CONDITIONAL_VALUE: &str = "C-1";
@@ -1136,7 +1123,7 @@ fn example_identifier_system(ty: ResourceType) -> String {
 
 /// `_cascade=delete` on deletes of the types open Tasks depend on.
 fn cascade_param(ty: ResourceType) -> Vec<Value> {
-    if !matches!(ty, ResourceType::CarePlan | ResourceType::CareTeam) {
+    if ty.descriptor().rules.dependants.is_empty() {
         return Vec::new();
     }
     let parameter = QueryParam::new(
@@ -1153,9 +1140,11 @@ fn cascade_param(ty: ResourceType) -> Vec<Value> {
 /// The development actor header, on writes of the types whose changes it can affect (the Task
 /// role rules; the agent of the Provenance recorded for a CarePlan, CareTeam or Task).
 fn actor_param(ty: ResourceType) -> Vec<Value> {
-    match ty {
-        ResourceType::Provenance | ResourceType::Subscription => Vec::new(),
-        _ => vec![component_param("X-Careplan-Actor")],
+    let rules = ty.descriptor().rules;
+    if rules.provenance || rules.change.is_some() {
+        vec![component_param("X-Careplan-Actor")]
+    } else {
+        Vec::new()
     }
 }
 
@@ -1223,11 +1212,10 @@ fn conditional_body(ty: ResourceType) -> Value {
 
 fn conditional_example(ty: ResourceType) -> Value {
     let mut example = example_resource(ty);
-    match ty {
-        ResourceType::Provenance | ResourceType::Subscription => example["id"] = json!(EXAMPLE_ID),
-        _ => {
-            example["identifier"] = json!([{ "system": example_identifier_system(ty), "value": CONDITIONAL_VALUE }]);
-        }
+    if has_identifier(ty) {
+        example["identifier"] = json!([{ "system": example_identifier_system(ty), "value": CONDITIONAL_VALUE }]);
+    } else {
+        example["id"] = json!(EXAMPLE_ID);
     }
     example
 }
@@ -2316,9 +2304,10 @@ mod tests {
             None => IngestMode::Create,
         };
         let ingested = domain::ingest_as(ty, text.as_bytes(), mode).map(drop);
-        match ty {
-            ResourceType::Subscription => ingested.and_then(|()| domain::subscriptions::spec(body).map(drop)),
-            _ => ingested,
+        if ty.descriptor().rules.subscription {
+            ingested.and_then(|()| domain::subscriptions::spec(body).map(drop))
+        } else {
+            ingested
         }
     }
 

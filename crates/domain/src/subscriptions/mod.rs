@@ -98,6 +98,14 @@ pub static DESCRIPTOR: Descriptor = Descriptor::of::<Subscription>(
                 }
             ]
         }"#,
+        write_rules: "A topic-based Subscription (Subscriptions Backport IG): `criteria` must be the canonical \
+             URL of a topic (GET SubscriptionTopic), each `backport-filter-criteria` may use only \
+             that topic's `canFilterBy` parameters, the channel must be `rest-hook` and its endpoint \
+             must start with a prefix of `CAREPLAN_SUBSCRIPTION_ENDPOINTS` (none by default); \
+             otherwise 422. Subscribing needs a scope that allows reading the topic's type (403). The \
+             server owns `status`: a new or changed subscription is `requested` until its handshake \
+             succeeds (then `active`, else `error`); `off` stops it.",
+        delete_rules: "",
     },
 )
 .with_rules(Rules { provenance: false, subscription: true, ..Rules::RECORD });
