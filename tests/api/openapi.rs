@@ -94,7 +94,7 @@ async fn every_request_example_is_accepted_by_the_server() {
             sent += 1;
         }
     }
-    assert_eq!(sent, 18, "a create, an update and a conditional update example for each of the six types");
+    assert_eq!(sent, 24, "a create, an update and a conditional update example for each of the eight types");
 }
 
 /// The statuses of a transaction-response or batch-response Bundle's entries.

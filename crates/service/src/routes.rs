@@ -8,7 +8,7 @@
 
 use actix_web::web::{self, ServiceConfig};
 use domain::Interaction as I;
-use domain::{CarePlan, CareTeam, Goal, Provenance, Resource, Subscription, Task};
+use domain::{ActivityDefinition, CarePlan, CareTeam, Goal, PlanDefinition, Provenance, Resource, Subscription, Task};
 
 pub(crate) use crate::route::{Does, Method, Route, FHIR};
 
@@ -54,6 +54,8 @@ fn build() -> Vec<Route> {
         Route::new(Get, "/fhir/SubscriptionTopic", "", Interaction(I::SearchType), |r| r.to(subscription::topics)),
         Route::new(Get, "/fhir/SubscriptionTopic", "/{id}", Interaction(I::Read), |r| r.to(subscription::topic)),
     ]);
+    table.extend(resource::<PlanDefinition>());
+    table.extend(resource::<ActivityDefinition>());
     table
 }
 
