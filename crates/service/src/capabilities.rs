@@ -47,6 +47,11 @@ pub fn capability_statement(base: &str, multiple_delete: bool) -> Value {
             if ty == ResourceType::Subscription {
                 subscription_capabilities(&mut resource);
             }
+            if ty == ResourceType::PlanDefinition {
+                resource["operation"] = json!([
+                    { "name": "apply", "definition": "http://hl7.org/fhir/OperationDefinition/PlanDefinition-apply" },
+                ]);
+            }
             resource
         })
         .chain([audit_event_capabilities()])

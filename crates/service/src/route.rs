@@ -78,6 +78,9 @@ pub(crate) enum Does {
     HistorySystem,
     /// A read-only FHIR operation on an instance (`$summary`, `$status`, `$events`).
     Operation,
+    /// `PlanDefinition/[id]/$apply`: an operation that creates resources (a CarePlan, its
+    /// CareTeam and Tasks), audited as an execute.
+    Apply,
     /// The CapabilityStatement (public, cacheable, not audited).
     Capabilities,
     /// SMART discovery (public, not audited).
@@ -159,6 +162,7 @@ impl Route {
                 I::Read | I::Vread | I::HistoryInstance | I::HistoryType => (Action::Read, interaction.code()),
             },
             Does::Transaction => (Action::Execute, "transaction"),
+            Does::Apply => (Action::Execute, "operation"),
             Does::HistorySystem => (Action::Read, "history-system"),
             Does::Operation | Does::Capabilities | Does::Discovery | Does::Probe | Does::Description => {
                 (Action::Read, "read")
