@@ -95,7 +95,10 @@ def main():
     repeating, types, choices = set(), {}, set()
     queue, seen = list(RESOURCES), set()
 
-    def walk(struct, path):
+    def walk(struct, path, inside=()):
+        # `inside`: the backbone elements on the way here. A backbone that contains itself
+        # (PlanDefinition.action.action, by contentReference) is listed once, not walked again.
+        inside = inside + (struct,)
         for json_name, rust_name, ty, flatten in structs[struct]:
             many, base = strip(ty)
             if flatten:
@@ -104,11 +107,11 @@ def main():
                     if variant.startswith("_") or not variant.endswith(rust_variant):
                         continue
                     choices.add(f"{path}.{variant[: -len(rust_variant)]}")
-                    element(f"{path}.{variant}", False, strip(inner)[1])
+                    element(f"{path}.{variant}", False, strip(inner)[1], inside)
             elif json_name is not None and not json_name.startswith("_"):
-                element(f"{path}.{json_name}", many, base)
+                element(f"{path}.{json_name}", many, base, inside)
 
-    def element(path, many, base):
+    def element(path, many, base, inside=()):
         if many:
             repeating.add(path)
         if base in datatypes:
@@ -116,8 +119,8 @@ def main():
             if base not in seen:
                 seen.add(base)
                 queue.append(base)
-        elif base in structs and base not in wrappers.values():
-            walk(base, path)  # a backbone element: its children live under its own path
+        elif base in structs and base not in wrappers.values() and base not in inside:
+            walk(base, path, inside)  # a backbone element: its children live under its own path
 
     while queue:
         name = queue.pop()

@@ -220,7 +220,17 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("the write path", &["coordination", "search", "subscriptions", "engine", "visible"]),
     (
         "handlers and jobs",
-        &["interactions", "transaction", "plan_summary", "capabilities", "openapi", "docs", "health", "jobs"],
+        &[
+            "interactions",
+            "transaction",
+            "plan_summary",
+            "templates",
+            "capabilities",
+            "openapi",
+            "docs",
+            "health",
+            "jobs",
+        ],
     ),
     ("assembly", &["routes", "startup", "cli"]),
 ];

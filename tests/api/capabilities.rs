@@ -15,7 +15,20 @@ async fn the_capability_statement_lists_every_type_and_interaction() {
     assert_eq!(statement["fhirVersion"], "4.0.1");
     let resources = statement["rest"][0]["resource"].as_array().expect("resources");
     let types: Vec<&str> = resources.iter().filter_map(|r| r["type"].as_str()).collect();
-    assert_eq!(types, ["CarePlan", "CareTeam", "Goal", "Task", "Provenance", "Subscription", "AuditEvent"]);
+    assert_eq!(
+        types,
+        [
+            "CarePlan",
+            "CareTeam",
+            "Goal",
+            "Task",
+            "Provenance",
+            "Subscription",
+            "PlanDefinition",
+            "ActivityDefinition",
+            "AuditEvent"
+        ]
+    );
     // serde_json's preserve_order keeps the server's member order; the snapshot has maps sorted.
     insta::with_settings!({ sort_maps => true }, {
         insta::assert_json_snapshot!(statement, { ".implementation.url" => "[base]" });

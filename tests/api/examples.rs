@@ -66,7 +66,11 @@ fn number_literals(text: &str) -> Vec<String> {
 async fn every_hl7_example_round_trips_unchanged_apart_from_meta() {
     let app = spawn_app().await;
     let examples = fixtures();
-    assert_eq!(examples.len(), 31, "11 CarePlan, 1 CareTeam, 2 Goal, 12 Task and 5 Provenance examples");
+    assert_eq!(
+        examples.len(),
+        35,
+        "11 CarePlan, 1 CareTeam, 2 Goal, 12 Task, 5 Provenance, 2 PlanDefinition and 2 ActivityDefinition examples"
+    );
 
     for (name, text) in examples {
         let sent: Value = serde_json::from_str(&text).expect("example JSON");

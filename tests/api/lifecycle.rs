@@ -95,7 +95,7 @@ impl Drop for Served {
 
 /// `careplan` with the settings every test here shares: authorization off, JSON logs at info,
 /// no OpenTelemetry unless the test sets it.
-fn careplan(args: &[&str]) -> Command {
+pub(crate) fn careplan(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_careplan-under-test"));
     command
         .args(args)
@@ -144,7 +144,7 @@ pub(crate) fn serve(settings: &[(&str, String)]) -> Served {
 
 /// The settings of a database of its own: a schema of `TEST_DATABASE_URL`, else a SQLite file
 /// in `dir`.
-fn own_database(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+pub(crate) fn own_database(dir: &std::path::Path) -> Vec<(&'static str, String)> {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => vec![
             ("CAREPLAN_DATABASE_URL", url),

@@ -22,5 +22,6 @@ mod scenario;
 mod search;
 mod security;
 mod subscriptions;
+mod templates;
 mod transactions;
 mod worklist;

@@ -70,6 +70,11 @@ async fn every_request_example_is_accepted_by_the_server() {
     let mut sent = 0;
 
     for (path, item) in paths {
+        // An operation's body (the `Parameters` of `$apply`) needs a stored template: its example
+        // is sent by the tests of the operation (`templates.rs`).
+        if path.contains("/$") {
+            continue;
+        }
         for (method, expected) in [("post", [201, 201]), ("put", [200, 201])] {
             let Some(example) = item[method]["requestBody"]["content"]["application/fhir+json"].get("example") else {
                 continue;
@@ -94,7 +99,7 @@ async fn every_request_example_is_accepted_by_the_server() {
             sent += 1;
         }
     }
-    assert_eq!(sent, 18, "a create, an update and a conditional update example for each of the six types");
+    assert_eq!(sent, 24, "a create, an update and a conditional update example for each of the eight types");
 }
 
 /// The statuses of a transaction-response or batch-response Bundle's entries.

@@ -1144,3 +1144,28 @@ async fn health_and_metrics_answer_without_a_token_and_fhir_does_not() {
     assert_eq!(statuses, [("/livez", 200), ("/readyz", 200), ("/metrics", 200)]);
     assert_eq!(fhir.status(), 401);
 }
+
+#[tokio::test]
+async fn applying_a_template_needs_read_on_it_and_create_on_what_it_makes_within_the_tokens_patient() {
+    let (app, _jwks) = secure_app().await;
+    let admin = token("system/*.cruds", None);
+    let template = json!({ "resourceType": "PlanDefinition", "id": "welcome", "status": "active",
+        "action": [{ "title": "Welcome call", "participant": [{ "type": "practitioner", "role": { "text": "Care coordinator" } }],
+                     "timingDuration": { "value": 3, "code": "d" } }] });
+    assert_eq!(call(&app, Method::PUT, "PlanDefinition/welcome", Some(&admin), Some(&template)).await.status(), 201);
+    let plans = || async { ids(&json_of(get(&app, "CarePlan", &admin).await).await).len() };
+    let apply = |patient: &str| format!("PlanDefinition/welcome/$apply?subject=Patient/{patient}");
+
+    let read_only = token("user/PlanDefinition.r", None);
+    assert_eq!(get(&app, &apply("p1"), &read_only).await.status(), 403, "no create on CareTeam, CarePlan, Task");
+    let no_read = token("user/CarePlan.c user/CareTeam.c user/Task.c", None);
+    assert_eq!(get(&app, &apply("p1"), &no_read).await.status(), 403, "no read on PlanDefinition");
+    let patient = token("user/PlanDefinition.r patient/CarePlan.c patient/CareTeam.c patient/Task.c", Some("p1"));
+    assert_eq!(get(&app, &apply("p2"), &patient).await.status(), 403, "another patient's plan");
+    assert_eq!(plans().await, 0, "nothing was created");
+
+    assert_eq!(get(&app, &apply("p1"), &patient).await.status(), 201, "the token's own patient");
+    let clinician = token("user/PlanDefinition.r user/CarePlan.c user/CareTeam.c user/Task.c", None);
+    assert_eq!(get(&app, &apply("p2"), &clinician).await.status(), 201);
+    assert_eq!(plans().await, 2);
+}

@@ -3,6 +3,7 @@
 //!
 //! Pure by design: no IO, no async, no HTTP and no SQL live here (see ARCHITECTURE.md).
 
+pub mod activitydefinition;
 pub mod audit;
 pub mod careplan;
 pub mod careteam;
@@ -15,7 +16,9 @@ pub mod interaction;
 pub mod issue;
 pub mod json_text;
 pub mod patch;
+pub mod plan_apply;
 pub mod plan_summary;
+pub mod plandefinition;
 pub mod provenance;
 pub mod references;
 pub mod resource;
@@ -32,6 +35,7 @@ pub mod worklist;
 #[cfg(test)]
 mod fuzz;
 
+pub use activitydefinition::ActivityDefinition;
 pub use careplan::CarePlan;
 pub use careteam::CareTeam;
 pub use goal::Goal;
@@ -39,6 +43,7 @@ pub use ingest::{ingest, ingest_as, IngestMode};
 pub use interaction::Interaction;
 pub use issue::{Issue, IssueCode, Severity};
 pub use patch::{fhirpath_patch, json_patch};
+pub use plandefinition::PlanDefinition;
 pub use provenance::Provenance;
 pub use resource::{Change, Descriptor, Docs, Link, Resource, ResourceType, Rules};
 pub use stored::{subset, with_member, Prepared, VersionMeta};

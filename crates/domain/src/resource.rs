@@ -21,17 +21,21 @@ pub enum ResourceType {
     Task,
     Provenance,
     Subscription,
+    PlanDefinition,
+    ActivityDefinition,
 }
 
 impl ResourceType {
     /// Every type, in CapabilityStatement order.
-    pub const ALL: [ResourceType; 6] = [
+    pub const ALL: [ResourceType; 8] = [
         ResourceType::CarePlan,
         ResourceType::CareTeam,
         ResourceType::Goal,
         ResourceType::Task,
         ResourceType::Provenance,
         ResourceType::Subscription,
+        ResourceType::PlanDefinition,
+        ResourceType::ActivityDefinition,
     ];
 
     /// Everything this service knows of the type, declared once beside its `Resource` impl.
@@ -43,6 +47,8 @@ impl ResourceType {
             ResourceType::Task => &crate::task::DESCRIPTOR,
             ResourceType::Provenance => &crate::provenance::DESCRIPTOR,
             ResourceType::Subscription => &crate::subscriptions::DESCRIPTOR,
+            ResourceType::PlanDefinition => &crate::plandefinition::DESCRIPTOR,
+            ResourceType::ActivityDefinition => &crate::activitydefinition::DESCRIPTOR,
         }
     }
 

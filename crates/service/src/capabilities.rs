@@ -132,7 +132,7 @@ fn interactions(name: &str) -> Vec<Value> {
 fn operations(name: &str) -> Vec<Value> {
     let mut listed: Vec<Value> = Vec::new();
     for route in routes_of(name) {
-        if let Does::Operation { name, definition } = route.does {
+        if let Does::Operation { name, definition } | Does::Execute { name, definition } = route.does {
             let entry = json!({ "name": name, "definition": definition });
             if !listed.contains(&entry) {
                 listed.push(entry);

@@ -1,4 +1,4 @@
-//! The command line: `careplan serve`, `migrate`, `reindex` and `openapi`, each flag mirroring a
+//! The command line: `careplan serve`, `migrate`, `reindex`, `openapi` and `templates load`, each flag mirroring a
 //! `CAREPLAN_*` environment variable.
 
 use std::io::Write;
@@ -33,6 +33,22 @@ enum Command {
     Reindex(DatabaseArgs),
     /// Print the OpenAPI description of the HTTP API as YAML (what openapi/openapi.yaml holds).
     Openapi,
+    /// Plan templates (PlanDefinitions with their ActivityDefinitions).
+    Templates(TemplatesArgs),
+}
+
+#[derive(Args, Debug)]
+struct TemplatesArgs {
+    #[command(subcommand)]
+    action: TemplatesAction,
+}
+
+#[derive(Subcommand, Debug)]
+enum TemplatesAction {
+    /// Store the seed templates (templates/*.json: complex-care enrollment, transition to adult
+    /// care) by conditional update on their canonical URLs: loading twice duplicates nothing.
+    /// Takes the settings of `serve` (the database, the rules, Provenance).
+    Load(Box<ServeArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -384,6 +400,13 @@ pub fn run() -> ExitCode {
             }
             // Answered above, before a runtime starts.
             Command::Openapi => Ok(()),
+            Command::Templates(TemplatesArgs { action: TemplatesAction::Load(args) }) => {
+                let settings = args.settings();
+                settings.check()?;
+                let written = crate::templates::load(settings).await?;
+                tracing::info!(written, "templates loaded");
+                Ok(())
+            }
             Command::Reindex(args) => {
                 let config = args.store_config();
                 let store = Store::connect(&config)

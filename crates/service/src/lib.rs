@@ -32,6 +32,7 @@ pub mod startup;
 mod state;
 pub mod subscriptions;
 pub mod telemetry;
+pub mod templates;
 mod timeout;
 mod transaction;
 mod visible;

@@ -186,6 +186,7 @@ fn operations() -> Vec<Operation> {
         all.extend(type_operations(ty));
     }
     all.extend(subscription_operations());
+    all.extend(apply_operations());
     all.extend(other_fhir_operations());
     all.extend([
         Operation::new(Method::Get, "/livez", "livez")
@@ -533,6 +534,93 @@ fn type_operations(ty: ResourceType) -> Vec<Operation> {
             .params([component_param("id"), component_param("vid")])
             .answers(S::OK, resource_response(ty, "That version"))
             .fails(&[S::NOT_FOUND, S::GONE])
+            .stored(),
+    ]
+}
+
+/// `PlanDefinition/[id]/$apply` (http://hl7.org/fhir/R4/plandefinition-operation-apply.html),
+/// by GET with query parameters and by POST with a `Parameters` body.
+fn apply_operations() -> Vec<Operation> {
+    use StatusCode as S;
+    let tag = ResourceType::PlanDefinition.as_str();
+    let path = "/fhir/PlanDefinition/{id}/$apply";
+    let description = format!(
+        "Apply a plan template for one patient and STORE the result, in one transaction through the write engine \
+         (the coordination rules, Provenance, audit and subscriptions apply; on any failure nothing is created): a \
+         CareTeam skeleton (the roles of the template's participants, no members yet), an active CarePlan \
+         (`instantiatesCanonical` = the template's `url|version`, `careTeam` = the new CareTeam, `activity.reference` \
+         = each new Task) and one Task per action (leaf actions: groups are walked; code, performer types and timing \
+         from the ActivityDefinition each `definitionCanonical` names, found by its `url`; `for` the patient, \
+         `basedOn` the plan, status `requested`, intent `order`, due date `restriction.period.end`). The answer is \
+         the created CarePlan (201, `Location`). Due dates count from today: `timingDuration`, the first period of \
+         `timingTiming`, a `relatedAction` offset from an earlier action; `timingAge` and `timingRange` (ages) count \
+         from the patient's birth date (`birthDate` or `age`; an age already passed is due today). Limits: at most \
+         {} actions, nested at most {} levels (422 too-costly past them). 404: no such template; 400: a missing or \
+         malformed parameter (the OperationOutcome's `expression` names it); 422: an action whose definition is \
+         stored nowhere here, or a template that cannot be applied. Needs read on PlanDefinition and \
+         ActivityDefinition and create on CareTeam, CarePlan and Task; a patient token only for its own patient.",
+        domain::plan_apply::MAX_ACTIONS,
+        domain::plan_apply::MAX_ACTION_DEPTH,
+    );
+    let query = |name: &str, required: bool, description: &str, example: &str| {
+        json!({ "name": name, "in": "query", "required": required, "description": description,
+                "schema": { "type": "string" }, "example": example })
+    };
+    let parameters_body = json!({
+        "required": true,
+        "content": { FHIR_JSON: {
+            "schema": { "type": "object", "required": ["resourceType"], "properties": {
+                "resourceType": { "type": "string", "enum": ["Parameters"] },
+                "parameter": { "type": "array", "items": { "type": "object", "required": ["name"] } },
+            }},
+            "example": {
+                "resourceType": "Parameters",
+                "parameter": [
+                    { "name": "subject", "valueString": "Patient/example" },
+                    { "name": "practitioner", "valueString": "Practitioner/example" },
+                    { "name": "birthDate", "valueDate": "2011-04-02" },
+                ],
+            },
+        }},
+    });
+    let created =
+        || written(ResourceType::CarePlan, "The created CarePlan, which references the CareTeam and the Tasks");
+    vec![
+        Operation::new(Method::Get, path, "applyPlanDefinition")
+            .about(tag, "Apply a plan template for a patient ($apply)")
+            .description(description.clone())
+            .fhir()
+            .param(component_param("id"))
+            .params([
+                query("subject", true, "The patient: `Patient/[id]` (exactly one)", "Patient/example"),
+                query("practitioner", false, "Who applies it (`Practitioner/[id]` or `PractitionerRole/[id]`): the Tasks' requester and the plan's author", "Practitioner/example"),
+                query("organization", false, "`Organization/[id]`: the team's managing organization (and requester without a practitioner)", "Organization/example"),
+                query("birthDate", false, "This server's own: the patient's birth date, for steps timed by age", "2011-04-02"),
+                query("age", false, "This server's own: the patient's age in whole years (instead of birthDate)", "15"),
+            ])
+            .param(component_param("Prefer-return"))
+            .answers(S::CREATED, created())
+            .fails(&[S::BAD_REQUEST, S::NOT_FOUND, S::GONE, S::UNPROCESSABLE_ENTITY])
+            .stored(),
+        Operation::new(Method::Post, path, "applyPlanDefinitionPost")
+            .about(tag, "Apply a plan template for a patient ($apply, Parameters)")
+            .description(format!(
+                "{description} The parameters as a `Parameters` resource: `subject`, `practitioner`, `organization` \
+                 (valueString or valueReference), `birthDate` (valueDate), `age` (valueInteger)."
+            ))
+            .fhir()
+            .param(component_param("id"))
+            .param(component_param("Prefer-return"))
+            .body(parameters_body)
+            .answers(S::CREATED, created())
+            .fails(&[
+                S::BAD_REQUEST,
+                S::NOT_FOUND,
+                S::GONE,
+                S::UNPROCESSABLE_ENTITY,
+                S::PAYLOAD_TOO_LARGE,
+                S::UNSUPPORTED_MEDIA_TYPE,
+            ])
             .stored(),
     ]
 }

@@ -80,6 +80,9 @@ pub(crate) enum Does {
     /// A read-only FHIR operation on an instance (`$summary`, `$status`, `$events`): its name
     /// and the canonical URL of its OperationDefinition (the CapabilityStatement lists both).
     Operation { name: &'static str, definition: &'static str },
+    /// A FHIR operation that creates resources (`PlanDefinition/[id]/$apply`: a CarePlan, its
+    /// CareTeam and Tasks), audited as an execute; its writes are judged entry by entry.
+    Execute { name: &'static str, definition: &'static str },
     /// The CapabilityStatement (public, cacheable, not audited).
     Capabilities,
     /// SMART discovery (public, not audited).
@@ -161,6 +164,7 @@ impl Route {
                 I::Read | I::Vread | I::HistoryInstance | I::HistoryType => (Action::Read, interaction.code()),
             },
             Does::Transaction => (Action::Execute, "transaction"),
+            Does::Execute { .. } => (Action::Execute, "operation"),
             Does::HistorySystem => (Action::Read, "history-system"),
             Does::Operation { .. } | Does::Capabilities | Does::Discovery | Does::Probe | Does::Description => {
                 (Action::Read, "read")
@@ -180,7 +184,8 @@ impl Route {
                 I::Update | I::Patch => Letter::Update,
                 I::Delete => Letter::Delete,
             }),
-            Does::Operation { .. } => Some(Letter::Read),
+            // An operation reads its instance; what an executed one writes is judged by the engine.
+            Does::Operation { .. } | Does::Execute { .. } => Some(Letter::Read),
             Does::Transaction
             | Does::HistorySystem
             | Does::Capabilities

@@ -8,7 +8,7 @@
 
 use actix_web::web::{self, ServiceConfig};
 use domain::Interaction as I;
-use domain::{CarePlan, CareTeam, Goal, Provenance, Resource, Subscription, Task};
+use domain::{ActivityDefinition, CarePlan, CareTeam, Goal, PlanDefinition, Provenance, Resource, Subscription, Task};
 
 pub(crate) use crate::route::{Does, Method, Route, FHIR};
 
@@ -16,7 +16,7 @@ use crate::audit::trail;
 use crate::auth::discovery;
 use crate::interactions::{self as i, method_not_allowed, unknown_type};
 use crate::subscriptions::operations as subscription;
-use crate::{capabilities, docs, health, metrics, openapi, plan_summary, search, transaction};
+use crate::{capabilities, docs, health, metrics, openapi, plan_summary, search, templates, transaction};
 
 /// Every route, in registration order (actix tries them in this order).
 fn build() -> Vec<Route> {
@@ -55,6 +55,12 @@ fn build() -> Vec<Route> {
         Route::new(Get, "/fhir/SubscriptionTopic", "", Interaction(I::SearchType), |r| r.to(subscription::topics)),
         Route::new(Get, "/fhir/SubscriptionTopic", "/{id}", Interaction(I::Read), |r| r.to(subscription::topic)),
     ]);
+    table.extend(resource::<PlanDefinition>());
+    table.extend([
+        Route::new(Get, "/fhir/PlanDefinition", "/{id}/$apply", templates::APPLY, |r| r.to(templates::apply_get)),
+        Route::new(Post, "/fhir/PlanDefinition", "/{id}/$apply", templates::APPLY, |r| r.to(templates::apply_post)),
+    ]);
+    table.extend(resource::<ActivityDefinition>());
     table
 }
 

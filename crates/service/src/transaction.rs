@@ -124,6 +124,15 @@ pub(crate) async fn bundle(
     }
 }
 
+/// The entries of a `transaction` Bundle, as the engine runs them (the seed templates).
+pub(crate) fn transaction_entries(body: &Bytes, base: &str) -> Result<Vec<EntryRequest>, ApiError> {
+    let (kind, entries) = read_bundle(body, base, usize::MAX)?;
+    if kind != Kind::Transaction {
+        return Err(ApiError::invalid(IssueCode::Value, "Bundle.type", "a transaction Bundle is expected"));
+    }
+    entries.into_iter().enumerate().map(|(index, entry)| entry.map_err(|error| in_entry(index, error))).collect()
+}
+
 fn in_entry(index: usize, error: ApiError) -> ApiError {
     ApiError::InEntry { index, label: String::new(), inner: Box::new(error) }
 }

@@ -381,6 +381,14 @@ mod tests {
     const CARETEAM_EXAMPLE: &str = include_str!("../../../../tests/fixtures/hl7/CareTeam-example.json");
     const GOAL_EXAMPLE: &str = include_str!("../../../../tests/fixtures/hl7/Goal-example.json");
     const GOAL_STOP_SMOKING: &str = include_str!("../../../../tests/fixtures/hl7/Goal-stop-smoking.json");
+    const PLANDEFINITION_SUICIDE_RISK: &str =
+        include_str!("../../../../tests/fixtures/hl7/PlanDefinition-low-suicide-risk-order-set.json");
+    const PLANDEFINITION_PROTOCOL: &str =
+        include_str!("../../../../tests/fixtures/hl7/PlanDefinition-protocol-example.json");
+    const ACTIVITYDEFINITION_CITALOPRAM: &str =
+        include_str!("../../../../tests/fixtures/hl7/ActivityDefinition-citalopramPrescription.json");
+    const ACTIVITYDEFINITION_REFERRAL: &str =
+        include_str!("../../../../tests/fixtures/hl7/ActivityDefinition-referralPrimaryCareMentalHealth.json");
     const TASK_EXAMPLE1: &str = include_str!("../../../../tests/fixtures/hl7/Task-example1.json");
     const TASK_EXAMPLE2: &str = include_str!("../../../../tests/fixtures/hl7/Task-example2.json");
 
@@ -451,6 +459,34 @@ mod tests {
             {"member": {"reference": "#contained1"}},
             {"member": {"reference": "RelatedPerson/rp1", "identifier": {"value": "rp-1"}}}
         ]
+    }"##;
+
+    /// The common parameters of a PlanDefinition.
+    const PLANDEFINITION_EDGES: &str = r##"{
+        "resourceType": "PlanDefinition",
+        "id": "edges",
+        "meta": {
+            "lastUpdated": "2026-03-04T10:30:15Z",
+            "source": "http://example.org/source",
+            "profile": ["http://example.org/StructureDefinition/plan"],
+            "security": [{"code": "HTEST"}],
+            "tag": [{"system": "http://example.org/tags", "code": "t1"}]
+        },
+        "status": "draft"
+    }"##;
+
+    /// The common parameters of an ActivityDefinition.
+    const ACTIVITYDEFINITION_EDGES: &str = r##"{
+        "resourceType": "ActivityDefinition",
+        "id": "edges",
+        "meta": {
+            "lastUpdated": "2026-03-04T10:30:15Z",
+            "source": "http://example.org/source",
+            "profile": ["http://example.org/StructureDefinition/activity"],
+            "security": [{"code": "HTEST"}],
+            "tag": [{"system": "http://example.org/tags", "code": "t1"}]
+        },
+        "status": "draft"
     }"##;
 
     /// The common parameters of a Goal.
@@ -865,6 +901,12 @@ mod tests {
             (ResourceType::Task, TASK_EDGES),
             (ResourceType::Provenance, PROVENANCE_EDGES),
             (ResourceType::Subscription, SUBSCRIPTION_EDGES),
+            (ResourceType::PlanDefinition, PLANDEFINITION_SUICIDE_RISK),
+            (ResourceType::PlanDefinition, PLANDEFINITION_PROTOCOL),
+            (ResourceType::PlanDefinition, PLANDEFINITION_EDGES),
+            (ResourceType::ActivityDefinition, ACTIVITYDEFINITION_CITALOPRAM),
+            (ResourceType::ActivityDefinition, ACTIVITYDEFINITION_REFERRAL),
+            (ResourceType::ActivityDefinition, ACTIVITYDEFINITION_EDGES),
         ];
         for ty in ResourceType::ALL {
             let seen: Vec<&str> = fixtures

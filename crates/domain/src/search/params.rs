@@ -532,6 +532,142 @@ pub static SUBSCRIPTION: &[SearchParam] = with_common![
     ),
 ];
 
+/// http://hl7.org/fhir/R4/plandefinition.html#search (without the composite, quantity and
+/// `relatedArtifact.where(type=...)` parameters, which this server does not index)
+pub static PLAN_DEFINITION: &[SearchParam] = with_common![
+    token(
+        "context",
+        "(PlanDefinition.useContext.value as CodeableConcept)",
+        &["useContext", "valueCodeableConcept"],
+        Shape::CodeableConcept,
+        "A use context assigned to the plan definition",
+    ),
+    token(
+        "context-type",
+        "PlanDefinition.useContext.code",
+        &["useContext", "code"],
+        Shape::Coding,
+        "A type of use context assigned to the plan definition",
+    ),
+    date("date", "PlanDefinition.date", &["date"], Shape::DateTime, "The plan definition publication date"),
+    SearchParam {
+        shape: Shape::Canonical,
+        ..reference(
+            "definition",
+            "PlanDefinition.action.definition",
+            &["action", "definition[x]"],
+            &["Questionnaire", "PlanDefinition", "ActivityDefinition"],
+            "Activity or plan definitions used by plan definition",
+        )
+    },
+    string("description", "PlanDefinition.description", &["description"], "The description of the plan definition"),
+    date(
+        "effective",
+        "PlanDefinition.effectivePeriod",
+        &["effectivePeriod"],
+        Shape::Period,
+        "The time during which the plan definition is intended to be in use",
+    ),
+    token(
+        "identifier",
+        "PlanDefinition.identifier",
+        &["identifier"],
+        Shape::Identifier,
+        "External identifier for the plan definition",
+    ),
+    token(
+        "jurisdiction",
+        "PlanDefinition.jurisdiction",
+        &["jurisdiction"],
+        Shape::CodeableConcept,
+        "Intended jurisdiction for the plan definition",
+    ),
+    string("name", "PlanDefinition.name", &["name"], "Computationally friendly name of the plan definition"),
+    string("publisher", "PlanDefinition.publisher", &["publisher"], "Name of the publisher of the plan definition"),
+    token("status", "PlanDefinition.status", &["status"], Shape::Code, "The current status of the plan definition"),
+    string("title", "PlanDefinition.title", &["title"], "The human-friendly name of the plan definition"),
+    token("topic", "PlanDefinition.topic", &["topic"], Shape::CodeableConcept, "Topics associated with the module"),
+    uri("url", "PlanDefinition.url", &["url"], "The uri that identifies the plan definition"),
+    token(
+        "version",
+        "PlanDefinition.version",
+        &["version"],
+        Shape::Code,
+        "The business version of the plan definition"
+    ),
+];
+
+/// http://hl7.org/fhir/R4/activitydefinition.html#search (without the composite, quantity and
+/// `relatedArtifact.where(type=...)` parameters, which this server does not index)
+pub static ACTIVITY_DEFINITION: &[SearchParam] = with_common![
+    token(
+        "context",
+        "(ActivityDefinition.useContext.value as CodeableConcept)",
+        &["useContext", "valueCodeableConcept"],
+        Shape::CodeableConcept,
+        "A use context assigned to the activity definition",
+    ),
+    token(
+        "context-type",
+        "ActivityDefinition.useContext.code",
+        &["useContext", "code"],
+        Shape::Coding,
+        "A type of use context assigned to the activity definition",
+    ),
+    date("date", "ActivityDefinition.date", &["date"], Shape::DateTime, "The activity definition publication date"),
+    string(
+        "description",
+        "ActivityDefinition.description",
+        &["description"],
+        "The description of the activity definition"
+    ),
+    date(
+        "effective",
+        "ActivityDefinition.effectivePeriod",
+        &["effectivePeriod"],
+        Shape::Period,
+        "The time during which the activity definition is intended to be in use",
+    ),
+    token(
+        "identifier",
+        "ActivityDefinition.identifier",
+        &["identifier"],
+        Shape::Identifier,
+        "External identifier for the activity definition",
+    ),
+    token(
+        "jurisdiction",
+        "ActivityDefinition.jurisdiction",
+        &["jurisdiction"],
+        Shape::CodeableConcept,
+        "Intended jurisdiction for the activity definition",
+    ),
+    string("name", "ActivityDefinition.name", &["name"], "Computationally friendly name of the activity definition"),
+    string(
+        "publisher",
+        "ActivityDefinition.publisher",
+        &["publisher"],
+        "Name of the publisher of the activity definition"
+    ),
+    token(
+        "status",
+        "ActivityDefinition.status",
+        &["status"],
+        Shape::Code,
+        "The current status of the activity definition"
+    ),
+    string("title", "ActivityDefinition.title", &["title"], "The human-friendly name of the activity definition"),
+    token("topic", "ActivityDefinition.topic", &["topic"], Shape::CodeableConcept, "Topics associated with the module"),
+    uri("url", "ActivityDefinition.url", &["url"], "The uri that identifies the activity definition"),
+    token(
+        "version",
+        "ActivityDefinition.version",
+        &["version"],
+        Shape::Code,
+        "The business version of the activity definition"
+    ),
+];
+
 const fn token(
     name: &'static str,
     expression: &'static str,
@@ -570,6 +706,15 @@ const fn uri(
     description: &'static str,
 ) -> SearchParam {
     SearchParam { kind: ParamType::Uri, ..token(name, expression, path, Shape::Uri, description) }
+}
+
+const fn string(
+    name: &'static str,
+    expression: &'static str,
+    path: &'static [&'static str],
+    description: &'static str,
+) -> SearchParam {
+    SearchParam { kind: ParamType::String, ..token(name, expression, path, Shape::String, description) }
 }
 
 const fn reference(
@@ -672,6 +817,41 @@ mod tests {
         check(ResourceType::Goal, &format!("{COMMON}{own}"));
     }
 
+    /// The parameters PlanDefinition and ActivityDefinition share (R4's definition pattern).
+    fn definitional(ty: &str, definition: &str) -> String {
+        format!(
+            "
+            context token ({ty}.useContext.value as CodeableConcept)
+            context-type token {ty}.useContext.code
+            date date {ty}.date
+            {definition}
+            description string {ty}.description
+            effective date {ty}.effectivePeriod
+            identifier token {ty}.identifier
+            jurisdiction token {ty}.jurisdiction
+            name string {ty}.name
+            publisher string {ty}.publisher
+            status token {ty}.status
+            title string {ty}.title
+            topic token {ty}.topic
+            url uri {ty}.url
+            version token {ty}.version
+            "
+        )
+    }
+
+    #[test]
+    fn plandefinition() {
+        let own = definitional("PlanDefinition", "definition reference PlanDefinition.action.definition");
+        check(ResourceType::PlanDefinition, &format!("{COMMON}{own}"));
+    }
+
+    #[test]
+    fn activitydefinition() {
+        let own = definitional("ActivityDefinition", "");
+        check(ResourceType::ActivityDefinition, &format!("{COMMON}{own}"));
+    }
+
     #[test]
     fn careteam() {
         let own = "
@@ -738,11 +918,15 @@ mod tests {
                 let expression = p.expression.strip_suffix(".where(resolve() is Patient)").unwrap_or(p.expression);
                 // `(X.occurred as dateTime)` is the choice element `occurredDateTime`, and
                 // `(Goal.start as date)` is `startDate`.
-                let cast = |suffix: &str| expression.strip_prefix('(').and_then(|e| e.strip_suffix(suffix));
-                let expression = match (cast(" as dateTime)"), cast(" as date)")) {
-                    (Some(base), _) => format!("{base}DateTime"),
-                    (_, Some(base)) => format!("{base}Date"),
-                    _ => expression.to_owned(),
+                let cast =
+                    expression.strip_prefix('(').and_then(|e| e.strip_suffix(')')).and_then(|e| e.split_once(" as "));
+                let expression = match cast {
+                    Some((base, to)) => {
+                        let mut chars = to.chars();
+                        let first = chars.next().map(|c| c.to_ascii_uppercase()).into_iter();
+                        format!("{base}{}", first.chain(chars).collect::<String>())
+                    }
+                    None => expression.to_owned(),
                 };
                 let path: Vec<&str> = p.path.iter().map(|s| s.strip_suffix("[x]").unwrap_or(s)).collect();
                 let root = if p.name.starts_with('_') { "Resource" } else { ty.as_str() };
