@@ -226,7 +226,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("the write path", &["coordination", "search", "subscriptions", "engine"]),
     (
         "handlers and jobs",
-        &["interactions", "transaction", "plan_summary", "capabilities", "openapi", "docs", "health", "jobs"],
+        &["interactions", "transaction", "plan_summary", "capabilities", "openapi", "docs", "health", "jobs", "export"],
     ),
     ("assembly", &["routes", "startup", "cli"]),
 ];

@@ -51,7 +51,7 @@ pub fn capability_statement(base: &str, multiple_delete: bool) -> Value {
         })
         .chain([audit_event_capabilities()])
         .collect();
-    json!({
+    let mut statement = json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": DATE,
@@ -66,7 +66,29 @@ pub fn capability_statement(base: &str, multiple_delete: bool) -> Value {
             "resource": resources,
             "interaction": [{ "code": "transaction" }, { "code": "batch" }, { "code": "history-system" }],
         }],
-    })
+    });
+    bulk_export(&mut statement);
+    statement
+}
+
+/// FHIR Bulk Data export: the statement instantiates the IG's server CapabilityStatement and
+/// names the `export` operation at system level and on each exported type.
+fn bulk_export(statement: &mut Value) {
+    let export = json!({ "name": "export", "definition": crate::export::DEFINITION });
+    statement["instantiates"] = json!(["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]);
+    statement["rest"][0]["operation"] = json!([export.clone()]);
+    if let Some(resources) = statement["rest"][0]["resource"].as_array_mut() {
+        for resource in resources {
+            let exported =
+                resource["type"].as_str().and_then(ResourceType::parse).is_some_and(ResourceType::exportable);
+            if exported {
+                match resource["operation"].as_array_mut() {
+                    Some(operations) => operations.push(export.clone()),
+                    None => resource["operation"] = json!([export.clone()]),
+                }
+            }
+        }
+    }
 }
 
 /// The audit trail (`audit::trail`): AuditEvents are read and searched, never written by

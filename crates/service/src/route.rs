@@ -76,8 +76,11 @@ pub(crate) enum Does {
     Transaction,
     /// History of every resource.
     HistorySystem,
-    /// A read-only FHIR operation on an instance (`$summary`, `$status`, `$events`).
+    /// A FHIR operation answering about something that exists (`$summary`, `$status`,
+    /// `$events`; a bulk export's status and files): a read, or a delete by `DELETE`.
     Operation,
+    /// A bulk export kick-off (`$export`, system or type level).
+    Export,
     /// The CapabilityStatement (public, cacheable, not audited).
     Capabilities,
     /// SMART discovery (public, not audited).
@@ -160,6 +163,8 @@ impl Route {
             },
             Does::Transaction => (Action::Execute, "transaction"),
             Does::HistorySystem => (Action::Read, "history-system"),
+            Does::Operation if self.method == Method::Delete => (Action::Delete, "delete"),
+            Does::Export => (Action::Execute, "operation"),
             Does::Operation | Does::Capabilities | Does::Discovery | Does::Probe | Does::Description => {
                 (Action::Read, "read")
             }
