@@ -380,3 +380,155 @@ impl Store {
         rows.iter().map(|row| version(ty, row)).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sea_orm::ConnectionTrait;
+
+    use super::*;
+    use crate::connect::StoreConfig;
+
+    /// A migrated store on SQLite in `dir`, or on PostgreSQL in a fresh schema named after the
+    /// test when the suite runs there (`TEST_DATABASE_URL`).
+    async fn test_store(dir: &tempfile::TempDir, name: &str) -> Store {
+        let (url, schema) = match std::env::var("TEST_DATABASE_URL") {
+            Ok(url) => (url, Some(format!("{name}_{}", std::process::id()))),
+            Err(_) => (format!("sqlite://{}", dir.path().join("t.db").display()), None),
+        };
+        let config = StoreConfig {
+            url,
+            schema,
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(5),
+            cache_bytes: 0,
+            statement_timeout: None,
+        };
+        let store = Store::connect(&config).await.expect("store");
+        if let Some(schema) = &config.schema {
+            let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}");
+            store.schema.execute_unprepared(&drop).await.expect("a fresh schema");
+        }
+        store.migrate().await.expect("migrations");
+        store
+    }
+
+    fn job(id: &str) -> ExportJob {
+        ExportJob {
+            id: id.into(),
+            owner: "app".into(),
+            status: ExportStatus::Running,
+            request: "http://x/fhir/$export".into(),
+            transaction_ms: 1,
+            plan: "{}".into(),
+            created_ms: 1,
+            expires_ms: None,
+            progress: 0,
+            error: None,
+        }
+    }
+
+    fn chunk(id: &str, owner: &str, lines: &str) -> ExportChunk {
+        ExportChunk {
+            job_id: id.into(),
+            lease_owner: owner.into(),
+            lease_until_ms: 1_000,
+            file_no: 1,
+            resource_type: ResourceType::Task,
+            lines: lines.into(),
+            count: 1,
+        }
+    }
+
+    async fn run<T: Send + 'static>(store: &Store, work: crate::tx::TxWork<T, StoreError>) -> T {
+        store.transaction(work).await.expect("transaction")
+    }
+
+    #[tokio::test]
+    async fn a_job_is_written_under_its_lease_taken_over_from_its_start_after_it_and_stops_when_cancelled() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = test_store(&dir, "export_lease").await;
+        let created = run(&store, Box::new(|tx| Box::pin(async move { tx.create_export(&job("j1"), 1).await }))).await;
+        assert!(created);
+        let refused = run(&store, Box::new(|tx| Box::pin(async move { tx.create_export(&job("j2"), 1).await }))).await;
+        assert!(!refused, "one running job per owner at most here");
+
+        // Replica a claims it (lease until 1,000) and writes a chunk.
+        let claimed = run(&store, Box::new(|tx| Box::pin(async move { tx.claim_export(10, 1_000, "a").await }))).await;
+        assert_eq!(claimed.map(|j| j.id), Some("j1".to_owned()));
+        let none = run(&store, Box::new(|tx| Box::pin(async move { tx.claim_export(500, 1_500, "b").await }))).await;
+        assert_eq!(none, None, "under a live lease");
+        assert!(
+            run(
+                &store,
+                Box::new(|tx| Box::pin(async move { tx.append_export(&chunk("j1", "a", "{\"n\":1}\n")).await }))
+            )
+            .await
+        );
+
+        // The lease expires: b takes the job over, and a's pages are gone; a may write no more.
+        let taken = run(&store, Box::new(|tx| Box::pin(async move { tx.claim_export(2_000, 3_000, "b").await }))).await;
+        assert_eq!(taken.map(|j| j.progress), Some(0));
+        assert_eq!(store.export_chunk("j1", 1, 0).await.expect("chunk"), None, "written again from its start");
+        assert!(
+            !run(
+                &store,
+                Box::new(|tx| Box::pin(async move { tx.append_export(&chunk("j1", "a", "{\"n\":2}\n")).await }))
+            )
+            .await
+        );
+        assert!(
+            run(
+                &store,
+                Box::new(|tx| Box::pin(async move { tx.append_export(&chunk("j1", "b", "{\"n\":3}\n")).await }))
+            )
+            .await
+        );
+        assert!(
+            run(
+                &store,
+                Box::new(|tx| Box::pin(async move { tx.append_export(&chunk("j1", "b", "{\"n\":4}\n")).await }))
+            )
+            .await
+        );
+        let first = store.export_chunk("j1", 1, 0).await.expect("chunk").expect("one");
+        assert_eq!(first.1, "{\"n\":3}\n");
+        let second = store.export_chunk("j1", 1, first.0).await.expect("chunk").expect("two");
+        assert_eq!(second.1, "{\"n\":4}\n");
+        assert_eq!(store.export_files("j1").await.expect("files")[0].count, 2);
+
+        // Cancelled: deleted with its files, and its replica writes nothing more.
+        assert!(run(&store, Box::new(|tx| Box::pin(async move { tx.delete_export("j1").await }))).await);
+        assert!(
+            !run(
+                &store,
+                Box::new(|tx| Box::pin(async move { tx.append_export(&chunk("j1", "b", "{\"n\":5}\n")).await }))
+            )
+            .await
+        );
+        assert_eq!(store.export_chunk("j1", 1, 0).await.expect("chunk"), None);
+        assert_eq!(store.export_job("j1").await.expect("job"), None);
+    }
+
+    #[tokio::test]
+    async fn a_finished_job_is_kept_until_it_expires() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = test_store(&dir, "export_expiry").await;
+        run(&store, Box::new(|tx| Box::pin(async move { tx.create_export(&job("j1"), 5).await }))).await;
+        run(&store, Box::new(|tx| Box::pin(async move { tx.claim_export(10, 1_000, "a").await }))).await;
+        run(&store, Box::new(|tx| Box::pin(async move { tx.append_export(&chunk("j1", "a", "{}\n")).await }))).await;
+        let done = run(
+            &store,
+            Box::new(|tx| Box::pin(async move { tx.finish_export("j1", "a", ExportStatus::Done, 5_000, None).await })),
+        )
+        .await;
+        assert!(done);
+        assert!(!store.export_due(4_000).await.expect("due"), "nothing to run or delete yet");
+        assert_eq!(run(&store, Box::new(|tx| Box::pin(async move { tx.expire_exports(4_000).await }))).await, 0);
+        assert!(store.export_due(6_000).await.expect("due"), "expired");
+        assert_eq!(run(&store, Box::new(|tx| Box::pin(async move { tx.expire_exports(6_000).await }))).await, 1);
+        assert_eq!(store.export_job("j1").await.expect("job"), None);
+        assert_eq!(store.export_chunk("j1", 1, 0).await.expect("chunk"), None);
+    }
+}
