@@ -8,6 +8,9 @@
 # PEER=http://host:port/base runs the same scenarios against another FHIR server in the same run
 # (PEER_PID: its process, for its RSS) and prints our throughput as a ratio of the peer's.
 # KEEP_LOG=path keeps the last server's log there.
+# The export stage seeds EXPORT_PATIENTS patients (62 resources each) and times one full bulk
+# export (kick-off, poll, download of every NDJSON file): resources/s and the server's peak RSS
+# while exporting.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=scripts/bench
@@ -22,7 +25,8 @@ SEEDED=${SEEDED:-10000}
 PORT=${PORT:-18181}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 BACKENDS=${BACKENDS:-sqlite postgres}
-STAGES=${STAGES:-crud search auth}
+STAGES=${STAGES:-crud search auth export}
+EXPORT_PATIENTS=${EXPORT_PATIENTS:-1000}
 export SEEDED
 
 if ! command -v wrk >/dev/null; then
@@ -243,6 +247,23 @@ run_auth() {
   stop_server
 }
 
+# One full bulk export of a seeded store: resources/s from the kick-off to the last file's
+# last byte, and the server's (and PostgreSQL's) peak RSS meanwhile.
+run_export() { # $1 = backend, $2 = database URL
+  start_server "$2"
+  local seconds; seconds=$(python3 "$HERE/seed_search.py" 127.0.0.1 "$PORT" 0 "$EXPORT_PATIENTS")
+  echo "$1: seeded $(( EXPORT_PATIENTS * 62 )) resources for the export in ${seconds} s" >&2
+  echo 5 > "/proc/$SERVER_PID/clear_refs" 2>/dev/null || true
+  [ "$1" = postgres ] && pg_reset
+  local before; before=$(peak_rss_mib "$SERVER_PID")
+  local took n files; read -r took n files < <(python3 "$HERE/export.py" 127.0.0.1 "$PORT")
+  local rss; rss=$(peak_rss_mib "$SERVER_PID")
+  [ "$1" = postgres ] && rss="$rss + pg $(pg_peak_mib)"
+  printf "| %-10s | %9s | %5s | %7s | %9s | %-16s | %s |\n" "$1" "$n" "$files" "$took" \
+    "$(awk -v n="$n" -v s="$took" 'BEGIN { printf "%d", n / s }')" "$rss" "$before"
+  stop_server
+}
+
 echo "careplan $($BIN --version | awk '{print $2}') on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $SEEDED care plans over $((SEEDED / 10)) patients"
 echo
 if [[ " $STAGES " == *" crud "* ]]; then
@@ -284,4 +305,16 @@ echo
 echo "| backend    | scenario    | conns | req/s     | p50      | p99      | peak MiB         | non-2xx |"
 echo "|------------|-------------|-------|-----------|----------|----------|------------------|---------|"
 run_auth
+fi
+if [[ " $STAGES " == *" export "* ]]; then
+echo
+echo "| backend    | resources | files | seconds | resources/s | peak MiB         | MiB before |"
+echo "|------------|-----------|-------|---------|-------------|------------------|------------|"
+if [[ " $BACKENDS " == *" sqlite "* ]]; then
+  run_export sqlite "sqlite://$WORK/export.db"
+fi
+if [[ " $BACKENDS " == *" postgres "* ]] && pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  psql "$PG_URL/postgres" -qc "DROP DATABASE IF EXISTS careplan_export" -c "CREATE DATABASE careplan_export" >/dev/null
+  run_export postgres "$PG_URL/careplan_export"
+fi
 fi

@@ -230,6 +230,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "docs",
             "health",
             "jobs",
+            "export",
         ],
     ),
     ("assembly", &["routes", "startup", "cli"]),

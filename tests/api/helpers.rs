@@ -15,6 +15,8 @@ pub(crate) struct TestApp {
     pub(crate) jobs: service::jobs::Jobs,
     /// The server's notification dispatcher, to run passes on demand or as another replica.
     pub(crate) dispatcher: service::subscriptions::dispatch::Dispatcher,
+    /// The server's bulk exporter, to run a job on demand (or as another replica).
+    pub(crate) exporter: service::export::Exporter,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -41,8 +43,9 @@ pub(crate) async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let base = format!("http://127.0.0.1:{}/fhir", app.port());
     let jobs = app.jobs();
     let dispatcher = app.dispatcher();
+    let exporter = app.exporter();
     tokio::spawn(app.run_until_stopped());
-    TestApp { base, client: reqwest::Client::new(), jobs, dispatcher, _dir: dir }
+    TestApp { base, client: reqwest::Client::new(), jobs, dispatcher, exporter, _dir: dir }
 }
 
 impl TestApp {

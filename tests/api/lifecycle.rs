@@ -371,3 +371,39 @@ async fn the_searches_that_aborted_the_process_are_refused_and_it_still_answers(
     let livez = client.get(format!("{base}/livez")).send().await.expect("GET /livez");
     assert_eq!(livez.status(), 200);
 }
+
+#[tokio::test]
+async fn an_export_kicked_off_before_a_restart_is_written_after_it() {
+    use crate::export::{files, manifest, status_url};
+    // Arrange: the real binary on a database of its own, running no export job.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let database = own_database(dir.path());
+    let mut idle = database.clone();
+    idle.push(("CAREPLAN_EXPORT_POLL_MS", "0".into()));
+    let first = serve(&idle);
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{}/fhir", first.port);
+    let bundle = bundle_of_tasks(20);
+    let created =
+        client.post(&base).header("content-type", "application/fhir+json").body(bundle).send().await.expect("POST");
+    assert_eq!(created.status(), 200);
+    let kicked = client
+        .get(format!("{base}/$export?_type=Task"))
+        .header("prefer", "respond-async")
+        .send()
+        .await
+        .expect("kick-off");
+    let status = status_url(&kicked);
+    assert_eq!(client.get(&status).send().await.expect("status").status(), 202);
+
+    // Act: the process stops; another starts on the same database, exporting.
+    drop(first);
+    let second = serve(&database);
+    let status = status.replace(&base, &format!("http://127.0.0.1:{}/fhir", second.port));
+
+    // Assert: the job survived and is written in full (its URLs name the new process).
+    let manifest = manifest(&client, &status, None).await;
+    let files = files(&client, &manifest, None).await;
+    assert_eq!(files.iter().map(|(_, lines)| lines.len()).sum::<usize>(), 20);
+    assert!(files.iter().all(|(ty, _)| ty == "Task"));
+}

@@ -10,6 +10,7 @@ mod concurrency;
 mod coordination;
 mod crud;
 mod examples;
+mod export;
 mod goal;
 mod helpers;
 mod history;

@@ -1169,3 +1169,53 @@ async fn applying_a_template_needs_read_on_it_and_create_on_what_it_makes_within
     assert_eq!(get(&app, &apply("p2"), &clinician).await.status(), 201);
     assert_eq!(plans().await, 2);
 }
+
+#[tokio::test]
+async fn a_patient_token_exports_only_its_compartment_and_only_its_client_sees_the_job() {
+    use crate::export::{files, kick_off, manifest, status_url};
+    let (app, _jwks) = secure_app().await;
+    seed(&app).await;
+    let exported = async |token: &str| {
+        let kicked = kick_off(&app, Method::GET, "$export").bearer_auth(token).send().await.expect("kick-off");
+        let status = status_url(&kicked);
+        let manifest = manifest(&app.client, &status, Some(token)).await;
+        let mut keys: Vec<String> = files(&app.client, &manifest, Some(token))
+            .await
+            .into_iter()
+            .flat_map(|(ty, lines)| {
+                lines.into_iter().map(move |line| {
+                    let value: Value = serde_json::from_str(&line).expect("JSON");
+                    format!("{ty}/{}", value["id"].as_str().expect("id"))
+                })
+            })
+            .filter(|key| !key.starts_with("Provenance/"))
+            .collect();
+        keys.sort();
+        (status, manifest, keys)
+    };
+
+    // A patient token: p1's compartment only.
+    let patient = token("patient/*.rs", Some("p1"));
+    let (status, manifest, keys) = exported(&patient).await;
+    assert_eq!(keys, ["CarePlan/plan-1", "CareTeam/team-1", "Task/task-1", "Task/task-3"]);
+
+    // A system token: everything.
+    let system = token("system/*.rs", None);
+    let (_, _, all) = exported(&system).await;
+    assert_eq!(all.len(), 7, "{all:?}");
+
+    // Another client sees neither the status nor the files; no token is 401.
+    let mut other = claims("system/*.rs", None);
+    other["client_id"] = json!("another-app");
+    let other = sign(&other, Algorithm::ES256, Some("ec-1"));
+    assert_eq!(get(&app, status.trim_start_matches(&app.base), &other).await.status(), 404);
+    let file = manifest["output"][0]["url"].as_str().expect("url");
+    assert_eq!(get(&app, file.trim_start_matches(&app.base), &other).await.status(), 404);
+    assert_eq!(app.client.get(file).send().await.expect("file").status(), 401);
+
+    // A token that may not search Tasks cannot export them.
+    let narrow = token("system/CarePlan.rs", None);
+    let refused =
+        kick_off(&app, Method::GET, "$export?_type=Task").bearer_auth(&narrow).send().await.expect("kick-off");
+    assert_eq!(refused.status(), 403);
+}

@@ -97,7 +97,7 @@ pub struct AuditRecord {
 const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
 
 /// The `restful-interaction` codes a record's subtype may take.
-pub const SUBTYPES: [&str; 12] = [
+pub const SUBTYPES: [&str; 13] = [
     "read",
     "vread",
     "update",
@@ -110,6 +110,7 @@ pub const SUBTYPES: [&str; 12] = [
     "search-type",
     "transaction",
     "batch",
+    "operation",
 ];
 
 /// What a stored record keeps in its columns: the values its searches use.

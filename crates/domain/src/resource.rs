@@ -62,6 +62,15 @@ impl ResourceType {
         Self::ALL.into_iter().find(|t| t.as_str() == name)
     }
 
+    /// Whether bulk export (`$export`) serves the type: the clinical types, those the R4
+    /// patient compartment holds (the specification's own `patient` search parameter). A
+    /// Subscription is the server's configuration (an endpoint, and headers that may hold its
+    /// receiver's secret), not clinical data: its `patient` parameter is this server's own, and
+    /// it is not exported.
+    pub fn exportable(self) -> bool {
+        self.descriptor().params.iter().any(|p| p.name == "patient" && p.origin == crate::search::params::Origin::Spec)
+    }
+
     /// The base StructureDefinition canonical URL of the type.
     pub fn profile(self) -> String {
         format!("http://hl7.org/fhir/StructureDefinition/{}", self.as_str())
@@ -241,6 +250,21 @@ impl Descriptor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_exported_types_are_those_of_the_patient_compartment() {
+        let exported: Vec<ResourceType> = ResourceType::ALL.into_iter().filter(|t| t.exportable()).collect();
+        assert_eq!(
+            exported,
+            [
+                ResourceType::CarePlan,
+                ResourceType::CareTeam,
+                ResourceType::Goal,
+                ResourceType::Task,
+                ResourceType::Provenance
+            ]
+        );
+    }
 
     #[test]
     fn every_hosted_type_has_its_own_generated_elements_and_a_valid_example() {

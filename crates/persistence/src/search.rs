@@ -269,7 +269,7 @@ pub(crate) async fn page<C: ConnectionTrait>(
     Ok(SearchPage { matches, next, previous })
 }
 
-fn version(ty: ResourceType, row: &QueryResult) -> Result<StoredVersion, StoreError> {
+pub(crate) fn version(ty: ResourceType, row: &QueryResult) -> Result<StoredVersion, StoreError> {
     Ok(StoredVersion {
         resource_type: ty,
         id: row.try_get("", "id")?,
@@ -486,7 +486,7 @@ fn cursor_of(row: &QueryResult, keys: &[Key], backward: bool) -> Result<String, 
 }
 
 /// `alias.resource_type = ty AND NOT alias.deleted AND <every clause>`.
-fn filter(sql: &mut Sql, ty: ResourceType, request: &SearchRequest, alias: &str, depth: &mut usize) {
+pub(crate) fn filter(sql: &mut Sql, ty: ResourceType, request: &SearchRequest, alias: &str, depth: &mut usize) {
     sql.push(alias)
         .push(".resource_type = ")
         .bind(ty.as_str())

@@ -56,7 +56,7 @@ pub fn capability_statement(base: &str, multiple_delete: bool) -> Value {
         })
         .chain([audit_event_capabilities()])
         .collect();
-    json!({
+    let mut statement = json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": DATE,
@@ -71,7 +71,20 @@ pub fn capability_statement(base: &str, multiple_delete: bool) -> Value {
             "resource": resources,
             "interaction": [{ "code": "transaction" }, { "code": "batch" }, { "code": "history-system" }],
         }],
-    })
+    });
+    bulk_export(&mut statement);
+    statement
+}
+
+/// FHIR Bulk Data export: where the route table serves a system-level `$export`, the statement
+/// instantiates the IG's server CapabilityStatement and names the operation at system level (the
+/// types' own entries come from their routes, `operations`).
+fn bulk_export(statement: &mut Value) {
+    let system = crate::route::table().iter().any(|route| route.does == Does::Export && route.resource_type.is_none());
+    if system {
+        statement["instantiates"] = json!(["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]);
+        statement["rest"][0]["operation"] = json!([{ "name": "export", "definition": crate::export::DEFINITION }]);
+    }
 }
 
 /// The audit trail (`audit::trail`): AuditEvents are read and searched, never written by
@@ -132,7 +145,12 @@ fn interactions(name: &str) -> Vec<Value> {
 fn operations(name: &str) -> Vec<Value> {
     let mut listed: Vec<Value> = Vec::new();
     for route in routes_of(name) {
-        if let Does::Operation { name, definition } | Does::Execute { name, definition } = route.does {
+        let named = match route.does {
+            Does::Operation { name, definition } | Does::Execute { name, definition } => Some((name, definition)),
+            Does::Export => Some(("export", crate::export::DEFINITION)),
+            _ => None,
+        };
+        if let Some((name, definition)) = named {
             let entry = json!({ "name": name, "definition": definition });
             if !listed.contains(&entry) {
                 listed.push(entry);

@@ -11,7 +11,9 @@ use persistence::{Store, StoreConfig};
 
 use domain::workflow::WorkflowPolicy;
 
-use crate::config::{AuditSettings, AuthSettings, Hardening, RateLimit, Settings, SubscriptionSettings};
+use crate::config::{
+    AuditSettings, AuthSettings, ExportSettings, Hardening, RateLimit, Settings, SubscriptionSettings,
+};
 use crate::coordination::{RuleMode, Rules};
 use crate::startup::Application;
 use crate::telemetry;
@@ -177,6 +179,40 @@ struct ServeArgs {
     audit_log_ids: bool,
     #[command(flatten)]
     subscriptions: SubscriptionArgs,
+    #[command(flatten)]
+    export: ExportArgs,
+}
+
+/// Bulk export jobs (`$export`).
+#[derive(Args, Debug)]
+struct ExportArgs {
+    /// Milliseconds between looks for export jobs to run (0: this replica runs none).
+    #[arg(long, env = "CAREPLAN_EXPORT_POLL_MS", default_value_t = 1000)]
+    export_poll_ms: u64,
+    /// Seconds a replica holds an export job before another may take it over.
+    #[arg(long, env = "CAREPLAN_EXPORT_LEASE_SECS", default_value_t = 60)]
+    export_lease_secs: u64,
+    /// Seconds a finished export's files are kept (60 to 2592000).
+    #[arg(long, env = "CAREPLAN_EXPORT_RETENTION_SECS", default_value_t = 3600)]
+    export_retention_secs: u64,
+    /// Most resources in one NDJSON file of an export (1 to 10000000).
+    #[arg(long, env = "CAREPLAN_EXPORT_MAX_LINES_PER_FILE", default_value_t = 100_000)]
+    export_max_lines_per_file: u64,
+    /// Most export jobs one client may have running (1 to 100).
+    #[arg(long, env = "CAREPLAN_EXPORT_MAX_JOBS_PER_CLIENT", default_value_t = 2)]
+    export_max_jobs_per_client: u32,
+}
+
+impl ExportArgs {
+    fn settings(&self) -> ExportSettings {
+        ExportSettings {
+            poll: Duration::from_millis(self.export_poll_ms),
+            lease: Duration::from_secs(self.export_lease_secs),
+            retention_secs: self.export_retention_secs,
+            max_lines_per_file: self.export_max_lines_per_file,
+            max_jobs_per_client: self.export_max_jobs_per_client,
+        }
+    }
 }
 
 /// How costly one search may be (`domain::search::Limits`); more is refused with 400 too-costly.
@@ -363,6 +399,7 @@ impl ServeArgs {
                 log_ids: self.audit_log_ids,
             },
             subscriptions: self.subscriptions.settings(),
+            export: self.export.settings(),
         }
     }
 }

@@ -78,6 +78,42 @@ pub struct Settings {
     /// Topic-based subscriptions: where notifications may go and how they are delivered.
     #[validate(nested)]
     pub subscriptions: SubscriptionSettings,
+    /// FHIR Bulk Data export (`export.rs`).
+    #[validate(nested)]
+    pub export: ExportSettings,
+}
+
+/// How bulk export jobs run and how long their files are kept (`export.rs`).
+#[derive(Debug, Clone, Validate)]
+pub struct ExportSettings {
+    /// How often each replica looks for a job to run (and for expired ones to delete); a
+    /// kick-off on this replica wakes it at once. Zero: this replica runs no export job.
+    pub poll: Duration,
+    /// How long a replica holds a job it is writing before another may take it over (the
+    /// lease is renewed with every page written).
+    #[validate(custom(function = "positive"))]
+    pub lease: Duration,
+    /// Seconds a finished job's files are kept, from when it finished (1 minute to 30 days).
+    #[validate(range(min = 60, max = 2_592_000))]
+    pub retention_secs: u64,
+    /// Most resources (lines) in one NDJSON file; a type with more is split into several.
+    #[validate(range(min = 1, max = 10_000_000))]
+    pub max_lines_per_file: u64,
+    /// Most export jobs one client may have running; one more kick-off is refused with 429.
+    #[validate(range(min = 1, max = 100))]
+    pub max_jobs_per_client: u32,
+}
+
+impl Default for ExportSettings {
+    fn default() -> Self {
+        Self {
+            poll: Duration::from_secs(1),
+            lease: Duration::from_secs(60),
+            retention_secs: 3600,
+            max_lines_per_file: 100_000,
+            max_jobs_per_client: 2,
+        }
+    }
 }
 
 /// How notifications are delivered (`subscriptions/dispatch.rs`).
@@ -277,6 +313,7 @@ impl Settings {
                 retry_max: Duration::from_millis(400),
                 ..SubscriptionSettings::default()
             },
+            export: ExportSettings { poll: Duration::from_millis(50), ..ExportSettings::default() },
         }
     }
 }
@@ -358,6 +395,10 @@ fn variable(field: &str) -> &str {
         "subscriptions.max_failures" => "CAREPLAN_SUBSCRIPTION_MAX_FAILURES",
         "subscriptions.retry_base" => "CAREPLAN_SUBSCRIPTION_RETRY_SECS",
         "subscriptions.retry_max" => "CAREPLAN_SUBSCRIPTION_RETRY_MAX_SECS",
+        "export.lease" => "CAREPLAN_EXPORT_LEASE_SECS",
+        "export.retention_secs" => "CAREPLAN_EXPORT_RETENTION_SECS",
+        "export.max_lines_per_file" => "CAREPLAN_EXPORT_MAX_LINES_PER_FILE",
+        "export.max_jobs_per_client" => "CAREPLAN_EXPORT_MAX_JOBS_PER_CLIENT",
         other => other,
     }
 }
@@ -419,6 +460,14 @@ mod tests {
         assert_eq!(
             refused(|s| s.hardening.rate_limit = Some(RateLimit { per_second: 10, burst: 0 })),
             "CAREPLAN_RATE_LIMIT_BURST must be at least 1, not 0"
+        );
+        assert_eq!(
+            refused(|s| s.export.retention_secs = 10),
+            "CAREPLAN_EXPORT_RETENTION_SECS must be between 60 and 2592000, not 10"
+        );
+        assert_eq!(
+            refused(|s| s.export.max_jobs_per_client = 0),
+            "CAREPLAN_EXPORT_MAX_JOBS_PER_CLIENT must be between 1 and 100, not 0"
         );
     }
 

@@ -58,6 +58,9 @@ pub enum ApiError {
     /// The client exceeded its rate limit: 429 with `Retry-After` (seconds).
     #[error("too many requests")]
     TooManyRequests(u64),
+    /// The client already runs as many bulk export jobs as it may (the limit): 429.
+    #[error("too many export jobs: limit {0}")]
+    TooManyJobs(u32),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -139,6 +142,13 @@ impl ApiError {
             ApiError::TooManyRequests(after) => {
                 general(IssueCode::Throttled, format!("too many requests from this client; retry in {after} s"))
             }
+            ApiError::TooManyJobs(limit) => general(
+                IssueCode::Throttled,
+                format!(
+                    "this client already has {limit} export job(s) running, the most it may; wait for one to finish \
+                     or cancel one (DELETE its status URL)"
+                ),
+            ),
             ApiError::Internal(_) => general(IssueCode::Exception, "an internal error occurred".into()),
         }
     }
@@ -163,7 +173,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests(_) | ApiError::TooManyJobs(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -182,6 +192,9 @@ impl ResponseError for ApiError {
         }
         if let ApiError::TooManyRequests(after) = self {
             response.insert_header((header::RETRY_AFTER, after.to_string()));
+        }
+        if let ApiError::TooManyJobs(_) = self {
+            response.insert_header((header::RETRY_AFTER, "60"));
         }
         let mut response = response.body(outcome::operation_outcome(&self.issues()));
         crate::headers::secure(response.headers_mut(), false);

@@ -86,6 +86,8 @@ pub(crate) struct Prefer {
     pub(crate) return_: Return,
     /// `handling=strict`: unknown search parameters are errors (the default is lenient).
     pub(crate) strict: bool,
+    /// `respond-async`: the client takes a 202 and a status URL (bulk export requires it).
+    pub(crate) respond_async: bool,
 }
 
 impl FromRequest for Prefer {
@@ -102,6 +104,7 @@ impl FromRequest for Prefer {
                     "return=OperationOutcome" => prefer.return_ = Return::OperationOutcome,
                     "handling=strict" => prefer.strict = true,
                     "handling=lenient" => prefer.strict = false,
+                    "respond-async" => prefer.respond_async = true,
                     _ => {}
                 }
             }

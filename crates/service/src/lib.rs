@@ -14,6 +14,7 @@ mod docs;
 mod engine;
 mod entry;
 mod error;
+pub mod export;
 mod extract;
 mod hardening;
 mod headers;

@@ -45,6 +45,7 @@ const EXAMPLE_BASE: &str = "http://127.0.0.1:8080/fhir";
 const SYSTEM: &str = "System";
 const OPERATIONS: &str = "Operations";
 const AUDIT: &str = "AuditEvent";
+const EXPORT: &str = "Bulk export";
 
 /// The whole document: one operation per route of the route table (`routes.rs`), public
 /// when the route is, described by the entry of `operations` with its method and path.
@@ -139,6 +140,11 @@ fn tags() -> Vec<Value> {
         "description": "The CapabilityStatement, transaction and batch Bundles, and whole-system history",
     }));
     tags.push(json!({ "name": AUDIT, "description": "The audit trail: one AuditEvent per FHIR request (read-only)" }));
+    tags.push(json!({
+        "name": EXPORT,
+        "description": "FHIR Bulk Data export v2.0: kick-off, status and NDJSON files",
+        "externalDocs": { "url": "http://hl7.org/fhir/uv/bulkdata/STU2/export.html" },
+    }));
     tags.push(json!({ "name": OPERATIONS, "description": "Health probes and this description" }));
     tags
 }
@@ -187,6 +193,7 @@ fn operations() -> Vec<Operation> {
     }
     all.extend(subscription_operations());
     all.extend(apply_operations());
+    all.extend(export_operations());
     all.extend(other_fhir_operations());
     all.extend([
         Operation::new(Method::Get, "/livez", "livez")
@@ -716,6 +723,145 @@ fn subscription_operations() -> Vec<Operation> {
             .answers(S::OK, fhir_response("The topic", json!({ "type": "object" }), Some(topic)))
             .fails(&[S::NOT_FOUND]),
     ]
+}
+
+/// Bulk export (FHIR Bulk Data Access v2.0): the kick-off at system level and for each
+/// exported type, the status URL and the files.
+fn export_operations() -> Vec<Operation> {
+    use StatusCode as S;
+    let params = [
+        QueryParam::new(
+            "_outputFormat",
+            "The format of the files: NDJSON (the default; `application/fhir+ndjson`, `application/ndjson` or `ndjson`)",
+            code(&["application/fhir+ndjson", "application/ndjson", "ndjson"]),
+        ),
+        QueryParam::new(
+            "_type",
+            "The types to export, comma-separated (default: every exported type the token may search)",
+            json!({ "type": "string", "example": "CarePlan,Task" }),
+        ),
+        QueryParam::new(
+            "_since",
+            "Only resources last updated at or after this FHIR instant",
+            json!({ "type": "string", "format": "date-time", "example": EXAMPLE_INSTANT }),
+        ),
+        QueryParam::new(
+            "_typeFilter",
+            "`Type?search`: only the resources of that type matching the search (criteria only; one per type)",
+            json!({ "type": "string", "example": "Task?status=requested" }),
+        ),
+    ];
+    let prefer = header_param(
+        "Prefer",
+        "Must be `respond-async`: the export runs in the background",
+        "respond-async",
+        json!({ "type": "string", "enum": ["respond-async"] }),
+    );
+    let accepted = json!({
+        "description": "Kicked off: poll the status URL in `Content-Location`",
+        "headers": { "Content-Location": { "schema": { "type": "string" }, "example": format!("{EXAMPLE_BASE}/$export-status/0f3a") } },
+    });
+    let body = |types: &str| {
+        json!({
+            "required": true,
+            "content": { FHIR_JSON: {
+                "schema": { "type": "object", "description": "A Parameters resource with the kick-off parameters (valueString, valueCode or valueInstant)" },
+                "example": { "resourceType": "Parameters", "parameter": [{ "name": "_type", "valueString": types }] },
+            } },
+        })
+    };
+    let description = format!(
+        "FHIR Bulk Data export v2.0 ({}). Needs `Prefer: respond-async`; answers 202 with the status URL. The files \
+         hold each resource's stored text, one per line, up to `CAREPLAN_EXPORT_MAX_LINES_PER_FILE` lines per file, \
+         kept `CAREPLAN_EXPORT_RETENTION_SECS` after the job finishes. A patient token exports its compartment only; \
+         a client may run `CAREPLAN_EXPORT_MAX_JOBS_PER_CLIENT` jobs at once (429 past it). Parameters: {}.",
+        crate::export::DEFINITION,
+        params.iter().map(|p| format!("`{}`", p.name)).collect::<Vec<_>>().join(", ")
+    );
+    let kick_off = |method: Method, path: &str, id: String, tag: &str, summary: String, types: &str| {
+        let operation = Operation::new(method, path, id)
+            .about(tag, summary)
+            .description(description.clone())
+            .param(prefer.clone())
+            .answers(S::ACCEPTED, accepted.clone())
+            .fails(&[S::BAD_REQUEST, S::TOO_MANY_REQUESTS])
+            .stored();
+        match method {
+            Method::Post => operation.body(body(types)).fails(&[S::PAYLOAD_TOO_LARGE, S::UNSUPPORTED_MEDIA_TYPE]),
+            _ => operation.params(params.iter().map(QueryParam::parameter)),
+        }
+    };
+    let mut all = vec![
+        kick_off(Method::Get, "/fhir/$export", "export".into(), EXPORT, "Kick off a system-level export".into(), ""),
+        kick_off(
+            Method::Post,
+            "/fhir/$export",
+            "exportPost".into(),
+            EXPORT,
+            "Kick off a system-level export (Parameters)".into(),
+            "CarePlan,Task",
+        ),
+    ];
+    for ty in ResourceType::ALL.into_iter().filter(|t| t.exportable()) {
+        let path = format!("/fhir/{ty}/$export");
+        all.push(kick_off(
+            Method::Get,
+            &path,
+            format!("export{ty}"),
+            ty.as_str(),
+            format!("Kick off an export of every {ty}"),
+            "",
+        ));
+        all.push(kick_off(
+            Method::Post,
+            &path,
+            format!("export{ty}Post"),
+            ty.as_str(),
+            format!("Kick off an export of every {ty} (Parameters)"),
+            ty.as_str(),
+        ));
+    }
+    let job = json!({ "name": "id", "in": "path", "required": true, "description": "The export job", "schema": { "type": "string" } });
+    let manifest = json!({
+        "type": "object",
+        "required": ["transactionTime", "request", "requiresAccessToken", "output", "error"],
+        "properties": {
+            "transactionTime": { "type": "string", "format": "date-time" },
+            "request": { "type": "string" },
+            "requiresAccessToken": { "type": "boolean" },
+            "output": { "type": "array", "items": { "type": "object", "properties": {
+                "type": { "type": "string" }, "url": { "type": "string" }, "count": { "type": "integer" } } } },
+            "error": { "type": "array", "items": { "type": "object" } },
+        },
+    });
+    all.extend([
+        Operation::new(Method::Get, "/fhir/$export-status/{id}", "exportStatus")
+            .about(EXPORT, "The status of an export")
+            .description("202 with `X-Progress` and `Retry-After` while the job runs; 200 with the manifest (the files' URLs and counts) when done; 500 with an OperationOutcome if it failed. Only the client that kicked it off sees it (404 to any other).")
+            .param(job.clone())
+            .answers(S::ACCEPTED, json!({ "description": "Still running", "headers": {
+                "X-Progress": { "schema": { "type": "string" }, "example": "1500 resources exported" },
+                "Retry-After": { "schema": { "type": "integer" }, "example": 1 } } }))
+            .answers(S::OK, json!({ "description": "The manifest", "content": { "application/json": { "schema": manifest } } }))
+            .fails(&[S::NOT_FOUND])
+            .stored(),
+        Operation::new(Method::Delete, "/fhir/$export-status/{id}", "exportCancel")
+            .about(EXPORT, "Cancel an export")
+            .description("Stops the job (it writes nothing more) and deletes its files; the status URL is 404 after.")
+            .param(job.clone())
+            .answers(S::ACCEPTED, json!({ "description": "Cancelled and deleted" }))
+            .fails(&[S::NOT_FOUND])
+            .stored(),
+        Operation::new(Method::Get, "/fhir/$export-file/{id}/{file}", "exportFile")
+            .about(EXPORT, "One file of a finished export")
+            .description("NDJSON: one resource per line, as stored. Needs the token of the client that kicked the export off.")
+            .param(job)
+            .param(json!({ "name": "file", "in": "path", "required": true, "description": "The file's number, as the manifest names it", "schema": { "type": "string" } }))
+            .answers(S::OK, json!({ "description": "The file", "content": { "application/fhir+ndjson": { "schema": { "type": "string" } } } }))
+            .fails(&[S::NOT_FOUND])
+            .stored(),
+    ]);
+    all
 }
 
 /// `POST [base]` (and `[base]/`): a transaction or batch Bundle.
@@ -1554,6 +1700,9 @@ fn error_description(err: &ApiError) -> &'static str {
         ApiError::Forbidden(_) => "The token's scopes do not allow this interaction (`insufficient_scope`)",
         ApiError::HeadersTooLarge(_) => "The request headers exceed the configured limit",
         ApiError::TooManyRequests(_) => "The client exceeded its rate limit; retry after `Retry-After` seconds",
+        ApiError::TooManyJobs(_) => {
+            "The client already runs as many bulk export jobs as it may; retry after `Retry-After` seconds"
+        }
     }
 }
 

@@ -83,6 +83,11 @@ pub(crate) enum Does {
     /// A FHIR operation that creates resources (`PlanDefinition/[id]/$apply`: a CarePlan, its
     /// CareTeam and Tasks), audited as an execute; its writes are judged entry by entry.
     Execute { name: &'static str, definition: &'static str },
+    /// A bulk export kick-off (`$export`, system or type level): it searches what it exports.
+    Export,
+    /// A bulk export's status and files: a read, or a cancel by `DELETE` (only the client that
+    /// kicked the export off may ask).
+    ExportJob,
     /// The CapabilityStatement (public, cacheable, not audited).
     Capabilities,
     /// SMART discovery (public, not audited).
@@ -166,9 +171,14 @@ impl Route {
             Does::Transaction => (Action::Execute, "transaction"),
             Does::Execute { .. } => (Action::Execute, "operation"),
             Does::HistorySystem => (Action::Read, "history-system"),
-            Does::Operation { .. } | Does::Capabilities | Does::Discovery | Does::Probe | Does::Description => {
-                (Action::Read, "read")
-            }
+            Does::ExportJob if self.method == Method::Delete => (Action::Delete, "delete"),
+            Does::Export => (Action::Execute, "operation"),
+            Does::Operation { .. }
+            | Does::ExportJob
+            | Does::Capabilities
+            | Does::Discovery
+            | Does::Probe
+            | Does::Description => (Action::Read, "read"),
         }
     }
 
@@ -186,8 +196,11 @@ impl Route {
             }),
             // An operation reads its instance; what an executed one writes is judged by the engine.
             Does::Operation { .. } | Does::Execute { .. } => Some(Letter::Read),
+            // A type-level export searches its type (the handler checks each type of `_type`).
+            Does::Export => Some(Letter::Search),
             Does::Transaction
             | Does::HistorySystem
+            | Does::ExportJob
             | Does::Capabilities
             | Does::Discovery
             | Does::Probe

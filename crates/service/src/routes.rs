@@ -16,7 +16,7 @@ use crate::audit::trail;
 use crate::auth::discovery;
 use crate::interactions::{self as i, method_not_allowed, unknown_type};
 use crate::subscriptions::operations as subscription;
-use crate::{capabilities, docs, health, metrics, openapi, plan_summary, search, templates, transaction};
+use crate::{capabilities, docs, export, health, metrics, openapi, plan_summary, search, templates, transaction};
 
 /// Every route, in registration order (actix tries them in this order).
 fn build() -> Vec<Route> {
@@ -35,6 +35,11 @@ fn build() -> Vec<Route> {
         Route::new(Get, FHIR, "/metadata", Capabilities, |r| r.to(capabilities::metadata)),
         Route::new(Get, FHIR, "/_history", HistorySystem, |r| r.to(i::history_system)),
         Route::new(Get, FHIR, "/.well-known/smart-configuration", Discovery, |r| r.to(discovery::well_known)),
+        Route::new(Get, FHIR, "/$export", Export, |r| r.to(export::system_get)),
+        Route::new(Post, FHIR, "/$export", Export, |r| r.to(export::system_post)),
+        Route::new(Get, FHIR, "/$export-status/{id}", ExportJob, |r| r.to(export::status)),
+        Route::new(Method::Delete, FHIR, "/$export-status/{id}", ExportJob, |r| r.to(export::cancel)),
+        Route::new(Get, FHIR, "/$export-file/{id}/{file}", ExportJob, |r| r.to(export::file)),
         Route::new(Get, "/fhir/AuditEvent", "", Interaction(I::SearchType), |r| r.to(trail::search)),
         Route::new(Get, "/fhir/AuditEvent", "/{id}", Interaction(I::Read), |r| r.to(trail::read)),
         Route::new(Get, "/fhir/SearchParameter", "/{id}", Interaction(I::Read), |r| {
@@ -72,7 +77,7 @@ fn resource<R: Resource>() -> Vec<Route> {
     use Method::*;
     let scope = format!("{FHIR}/{}", R::TYPE);
     let route = |method, path, does, to| Route::new(method, &scope, path, does, to);
-    vec![
+    let mut routes = vec![
         route(Post, "", Interaction(I::Create), |r| r.to(i::create::<R>)),
         route(Get, "", Interaction(I::SearchType), |r| r.to(search::search_get::<R>)),
         route(Put, "", Conditional(I::Update), |r| r.to(i::update_conditional::<R>)),
@@ -80,13 +85,20 @@ fn resource<R: Resource>() -> Vec<Route> {
         route(Delete, "", Conditional(I::Delete), |r| r.to(i::delete_conditional::<R>)),
         route(Post, "/_search", Interaction(I::SearchType), |r| r.to(search::search_post::<R>)),
         route(Get, "/_history", Interaction(I::HistoryType), |r| r.to(i::history_type::<R>)),
+    ];
+    if R::TYPE.exportable() {
+        routes.push(route(Get, "/$export", Does::Export, |r| r.to(export::type_get::<R>)));
+        routes.push(route(Post, "/$export", Does::Export, |r| r.to(export::type_post::<R>)));
+    }
+    routes.extend([
         route(Get, "/{id}", Interaction(I::Read), |r| r.to(i::read::<R>)),
         route(Put, "/{id}", Interaction(I::Update), |r| r.to(i::update::<R>)),
         route(Patch, "/{id}", Interaction(I::Patch), |r| r.to(i::patch::<R>)),
         route(Delete, "/{id}", Interaction(I::Delete), |r| r.to(i::delete::<R>)),
         route(Get, "/{id}/_history", Interaction(I::HistoryInstance), |r| r.to(i::history_instance::<R>)),
         route(Get, "/{id}/_history/{vid}", Interaction(I::Vread), |r| r.to(i::vread::<R>)),
-    ]
+    ]);
+    routes
 }
 
 /// Install the table for every reader (`route::table`); idempotent.

@@ -13,6 +13,7 @@ use persistence::Store;
 use crate::audit::{self, Auditor};
 use crate::auth::{self, Authenticator};
 use crate::config::Settings;
+use crate::export::Exporter;
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::state::AppState;
@@ -31,6 +32,9 @@ pub struct Application {
     dispatcher: Dispatcher,
     /// The notification dispatcher on its timer, when enabled; stopped with the server.
     dispatching: Option<tokio::task::JoinHandle<()>>,
+    exporter: Exporter,
+    /// The bulk exporter on its timer, when enabled; stopped with the server.
+    exporting: Option<tokio::task::JoinHandle<()>>,
     metrics: web::Data<Metrics>,
 }
 
@@ -64,10 +68,12 @@ impl Application {
         let jobs = Jobs::new(store.clone(), settings.provenance);
         let notify_base = settings.base_url.clone().unwrap_or_else(|| format!("http://127.0.0.1:{port}/fhir"));
         let dispatcher = Dispatcher::new(store.clone(), settings.subscriptions.clone(), notify_base, wake)?;
+        let exports = std::sync::Arc::new(tokio::sync::Notify::new());
+        let exporter = Exporter::new(store.clone(), settings.export.clone(), settings.search_limits, exports.clone());
         let metrics = web::Data::new(Metrics::new(&store)?);
         let shutdown_grace = settings.shutdown_grace;
         let overdue_interval = settings.overdue_interval;
-        let state = web::Data::new(AppState { store, settings, capabilities: Default::default() });
+        let state = web::Data::new(AppState { store, settings, capabilities: Default::default(), exports });
         if let Some(base) = &state.settings.base_url {
             // Rendered now, so the first client does not pay for it.
             crate::capabilities::rendered(&state, base.trim_end_matches('/'));
@@ -114,7 +120,8 @@ impl Application {
         // Started last, so a build that fails leaves no job behind.
         let overdue = jobs.spawn(overdue_interval);
         let dispatching = dispatcher.spawn();
-        Ok(Self { port, server, audit, jobs, overdue, dispatcher, dispatching, metrics })
+        let exporting = exporter.spawn();
+        Ok(Self { port, server, audit, jobs, overdue, dispatcher, dispatching, exporter, exporting, metrics })
     }
 
     /// The port the server listens on.
@@ -132,6 +139,11 @@ impl Application {
         self.dispatcher.clone()
     }
 
+    /// The bulk exporter, to run a job on demand.
+    pub fn exporter(&self) -> Exporter {
+        self.exporter.clone()
+    }
+
     /// Serve until the process is told to stop (SIGTERM: gracefully, requests in flight
     /// finish within the grace period; SIGINT: at once); then stop the background jobs, write
     /// the queued audit records and push the last metrics.
@@ -143,6 +155,9 @@ impl Application {
         }
         if let Some(dispatching) = self.dispatching {
             dispatching.abort();
+        }
+        if let Some(exporting) = self.exporting {
+            exporting.abort();
         }
         self.audit.finish(Duration::from_secs(10)).await;
         // The OTLP reader's last push blocks on HTTP: off the async threads.

@@ -13,6 +13,8 @@ pub(crate) struct AppState {
     pub(crate) settings: Settings,
     /// The CapabilityStatement, rendered once per base URL (`capabilities::rendered`).
     pub(crate) capabilities: PerBase,
+    /// Told when a bulk export is kicked off here, so this replica's exporter starts at once.
+    pub(crate) exports: Arc<tokio::sync::Notify>,
 }
 
 /// Most base URLs whose document is kept (a server behind several host names); past that, the

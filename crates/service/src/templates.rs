@@ -194,7 +194,7 @@ pub async fn load(settings: crate::Settings) -> anyhow::Result<usize> {
         store.migrate().await.context("cannot apply database migrations")?;
     }
     let base = settings.base_url.clone().unwrap_or_else(|| "http://localhost/fhir".to_owned());
-    let state = AppState { store, settings, capabilities: Default::default() };
+    let state = AppState { store, settings, capabilities: Default::default(), exports: Default::default() };
     let ctx = Context {
         actor: None,
         access: Access::unrestricted(),

@@ -8,6 +8,7 @@ mod m20261124_000003_audit;
 mod m20261124_000004_subscriptions;
 mod m20261124_000005_index_by_resource_param;
 mod m20261205_000006_compact_audit;
+mod m20261206_000007_bulk_export;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000004_subscriptions::Migration),
             Box::new(m20261124_000005_index_by_resource_param::Migration),
             Box::new(m20261205_000006_compact_audit::Migration),
+            Box::new(m20261206_000007_bulk_export::Migration),
         ]
     }
 }

@@ -65,6 +65,26 @@ impl Access {
         Access(Some(principal))
     }
 
+    /// The access a background job has on behalf of its client: what `scope` (and the patient
+    /// context) allow, or everything when it was asked without authorization (`None`).
+    pub(crate) fn stored(scope: Option<&str>, patient: Option<String>) -> Self {
+        Access(scope.map(|scope| Arc::new(Principal::stored(scope, patient))))
+    }
+
+    /// What a background job needs to act as this access again: its scopes and patient
+    /// (`None` scopes: authorization is disabled).
+    pub(crate) fn to_stored(&self) -> (Option<String>, Option<String>) {
+        match self.principal() {
+            Some(p) => (Some(p.scope.clone()), p.policy.patient().map(str::to_owned)),
+            None => (None, None),
+        }
+    }
+
+    /// Whether some scope allows `letter` on `ty`.
+    pub(crate) fn may(&self, ty: ResourceType, letter: Letter) -> bool {
+        self.policy().is_none_or(|policy| policy.may(ty, letter))
+    }
+
     pub(crate) fn principal(&self) -> Option<&Principal> {
         self.0.as_deref()
     }

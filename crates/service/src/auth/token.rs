@@ -38,6 +38,20 @@ impl Principal {
     pub(crate) fn key(&self) -> Option<&str> {
         self.client_id.as_deref().or(self.subject.as_deref())
     }
+
+    /// The principal a background job acts as: the scopes and patient its client asked with
+    /// (kept with the job), and no identity or expiry of its own.
+    pub(crate) fn stored(scope: &str, patient: Option<String>) -> Principal {
+        Principal {
+            subject: None,
+            issuer: None,
+            client_id: None,
+            fhir_user: None,
+            policy: Policy::new(Grants::parse(scope), patient),
+            scope: scope.to_owned(),
+            expires: u64::MAX,
+        }
+    }
 }
 
 /// The claims this server reads. `scope` is a space-separated string (SMART); `scp` an array
