@@ -383,36 +383,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use sea_orm::ConnectionTrait;
-
     use super::*;
-    use crate::connect::StoreConfig;
-
-    /// A migrated store on SQLite in `dir`, or on PostgreSQL in a fresh schema named after the
-    /// test when the suite runs there (`TEST_DATABASE_URL`).
-    async fn test_store(dir: &tempfile::TempDir, name: &str) -> Store {
-        let (url, schema) = match std::env::var("TEST_DATABASE_URL") {
-            Ok(url) => (url, Some(format!("{name}_{}", std::process::id()))),
-            Err(_) => (format!("sqlite://{}", dir.path().join("t.db").display()), None),
-        };
-        let config = StoreConfig {
-            url,
-            schema,
-            max_connections: 2,
-            acquire_timeout: Duration::from_secs(5),
-            cache_bytes: 0,
-            statement_timeout: None,
-        };
-        let store = Store::connect(&config).await.expect("store");
-        if let Some(schema) = &config.schema {
-            let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}");
-            store.schema.execute_unprepared(&drop).await.expect("a fresh schema");
-        }
-        store.migrate().await.expect("migrations");
-        store
-    }
+    use crate::store::test_store;
 
     fn job(id: &str) -> ExportJob {
         ExportJob {
