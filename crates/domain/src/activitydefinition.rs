@@ -3,16 +3,9 @@
 //! participants and timing become a Task's when the plan is applied. Definitional: not in the
 //! patient compartment.
 
-use crate::resource::{Descriptor, Docs, Resource, ResourceType};
+use crate::resource::{Descriptor, Docs};
 
-/// Marker for the FHIR ActivityDefinition resource type.
-#[derive(Debug, Clone, Copy)]
-pub struct ActivityDefinition;
-
-impl Resource for ActivityDefinition {
-    const TYPE: ResourceType = ResourceType::ActivityDefinition;
-    type Model = fhir_sdk::r4b::resources::ActivityDefinition;
-}
+crate::resource::hosted!(ActivityDefinition);
 
 /// What the service knows of ActivityDefinition.
 pub static DESCRIPTOR: Descriptor = Descriptor::of::<ActivityDefinition>(

@@ -1,15 +1,8 @@
 //! The CarePlan resource (http://hl7.org/fhir/R4/careplan.html): its model and rules.
 
-use crate::resource::{Descriptor, Docs, Link, Resource, ResourceType, Rules};
+use crate::resource::{Descriptor, Docs, Link, ResourceType, Rules};
 
-/// Marker for the FHIR CarePlan resource type.
-#[derive(Debug, Clone, Copy)]
-pub struct CarePlan;
-
-impl Resource for CarePlan {
-    const TYPE: ResourceType = ResourceType::CarePlan;
-    type Model = fhir_sdk::r4b::resources::CarePlan;
-}
+crate::resource::hosted!(CarePlan);
 
 /// What the service knows of CarePlan.
 pub static DESCRIPTOR: Descriptor = Descriptor::of::<CarePlan>(

@@ -1,15 +1,8 @@
 //! The CareTeam resource (http://hl7.org/fhir/R4/careteam.html): its model and rules.
 
-use crate::resource::{Descriptor, Docs, Link, Resource, ResourceType, Rules};
+use crate::resource::{Descriptor, Docs, Link, ResourceType, Rules};
 
-/// Marker for the FHIR CareTeam resource type.
-#[derive(Debug, Clone, Copy)]
-pub struct CareTeam;
-
-impl Resource for CareTeam {
-    const TYPE: ResourceType = ResourceType::CareTeam;
-    type Model = fhir_sdk::r4b::resources::CareTeam;
-}
+crate::resource::hosted!(CareTeam);
 
 /// The extension by which a CareTeam names the Goals it works toward.
 pub const PERTAINS_TO_GOAL: &str = "http://hl7.org/fhir/StructureDefinition/resource-pertainsToGoal";

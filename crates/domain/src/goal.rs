@@ -1,16 +1,9 @@
 //! The Goal resource (http://hl7.org/fhir/R4/goal.html): what the family and the care team are
 //! working toward, referenced from `CarePlan.goal` (the MCC eCare Plan states each as a Goal).
 
-use crate::resource::{Descriptor, Docs, Resource, ResourceType};
+use crate::resource::{Descriptor, Docs};
 
-/// Marker for the FHIR Goal resource type.
-#[derive(Debug, Clone, Copy)]
-pub struct Goal;
-
-impl Resource for Goal {
-    const TYPE: ResourceType = ResourceType::Goal;
-    type Model = fhir_sdk::r4b::resources::Goal;
-}
+crate::resource::hosted!(Goal);
 
 /// What the service knows of Goal.
 pub static DESCRIPTOR: Descriptor = Descriptor::of::<Goal>(

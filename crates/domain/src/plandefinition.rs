@@ -2,16 +2,9 @@
 //! template, whose actions `PlanDefinition/[id]/$apply` turns into a CarePlan, a CareTeam and
 //! Tasks (`plan_apply`). Definitional: not in the patient compartment.
 
-use crate::resource::{Descriptor, Docs, Resource, ResourceType};
+use crate::resource::{Descriptor, Docs};
 
-/// Marker for the FHIR PlanDefinition resource type.
-#[derive(Debug, Clone, Copy)]
-pub struct PlanDefinition;
-
-impl Resource for PlanDefinition {
-    const TYPE: ResourceType = ResourceType::PlanDefinition;
-    type Model = fhir_sdk::r4b::resources::PlanDefinition;
-}
+crate::resource::hosted!(PlanDefinition);
 
 /// What the service knows of PlanDefinition.
 pub static DESCRIPTOR: Descriptor = Descriptor::of::<PlanDefinition>(

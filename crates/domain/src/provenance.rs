@@ -4,16 +4,9 @@
 
 use serde_json::{json, Value};
 
-use crate::resource::{Descriptor, Docs, Resource, ResourceType, Rules};
+use crate::resource::{Descriptor, Docs, ResourceType, Rules};
 
-/// Marker for the FHIR Provenance resource type.
-#[derive(Debug, Clone, Copy)]
-pub struct Provenance;
-
-impl Resource for Provenance {
-    const TYPE: ResourceType = ResourceType::Provenance;
-    type Model = fhir_sdk::r4b::resources::Provenance;
-}
+crate::resource::hosted!(Provenance);
 
 /// What the service knows of Provenance.
 pub static DESCRIPTOR: Descriptor = Descriptor::of::<Provenance>(

@@ -98,6 +98,23 @@ pub trait Resource: 'static {
     }
 }
 
+/// The marker type of a hosted resource type: `hosted!(Goal)` declares the unit struct `Goal`,
+/// whose `Resource` impl names `ResourceType::Goal` and fhir-sdk's model of the same name. A
+/// type's module is then its `Descriptor` and what is particular to it.
+macro_rules! hosted {
+    ($ty:ident) => {
+        #[doc = concat!("Marker for the FHIR ", stringify!($ty), " resource type.")]
+        #[derive(Debug, Clone, Copy)]
+        pub struct $ty;
+
+        impl $crate::resource::Resource for $ty {
+            const TYPE: $crate::resource::ResourceType = $crate::resource::ResourceType::$ty;
+            type Model = fhir_sdk::r4b::resources::$ty;
+        }
+    };
+}
+pub(crate) use hosted;
+
 /// Everything the service knows of one hosted type, declared once (in the type's module) and
 /// read by the generic pipeline, the CapabilityStatement and the OpenAPI document.
 pub struct Descriptor {

@@ -1,17 +1,10 @@
 //! The Task resource (http://hl7.org/fhir/R4/task.html): its model and rules.
 
 use crate::issue::Issue;
-use crate::resource::{Change, Descriptor, Docs, Link, Resource, ResourceType, Rules};
+use crate::resource::{Change, Descriptor, Docs, Link, ResourceType, Rules};
 use crate::workflow::{check_task_change, hold_memory, RESUME_STATUS_URL};
 
-/// Marker for the FHIR Task resource type.
-#[derive(Debug, Clone, Copy)]
-pub struct Task;
-
-impl Resource for Task {
-    const TYPE: ResourceType = ResourceType::Task;
-    type Model = fhir_sdk::r4b::resources::Task;
-}
+crate::resource::hosted!(Task);
 
 /// What the service knows of Task.
 pub static DESCRIPTOR: Descriptor = Descriptor::of::<Task>(

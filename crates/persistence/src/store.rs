@@ -236,20 +236,32 @@ impl Store {
         let no_subscribers = self.no_subscribers.clone();
         let (value, written, announced) = self
             .writer
-            .write(Box::new(move |txn| {
+            .write_guarded(Box::new(move |txn, guard| {
                 Box::pin(async move {
-                    let tx = Tx::new(txn, no_subscribers);
-                    let value = work(&tx).await?;
-                    if let Some(announcer) = &announcer {
-                        let changes = tx.take_changes();
-                        if !changes.is_empty() {
-                            announcer.announce(&tx, &changes).await.map_err(E::from)?;
+                    let tx = Tx::new(txn, no_subscribers, guard);
+                    let done = async {
+                        let value = work(&tx).await?;
+                        if let Some(announcer) = &announcer {
+                            let changes = tx.take_changes();
+                            if !changes.is_empty() {
+                                announcer.announce(&tx, &changes).await.map_err(E::from)?;
+                            }
+                        }
+                        // The deferred writes, before the commit.
+                        tx.finish().await.map_err(E::from)?;
+                        Ok::<_, E>(value)
+                    }
+                    .await;
+                    match done {
+                        Ok(value) => {
+                            let announced = tx.has_due();
+                            (Ok((value, tx.into_written(), announced)), true)
+                        }
+                        Err(err) => {
+                            let sound = tx.abandon().await;
+                            (Err(err), sound)
                         }
                     }
-                    // The deferred writes, before the commit.
-                    tx.flush().await.map_err(E::from)?;
-                    let announced = tx.has_due();
-                    Ok::<_, E>((value, tx.into_written(), announced))
                 })
             }))
             .await?;

@@ -191,14 +191,18 @@ impl Tx<'_> {
         if topics.is_empty() || self.no_subscribers.load(std::sync::atomic::Ordering::SeqCst) {
             return Ok(Vec::new());
         }
-        let txn = self.conn().await?;
-        let mut sql = Sql::new(txn.get_database_backend());
-        sql.push("SELECT ")
-            .push(STATE_COLUMNS)
-            .push(" FROM subscription_state WHERE status <> 'off' AND topic IN (")
-            .bind_list(topics.iter().map(|t| (*t).to_owned()))
-            .push(") ORDER BY id");
-        txn.query_all(sql.statement()).await?.iter().map(state).collect()
+        // With the write's deferred statements: none of them writes `subscription_state`
+        // (`put_subscription` and `enqueue` write it at once).
+        let rows = self
+            .query_after_writes(|sql| {
+                sql.push("SELECT ")
+                    .push(STATE_COLUMNS)
+                    .push(" FROM subscription_state WHERE status <> 'off' AND topic IN (")
+                    .bind_list(topics.iter().map(|t| (*t).to_owned()))
+                    .push(") ORDER BY id");
+            })
+            .await?;
+        rows.iter().map(state).collect()
     }
 
     /// Number and store the next event of subscription `id`, about `focus` (type, id, version),

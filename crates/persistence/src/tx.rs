@@ -10,7 +10,9 @@ use std::time::SystemTime;
 use domain::search::query::SearchRequest;
 use domain::{Prepared, ResourceType, VersionMeta};
 use futures_util::future::BoxFuture;
-use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait, QuerySelect, Value};
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait, QueryResult, QuerySelect, Value,
+};
 
 use crate::entity::resource;
 use crate::error::StoreError;
@@ -18,6 +20,7 @@ use crate::index;
 use crate::search;
 use crate::sql::Sql;
 use crate::store::{DeleteOutcome, Method, StoredVersion, WriteOutcome};
+use crate::writer::{Guard, SAVEPOINT};
 
 /// Work to run in one transaction: it commits when the work returns `Ok`, and nothing of it
 /// stands when it returns `Err`.
@@ -69,15 +72,41 @@ pub struct Tx<'a> {
     /// Writes that need no answer from the database, not sent yet: they go in one round trip
     /// with whatever the transaction sends next (`flush`), so a write and its Provenance cost
     /// one round trip, not two.
-    pending: Mutex<Option<Sql>>,
+    pending: Mutex<Pending>,
+}
+
+/// The deferred writes, and where the write's savepoint stands (`Guard::Savepoint`).
+struct Pending {
+    sql: Option<Sql>,
+    savepoint: Savepoint,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Savepoint {
+    /// The write has its transaction to itself (`Guard::Alone`).
+    NotNeeded,
+    /// Nothing written yet: a failure now has nothing to undo.
+    Closed,
+    /// Opened by the first statement of the deferred writes, not sent yet.
+    Queued,
+    /// Sent: a failure rolls back to it.
+    Open,
 }
 
 impl<'a> Tx<'a> {
-    pub(crate) fn new(txn: &'a DatabaseTransaction, no_subscribers: Arc<std::sync::atomic::AtomicBool>) -> Self {
+    pub(crate) fn new(
+        txn: &'a DatabaseTransaction,
+        no_subscribers: Arc<std::sync::atomic::AtomicBool>,
+        guard: Guard,
+    ) -> Self {
+        let savepoint = match guard {
+            Guard::Alone => Savepoint::NotNeeded,
+            Guard::Savepoint => Savepoint::Closed,
+        };
         Self {
             no_subscribers,
             txn,
-            pending: Mutex::new(None),
+            pending: Mutex::new(Pending { sql: None, savepoint }),
             written: Mutex::new(Vec::new()),
             changes: Mutex::new(Vec::new()),
             due: std::sync::atomic::AtomicBool::new(false),
@@ -92,27 +121,118 @@ impl<'a> Tx<'a> {
         self.due.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The connection, once the deferred writes were sent: everything that reads or writes
-    /// through the transaction gets it here, so it sees every write made before.
+    /// The connection, once the deferred writes were sent and the write's savepoint opened:
+    /// everything that writes through the transaction gets it here, so it sees every write made
+    /// before and what it writes is undone with the rest if the write fails.
     pub(crate) async fn conn(&self) -> Result<&'a DatabaseTransaction, StoreError> {
+        self.flush().await?;
+        if self.pending().savepoint == Savepoint::Closed {
+            self.send(self.script()).await?;
+        }
+        Ok(self.txn)
+    }
+
+    /// The connection for a read, once the deferred writes were sent: a read opens no
+    /// savepoint, so a write that fails on what it read has nothing to undo.
+    async fn read_conn(&self) -> Result<&'a DatabaseTransaction, StoreError> {
         self.flush().await?;
         Ok(self.txn)
     }
 
     /// Send the deferred writes.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
-        if let Some(sql) = self.take_pending() {
-            self.txn.execute(sql.statement()).await?;
+        let pending = self.pending().sql.take();
+        if let Some(sql) = pending {
+            self.send(sql).await?;
         }
         Ok(())
     }
 
-    fn take_pending(&self) -> Option<Sql> {
-        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+    /// The work succeeded: send the deferred writes with the savepoint's release.
+    pub(crate) async fn finish(&self) -> Result<(), StoreError> {
+        if matches!(self.pending().savepoint, Savepoint::Queued | Savepoint::Open) {
+            let mut sql = self.script();
+            sql.then().push("RELEASE SAVEPOINT ").push(SAVEPOINT);
+            self.defer(sql);
+        }
+        self.flush().await
+    }
+
+    /// The work failed: drop the deferred writes and undo what was sent. Whether the
+    /// transaction is still sound (`false` when the savepoint could not be rolled back to).
+    pub(crate) async fn abandon(&self) -> bool {
+        let open = {
+            let mut pending = self.pending();
+            pending.sql = None;
+            match pending.savepoint {
+                Savepoint::Open => true,
+                Savepoint::Queued => {
+                    pending.savepoint = Savepoint::Closed;
+                    false
+                }
+                Savepoint::NotNeeded | Savepoint::Closed => false,
+            }
+        };
+        if !open {
+            return true;
+        }
+        let mut sql = Sql::new(self.txn.get_database_backend());
+        sql.push("ROLLBACK TO SAVEPOINT ").push(SAVEPOINT).then().push("RELEASE SAVEPOINT ").push(SAVEPOINT);
+        self.txn.execute(sql.statement()).await.is_ok()
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The deferred writes so far, to append to, or a new script; either begins with the
+    /// savepoint when the write needs one and has not opened it.
+    fn script(&self) -> Sql {
+        let mut pending = self.pending();
+        if let Some(sql) = pending.sql.take() {
+            return sql;
+        }
+        let mut sql = Sql::new(self.txn.get_database_backend());
+        if pending.savepoint == Savepoint::Closed {
+            sql.push("SAVEPOINT ").push(SAVEPOINT);
+            pending.savepoint = Savepoint::Queued;
+        }
+        sql
+    }
+
+    /// Rows of a read, sent in the same round trip as the deferred writes (on PostgreSQL they
+    /// become data-modifying CTEs of it): `build` appends one SELECT. The read runs on the
+    /// snapshot before those writes, so it may only read rows they do not write.
+    pub(crate) async fn query_after_writes(
+        &self,
+        build: impl FnOnce(&mut Sql),
+    ) -> Result<Vec<QueryResult>, StoreError> {
+        let mut sql = {
+            let mut pending = self.pending();
+            let sql = pending.sql.take();
+            if sql.is_some() && pending.savepoint == Savepoint::Queued {
+                pending.savepoint = Savepoint::Open;
+            }
+            sql.unwrap_or_else(|| Sql::new(self.txn.get_database_backend()))
+        };
+        build(sql.then());
+        Ok(self.txn.query_all(sql.statement()).await?)
+    }
+
+    /// Send `sql` (built from `script`) now.
+    async fn send(&self, sql: Sql) -> Result<sea_orm::ExecResult, StoreError> {
+        {
+            let mut pending = self.pending();
+            if pending.savepoint == Savepoint::Queued {
+                // Sent even if a later statement of the script fails: a failure rolls back to it.
+                pending.savepoint = Savepoint::Open;
+            }
+        }
+        Ok(self.txn.execute(sql.statement()).await?)
     }
 
     fn defer(&self, sql: Sql) {
-        *self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sql);
+        self.pending().sql = Some(sql);
     }
 
     /// The versions written so far (and forgotten here): each is announced once.
@@ -137,7 +257,7 @@ impl<'a> Tx<'a> {
     /// ends (`FOR UPDATE` on PostgreSQL; SQLite has a single writer connection).
     #[tracing::instrument(name = "db.lock_current", skip_all, fields(otel.kind = "client", db.operation.name = "lock_current", fhir.resource_type = %ty))]
     pub async fn current(&self, ty: ResourceType, id: &str) -> Result<Option<Current>, StoreError> {
-        Ok(lock_current(self.conn().await?, ty, id).await?.map(|row| Current {
+        Ok(lock_current(self.read_conn().await?, ty, id).await?.map(|row| Current {
             version_id: row.version_id,
             last_updated_ms: row.last_updated,
             body: row.body,
@@ -167,7 +287,7 @@ impl<'a> Tx<'a> {
         request: &SearchRequest,
         limit: u64,
     ) -> Result<Vec<StoredVersion>, StoreError> {
-        Ok(search::page(self.conn().await?, ty, request, limit).await?.matches)
+        Ok(search::page(self.read_conn().await?, ty, request, limit).await?.matches)
     }
 
     /// Store a new resource under `id` as version 1.
@@ -195,7 +315,7 @@ impl<'a> Tx<'a> {
         // Two attempts: when a concurrent transaction creates the same id between our lookup
         // and our insert, the insert does nothing and the second lookup finds its row.
         for _ in 0..2 {
-            let current = lock_current(self.conn().await?, ty, id).await?;
+            let current = lock_current(self.read_conn().await?, ty, id).await?;
             check_precondition(if_match, current.as_ref())?;
             let (next, created) = match &current {
                 None => (1, true),
@@ -215,7 +335,7 @@ impl<'a> Tx<'a> {
     /// Delete `id` logically: a deletion version is written and history keeps every version.
     #[tracing::instrument(name = "db.delete", skip_all, fields(otel.kind = "client", db.operation.name = "delete", fhir.resource_type = %ty))]
     pub async fn delete(&self, ty: ResourceType, id: &str, if_match: Option<i64>) -> Result<DeleteOutcome, StoreError> {
-        let Some(row) = lock_current(self.conn().await?, ty, id).await? else {
+        let Some(row) = lock_current(self.read_conn().await?, ty, id).await? else {
             return Err(StoreError::NotFound);
         };
         check_precondition(if_match, Some(&row))?;
@@ -314,14 +434,18 @@ impl Tx<'_> {
                 .push(")");
         };
         if current.is_none() && method != Method::Post {
+            // Alone in its round trip: SQLite reports a statement that changes nothing (such as
+            // SAVEPOINT) with the count of the last one that did, so the count of a script
+            // would not be this insert's.
+            let txn = self.conn().await?;
             let mut insert = Sql::new(backend);
             insert_row(&mut insert);
             insert.push(" ON CONFLICT DO NOTHING");
-            if self.conn().await?.execute(insert.statement()).await?.rows_affected() != 1 {
+            if txn.execute(insert.statement()).await?.rows_affected() != 1 {
                 return Ok(None);
             }
         }
-        let mut sql = self.take_pending().unwrap_or_else(|| Sql::new(backend));
+        let mut sql = self.script();
         if current.is_some() {
             sql.then()
                 .push("UPDATE resources SET version_id = ")
@@ -364,7 +488,7 @@ impl Tx<'_> {
         if inline {
             self.defer(sql);
         } else {
-            self.txn.execute(sql.statement()).await?;
+            self.send(sql).await?;
             index::insert(self.txn, ty, id, entries).await?;
         }
         Ok(Some(StoredVersion { resource_type: ty, id: id.to_owned(), version_id, last_updated_ms: now, body }))

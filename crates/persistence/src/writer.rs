@@ -1,7 +1,7 @@
 //! Group commit for SQLite: one writer task owns the single write connection and runs queued
-//! writes together in one transaction, each inside its own savepoint, so one fsync covers many
-//! acknowledged writes. A write is answered only after its transaction committed; a write that
-//! fails rolls back to its savepoint without touching the others.
+//! writes together in one transaction, each inside its own savepoint (`Guard`), so one fsync
+//! covers many acknowledged writes. A write is answered only after its transaction committed; a
+//! write that fails rolls back to its savepoint without touching the others.
 //!
 //! PostgreSQL runs each write in a transaction of its own on the pool (it groups commits itself).
 
@@ -15,15 +15,46 @@ use crate::error::StoreError;
 /// Most writes committed together.
 const MAX_BATCH: usize = 128;
 
-/// What a queued write reports once it ran: whether it succeeded, and how to answer its caller
-/// once the outcome of the commit is known.
-type Ran = (bool, Box<dyn FnOnce(Result<(), String>) + Send>);
+/// The savepoint a write sharing a batch's transaction runs in (`Guard::Savepoint`).
+pub(crate) const SAVEPOINT: &str = "careplan_write";
+
+/// How a write is kept apart from the others committed in the same transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Guard {
+    /// The write has the transaction to itself: when it fails, the transaction is rolled back.
+    Alone,
+    /// The write shares the transaction: it opens savepoint `SAVEPOINT` before its first
+    /// write, and releases it (or rolls back to it) itself. A write that fails before it writes
+    /// needs no savepoint at all, and the savepoint travels with the write's first statements
+    /// and its release with its last, so it costs no round trip of its own.
+    Savepoint,
+}
+
+/// How a queued write ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Succeeded,
+    /// It failed and nothing of it stands; the transaction goes on.
+    Failed,
+    /// It failed and could not undo what it wrote: the whole transaction must roll back.
+    Broken,
+}
+
+/// What a queued write reports once it ran: how it ended, and how to answer its caller once
+/// the outcome of the commit is known.
+type Ran = (Outcome, Box<dyn FnOnce(Result<(), String>) + Send>);
 
 /// A queued write.
-type Job = Box<dyn for<'a> FnOnce(&'a DatabaseTransaction) -> BoxFuture<'a, Ran> + Send>;
+type Job = Box<dyn for<'a> FnOnce(&'a DatabaseTransaction, Guard) -> BoxFuture<'a, Ran> + Send>;
 
 /// A unit of work run inside a write transaction.
 pub(crate) type Work<T, E> = Box<dyn for<'a> FnOnce(&'a DatabaseTransaction) -> BoxFuture<'a, Result<T, E>> + Send>;
+
+/// A unit of work that keeps itself apart from the others in the transaction (`Guard`). It
+/// returns its result and whether the transaction is still sound: `false` when it failed and
+/// could not undo what it wrote.
+pub(crate) type GuardedWork<T, E> =
+    Box<dyn for<'a> FnOnce(&'a DatabaseTransaction, Guard) -> BoxFuture<'a, (Result<T, E>, bool)> + Send>;
 
 /// Where writes go.
 #[derive(Clone)]
@@ -54,8 +85,36 @@ impl Writer {
         Ok(Writer::Queue(sender))
     }
 
-    /// Run `work` in a write transaction and return its result once committed.
+    /// Run `work` in a write transaction and return its result once committed. When the
+    /// transaction is shared, the work runs in a savepoint the writer opens and closes.
     pub(crate) async fn write<T, E>(&self, work: Work<T, E>) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.write_guarded(Box::new(move |txn, guard| {
+            Box::pin(async move {
+                if guard == Guard::Alone {
+                    return (work(txn).await, true);
+                }
+                let savepoint = match txn.begin().await {
+                    Ok(savepoint) => savepoint,
+                    Err(err) => return (Err(E::from(StoreError::from(err))), false),
+                };
+                let result = work(&savepoint).await;
+                let closed = if result.is_ok() { savepoint.commit().await } else { savepoint.rollback().await };
+                match closed {
+                    Ok(()) => (result, true),
+                    Err(err) => (result.and(Err(E::from(StoreError::from(err)))), false),
+                }
+            })
+        }))
+        .await
+    }
+
+    /// Run `work`, which keeps itself apart from the other writes of its transaction, and
+    /// return its result once committed.
+    pub(crate) async fn write_guarded<T, E>(&self, work: GuardedWork<T, E>) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
@@ -64,7 +123,7 @@ impl Writer {
         match self {
             Writer::Direct(db) => {
                 let txn = db.begin().await.map_err(database)?;
-                match work(&txn).await {
+                match work(&txn, Guard::Alone).await.0 {
                     Ok(value) => {
                         txn.commit().await.map_err(database)?;
                         Ok(value)
@@ -79,11 +138,15 @@ impl Writer {
                 let (answer, answered) = oneshot::channel();
                 // The work runs on the writer task: its spans belong to the caller's trace.
                 let span = tracing::Span::current();
-                let job: Job = Box::new(move |txn| {
+                let job: Job = Box::new(move |txn, guard| {
                     Box::pin(
                         async move {
-                            let result = work(txn).await;
-                            let ok = result.is_ok();
+                            let (result, sound) = work(txn, guard).await;
+                            let outcome = match (result.is_ok(), sound) {
+                                (true, _) => Outcome::Succeeded,
+                                (false, true) => Outcome::Failed,
+                                (false, false) => Outcome::Broken,
+                            };
                             let reply: Box<dyn FnOnce(Result<(), String>) + Send> = Box::new(move |committed| {
                                 let outcome = match committed {
                                     Ok(()) => result,
@@ -92,7 +155,7 @@ impl Writer {
                                 // The caller may have gone (timeout); the write stands regardless.
                                 let _ = answer.send(outcome);
                             });
-                            (ok, reply)
+                            (outcome, reply)
                         }
                         .instrument(span),
                     )
@@ -122,33 +185,23 @@ async fn serve(db: DatabaseConnection, mut receiver: mpsc::Receiver<Job>) {
 /// their callers with an error through the closed channel.
 async fn run_batch(db: &DatabaseConnection, batch: Vec<Job>) -> Result<(), DbErr> {
     let txn = db.begin().await?;
+    let guard = if batch.len() == 1 { Guard::Alone } else { Guard::Savepoint };
     let mut replies = Vec::with_capacity(batch.len());
     let mut failed = None;
-    if batch.len() == 1 {
-        for job in batch {
-            let (ok, reply) = job(&txn).await;
-            replies.push(reply);
-            if !ok {
-                // Nothing of a failed write may stand.
+    for job in batch {
+        let (outcome, reply) = job(&txn, guard).await;
+        replies.push(reply);
+        match outcome {
+            Outcome::Succeeded => {}
+            // Nothing of a failed write may stand: alone, it takes the transaction with it.
+            Outcome::Failed if guard == Guard::Alone => {
                 txn.rollback().await?;
                 replies.into_iter().for_each(|reply| reply(Ok(())));
                 return Ok(());
             }
-        }
-    } else {
-        for job in batch {
-            let savepoint = match txn.begin().await {
-                Ok(savepoint) => savepoint,
-                Err(err) => {
-                    failed = Some(err.to_string());
-                    break;
-                }
-            };
-            let (ok, reply) = job(&savepoint).await;
-            replies.push(reply);
-            let closed = if ok { savepoint.commit().await } else { savepoint.rollback().await };
-            if let Err(err) = closed {
-                failed = Some(err.to_string());
+            Outcome::Failed => {}
+            Outcome::Broken => {
+                failed = Some("a write could not be undone; its transaction was rolled back".to_owned());
                 break;
             }
         }

@@ -80,7 +80,9 @@ pub fn capability_statement(base: &str, multiple_delete: bool) -> Value {
 /// instantiates the IG's server CapabilityStatement and names the operation at system level (the
 /// types' own entries come from their routes, `operations`).
 fn bulk_export(statement: &mut Value) {
-    let system = crate::route::table().iter().any(|route| route.does == Does::Export && route.resource_type.is_none());
+    let system = crate::route::table()
+        .iter()
+        .any(|route| matches!(route.does, Does::Export { .. }) && route.resource_type.is_none());
     if system {
         statement["instantiates"] = json!(["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]);
         statement["rest"][0]["operation"] = json!([{ "name": "export", "definition": crate::export::DEFINITION }]);
@@ -146,8 +148,9 @@ fn operations(name: &str) -> Vec<Value> {
     let mut listed: Vec<Value> = Vec::new();
     for route in routes_of(name) {
         let named = match route.does {
-            Does::Operation { name, definition } | Does::Execute { name, definition } => Some((name, definition)),
-            Does::Export => Some(("export", crate::export::DEFINITION)),
+            Does::Operation { name, definition }
+            | Does::Execute { name, definition }
+            | Does::Export { name, definition } => Some((name, definition)),
             _ => None,
         };
         if let Some((name, definition)) = named {

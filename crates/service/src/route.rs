@@ -84,7 +84,7 @@ pub(crate) enum Does {
     /// CareTeam and Tasks), audited as an execute; its writes are judged entry by entry.
     Execute { name: &'static str, definition: &'static str },
     /// A bulk export kick-off (`$export`, system or type level): it searches what it exports.
-    Export,
+    Export { name: &'static str, definition: &'static str },
     /// A bulk export's status and files: a read, or a cancel by `DELETE` (only the client that
     /// kicked the export off may ask).
     ExportJob,
@@ -172,7 +172,7 @@ impl Route {
             Does::Execute { .. } => (Action::Execute, "operation"),
             Does::HistorySystem => (Action::Read, "history-system"),
             Does::ExportJob if self.method == Method::Delete => (Action::Delete, "delete"),
-            Does::Export => (Action::Execute, "operation"),
+            Does::Export { .. } => (Action::Execute, "operation"),
             Does::Operation { .. }
             | Does::ExportJob
             | Does::Capabilities
@@ -197,7 +197,7 @@ impl Route {
             // An operation reads its instance; what an executed one writes is judged by the engine.
             Does::Operation { .. } | Does::Execute { .. } => Some(Letter::Read),
             // A type-level export searches its type (the handler checks each type of `_type`).
-            Does::Export => Some(Letter::Search),
+            Does::Export { .. } => Some(Letter::Search),
             Does::Transaction
             | Does::HistorySystem
             | Does::ExportJob

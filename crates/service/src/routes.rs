@@ -18,6 +18,9 @@ use crate::interactions::{self as i, method_not_allowed, unknown_type};
 use crate::subscriptions::operations as subscription;
 use crate::{capabilities, docs, export, health, metrics, openapi, plan_summary, search, templates, transaction};
 
+/// The bulk export kick-off, system or type level.
+const EXPORT: Does = Does::Export { name: "export", definition: export::DEFINITION };
+
 /// Every route, in registration order (actix tries them in this order).
 fn build() -> Vec<Route> {
     use Does::*;
@@ -35,8 +38,8 @@ fn build() -> Vec<Route> {
         Route::new(Get, FHIR, "/metadata", Capabilities, |r| r.to(capabilities::metadata)),
         Route::new(Get, FHIR, "/_history", HistorySystem, |r| r.to(i::history_system)),
         Route::new(Get, FHIR, "/.well-known/smart-configuration", Discovery, |r| r.to(discovery::well_known)),
-        Route::new(Get, FHIR, "/$export", Export, |r| r.to(export::system_get)),
-        Route::new(Post, FHIR, "/$export", Export, |r| r.to(export::system_post)),
+        Route::new(Get, FHIR, "/$export", EXPORT, |r| r.to(export::system_get)),
+        Route::new(Post, FHIR, "/$export", EXPORT, |r| r.to(export::system_post)),
         Route::new(Get, FHIR, "/$export-status/{id}", ExportJob, |r| r.to(export::status)),
         Route::new(Method::Delete, FHIR, "/$export-status/{id}", ExportJob, |r| r.to(export::cancel)),
         Route::new(Get, FHIR, "/$export-file/{id}/{file}", ExportJob, |r| r.to(export::file)),
@@ -87,8 +90,8 @@ fn resource<R: Resource>() -> Vec<Route> {
         route(Get, "/_history", Interaction(I::HistoryType), |r| r.to(i::history_type::<R>)),
     ];
     if R::TYPE.exportable() {
-        routes.push(route(Get, "/$export", Does::Export, |r| r.to(export::type_get::<R>)));
-        routes.push(route(Post, "/$export", Does::Export, |r| r.to(export::type_post::<R>)));
+        routes.push(route(Get, "/$export", EXPORT, |r| r.to(export::type_get::<R>)));
+        routes.push(route(Post, "/$export", EXPORT, |r| r.to(export::type_post::<R>)));
     }
     routes.extend([
         route(Get, "/{id}", Interaction(I::Read), |r| r.to(i::read::<R>)),

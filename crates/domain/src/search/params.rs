@@ -532,25 +532,67 @@ pub static SUBSCRIPTION: &[SearchParam] = with_common![
     ),
 ];
 
-/// http://hl7.org/fhir/R4/plandefinition.html#search (without the composite, quantity and
-/// `relatedArtifact.where(type=...)` parameters, which this server does not index)
-pub static PLAN_DEFINITION: &[SearchParam] = with_common![
-    token(
-        "context",
-        "(PlanDefinition.useContext.value as CodeableConcept)",
-        &["useContext", "valueCodeableConcept"],
-        Shape::CodeableConcept,
-        "A use context assigned to the plan definition",
-    ),
-    token(
-        "context-type",
-        "PlanDefinition.useContext.code",
-        &["useContext", "code"],
-        Shape::Coding,
-        "A type of use context assigned to the plan definition",
-    ),
-    date("date", "PlanDefinition.date", &["date"], Shape::DateTime, "The plan definition publication date"),
-    SearchParam {
+/// The search parameters PlanDefinition and ActivityDefinition share, as the R4 tables of each
+/// declare them (without the composite, quantity and `relatedArtifact.where(type=...)`
+/// parameters, which this server does not index), with the type's own ones in their alphabetical
+/// place after `date`: `$ty` is the type's name, `$noun` how its descriptions name it.
+macro_rules! definitional {
+    ($ty:literal, $noun:literal, [$($param:expr,)*]) => {
+        with_common![
+            token(
+                "context",
+                concat!("(", $ty, ".useContext.value as CodeableConcept)"),
+                &["useContext", "valueCodeableConcept"],
+                Shape::CodeableConcept,
+                concat!("A use context assigned to the ", $noun),
+            ),
+            token(
+                "context-type",
+                concat!($ty, ".useContext.code"),
+                &["useContext", "code"],
+                Shape::Coding,
+                concat!("A type of use context assigned to the ", $noun),
+            ),
+            date("date", concat!($ty, ".date"), &["date"], Shape::DateTime, concat!("The ", $noun, " publication date")),
+            $($param,)*
+            string("description", concat!($ty, ".description"), &["description"], concat!("The description of the ", $noun)),
+            date(
+                "effective",
+                concat!($ty, ".effectivePeriod"),
+                &["effectivePeriod"],
+                Shape::Period,
+                concat!("The time during which the ", $noun, " is intended to be in use"),
+            ),
+            token(
+                "identifier",
+                concat!($ty, ".identifier"),
+                &["identifier"],
+                Shape::Identifier,
+                concat!("External identifier for the ", $noun),
+            ),
+            token(
+                "jurisdiction",
+                concat!($ty, ".jurisdiction"),
+                &["jurisdiction"],
+                Shape::CodeableConcept,
+                concat!("Intended jurisdiction for the ", $noun),
+            ),
+            string("name", concat!($ty, ".name"), &["name"], concat!("Computationally friendly name of the ", $noun)),
+            string("publisher", concat!($ty, ".publisher"), &["publisher"], concat!("Name of the publisher of the ", $noun)),
+            token("status", concat!($ty, ".status"), &["status"], Shape::Code, concat!("The current status of the ", $noun)),
+            string("title", concat!($ty, ".title"), &["title"], concat!("The human-friendly name of the ", $noun)),
+            token("topic", concat!($ty, ".topic"), &["topic"], Shape::CodeableConcept, "Topics associated with the module"),
+            uri("url", concat!($ty, ".url"), &["url"], concat!("The uri that identifies the ", $noun)),
+            token("version", concat!($ty, ".version"), &["version"], Shape::Code, concat!("The business version of the ", $noun)),
+        ]
+    };
+}
+
+/// http://hl7.org/fhir/R4/plandefinition.html#search
+pub static PLAN_DEFINITION: &[SearchParam] = definitional![
+    "PlanDefinition",
+    "plan definition",
+    [SearchParam {
         shape: Shape::Canonical,
         ..reference(
             "definition",
@@ -559,114 +601,11 @@ pub static PLAN_DEFINITION: &[SearchParam] = with_common![
             &["Questionnaire", "PlanDefinition", "ActivityDefinition"],
             "Activity or plan definitions used by plan definition",
         )
-    },
-    string("description", "PlanDefinition.description", &["description"], "The description of the plan definition"),
-    date(
-        "effective",
-        "PlanDefinition.effectivePeriod",
-        &["effectivePeriod"],
-        Shape::Period,
-        "The time during which the plan definition is intended to be in use",
-    ),
-    token(
-        "identifier",
-        "PlanDefinition.identifier",
-        &["identifier"],
-        Shape::Identifier,
-        "External identifier for the plan definition",
-    ),
-    token(
-        "jurisdiction",
-        "PlanDefinition.jurisdiction",
-        &["jurisdiction"],
-        Shape::CodeableConcept,
-        "Intended jurisdiction for the plan definition",
-    ),
-    string("name", "PlanDefinition.name", &["name"], "Computationally friendly name of the plan definition"),
-    string("publisher", "PlanDefinition.publisher", &["publisher"], "Name of the publisher of the plan definition"),
-    token("status", "PlanDefinition.status", &["status"], Shape::Code, "The current status of the plan definition"),
-    string("title", "PlanDefinition.title", &["title"], "The human-friendly name of the plan definition"),
-    token("topic", "PlanDefinition.topic", &["topic"], Shape::CodeableConcept, "Topics associated with the module"),
-    uri("url", "PlanDefinition.url", &["url"], "The uri that identifies the plan definition"),
-    token(
-        "version",
-        "PlanDefinition.version",
-        &["version"],
-        Shape::Code,
-        "The business version of the plan definition"
-    ),
+    },]
 ];
 
-/// http://hl7.org/fhir/R4/activitydefinition.html#search (without the composite, quantity and
-/// `relatedArtifact.where(type=...)` parameters, which this server does not index)
-pub static ACTIVITY_DEFINITION: &[SearchParam] = with_common![
-    token(
-        "context",
-        "(ActivityDefinition.useContext.value as CodeableConcept)",
-        &["useContext", "valueCodeableConcept"],
-        Shape::CodeableConcept,
-        "A use context assigned to the activity definition",
-    ),
-    token(
-        "context-type",
-        "ActivityDefinition.useContext.code",
-        &["useContext", "code"],
-        Shape::Coding,
-        "A type of use context assigned to the activity definition",
-    ),
-    date("date", "ActivityDefinition.date", &["date"], Shape::DateTime, "The activity definition publication date"),
-    string(
-        "description",
-        "ActivityDefinition.description",
-        &["description"],
-        "The description of the activity definition"
-    ),
-    date(
-        "effective",
-        "ActivityDefinition.effectivePeriod",
-        &["effectivePeriod"],
-        Shape::Period,
-        "The time during which the activity definition is intended to be in use",
-    ),
-    token(
-        "identifier",
-        "ActivityDefinition.identifier",
-        &["identifier"],
-        Shape::Identifier,
-        "External identifier for the activity definition",
-    ),
-    token(
-        "jurisdiction",
-        "ActivityDefinition.jurisdiction",
-        &["jurisdiction"],
-        Shape::CodeableConcept,
-        "Intended jurisdiction for the activity definition",
-    ),
-    string("name", "ActivityDefinition.name", &["name"], "Computationally friendly name of the activity definition"),
-    string(
-        "publisher",
-        "ActivityDefinition.publisher",
-        &["publisher"],
-        "Name of the publisher of the activity definition"
-    ),
-    token(
-        "status",
-        "ActivityDefinition.status",
-        &["status"],
-        Shape::Code,
-        "The current status of the activity definition"
-    ),
-    string("title", "ActivityDefinition.title", &["title"], "The human-friendly name of the activity definition"),
-    token("topic", "ActivityDefinition.topic", &["topic"], Shape::CodeableConcept, "Topics associated with the module"),
-    uri("url", "ActivityDefinition.url", &["url"], "The uri that identifies the activity definition"),
-    token(
-        "version",
-        "ActivityDefinition.version",
-        &["version"],
-        Shape::Code,
-        "The business version of the activity definition"
-    ),
-];
+/// http://hl7.org/fhir/R4/activitydefinition.html#search
+pub static ACTIVITY_DEFINITION: &[SearchParam] = definitional!["ActivityDefinition", "activity definition", []];
 
 const fn token(
     name: &'static str,

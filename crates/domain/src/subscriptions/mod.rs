@@ -10,20 +10,13 @@ use serde_json::Value;
 use validator::ValidateUrl;
 
 use crate::issue::{Issue, IssueCode};
-use crate::resource::{Descriptor, Docs, Resource, ResourceType, Rules};
+use crate::resource::{Descriptor, Docs, Rules};
 use crate::search::index::{IndexEntry, IndexValue};
 use crate::search::params::{self, ParamType};
 
 pub use topics::{Topic, TOPICS};
 
-/// Marker for the FHIR Subscription resource type (R4 shape; fhir-sdk's R4B model is the same).
-#[derive(Debug, Clone, Copy)]
-pub struct Subscription;
-
-impl Resource for Subscription {
-    const TYPE: ResourceType = ResourceType::Subscription;
-    type Model = fhir_sdk::r4b::resources::Subscription;
-}
+crate::resource::hosted!(Subscription);
 
 /// What the service knows of Subscription.
 pub static DESCRIPTOR: Descriptor = Descriptor::of::<Subscription>(
@@ -449,6 +442,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::resource::ResourceType;
 
     fn subscription(criteria: &str, filters: &[&str], content: Option<&str>) -> Value {
         let mut s = json!({
