@@ -140,7 +140,7 @@ impl<'a> Tx<'a> {
     }
 
     /// Send the deferred writes.
-    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+    async fn flush(&self) -> Result<(), StoreError> {
         let pending = self.pending().sql.take();
         if let Some(sql) = pending {
             self.send(sql).await?;
@@ -207,28 +207,27 @@ impl<'a> Tx<'a> {
         &self,
         build: impl FnOnce(&mut Sql),
     ) -> Result<Vec<QueryResult>, StoreError> {
-        let mut sql = {
-            let mut pending = self.pending();
-            let sql = pending.sql.take();
-            if sql.is_some() && pending.savepoint == Savepoint::Queued {
-                pending.savepoint = Savepoint::Open;
-            }
-            sql.unwrap_or_else(|| Sql::new(self.txn.get_database_backend()))
-        };
+        let pending = self.pending().sql.take();
+        let mut sql = pending.unwrap_or_else(|| Sql::new(self.txn.get_database_backend()));
+        self.mark_sent();
         build(sql.then());
         Ok(self.txn.query_all(sql.statement()).await?)
     }
 
     /// Send `sql` (built from `script`) now.
     async fn send(&self, sql: Sql) -> Result<sea_orm::ExecResult, StoreError> {
-        {
-            let mut pending = self.pending();
-            if pending.savepoint == Savepoint::Queued {
-                // Sent even if a later statement of the script fails: a failure rolls back to it.
-                pending.savepoint = Savepoint::Open;
-            }
-        }
+        self.mark_sent();
         Ok(self.txn.execute(sql.statement()).await?)
+    }
+
+    /// A script built by `script` is being sent: its savepoint counts as open from here, even if
+    /// a later statement of the script fails (a failure then rolls back to it). Only a script
+    /// (the deferred writes) can hold the queued savepoint.
+    fn mark_sent(&self) {
+        let mut pending = self.pending();
+        if pending.savepoint == Savepoint::Queued {
+            pending.savepoint = Savepoint::Open;
+        }
     }
 
     fn defer(&self, sql: Sql) {
