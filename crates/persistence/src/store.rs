@@ -530,6 +530,72 @@ mod tests {
         assert_eq!(store.count(ResourceType::Task, &request).await.expect("count"), 1);
         assert!(analyzed(&store).await);
     }
+    /// An update rewrites the index rows of the parameters it changed and no others; a delete
+    /// leaves none. A row the update must not touch carries a mark it would lose if rewritten.
+    #[tokio::test]
+    async fn an_update_rewrites_only_the_index_rows_of_the_parameters_it_changed() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = test_store(&dir, "index_delta").await;
+        let task = |status: &str, patient: &str, code: Option<&str>| {
+            let code = code.map_or(String::new(), |c| format!(r#","code":{{"coding":[{{"system":"urn:s","code":"{c}"}}]}}"#));
+            let body = format!(
+                r#"{{"resourceType":"Task","status":"{status}","intent":"order","for":{{"reference":"Patient/{patient}"}}{code}}}"#
+            );
+            ingest::<Task>(body.as_bytes(), IngestMode::Conditional).expect("valid task")
+        };
+        let found = |pairs: &[(&str, &str)]| {
+            let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            let request = query::parse(ResourceType::Task, &pairs, true).expect("query");
+            let store = store.clone();
+            async move { store.count(ResourceType::Task, &request).await.expect("count") }
+        };
+        let mark = "UPDATE search_reference SET identifier_value = 'mark' WHERE resource_id = 't1' AND param = 'patient'";
+        let marked = || async {
+            let row = store
+                .reader
+                .query_one(sea_orm::Statement::from_string(
+                    store.reader.get_database_backend(),
+                    "SELECT COUNT(*) AS n FROM search_reference WHERE resource_id = 't1' AND identifier_value = 'mark'",
+                ))
+                .await
+                .expect("query")
+                .expect("a row");
+            row.try_get::<i64>("", "n").expect("count")
+        };
+
+        store.update(task("requested", "p1", Some("a")), "t1".into(), None).await.expect("created");
+        store.schema.execute_unprepared(mark).await.expect("marked");
+        assert_eq!(marked().await, 1);
+
+        // The status changes: its rows are rewritten, the patient's are not.
+        store.update(task("in-progress", "p1", Some("a")), "t1".into(), None).await.expect("updated");
+        assert_eq!(marked().await, 1, "the patient's row was rewritten though the patient did not change");
+        assert_eq!(found(&[("status", "in-progress"), ("patient", "p1"), ("code", "urn:s|a")]).await, 1);
+        assert_eq!(found(&[("status", "requested")]).await, 0);
+
+        // The patient changes, and the code goes: both parameters' rows are replaced or removed.
+        store.update(task("in-progress", "p2", None), "t1".into(), None).await.expect("updated");
+        assert_eq!(marked().await, 0);
+        assert_eq!(found(&[("patient", "p2"), ("status", "in-progress")]).await, 1);
+        assert_eq!(found(&[("patient", "p1")]).await, 0);
+        assert_eq!(found(&[("code", "urn:s|a")]).await, 0);
+
+        // A delete leaves no index row at all; a recreation indexes afresh.
+        store.delete(ResourceType::Task, "t1", None).await.expect("deleted");
+        for table in crate::index::TABLES {
+            let sql = format!("SELECT COUNT(*) AS n FROM {table} WHERE resource_id = 't1'");
+            let row = store
+                .reader
+                .query_one(sea_orm::Statement::from_string(store.reader.get_database_backend(), sql))
+                .await
+                .expect("query")
+                .expect("a row");
+            assert_eq!(row.try_get::<i64>("", "n").expect("count"), 0, "{table} kept rows of a deleted resource");
+        }
+        store.update(task("requested", "p3", Some("b")), "t1".into(), None).await.expect("recreated");
+        assert_eq!(found(&[("patient", "p3"), ("status", "requested"), ("code", "urn:s|b")]).await, 1);
+    }
+
     fn audit_row(n: usize) -> crate::AuditRow {
         use domain::audit::{Action, Agent, AuditRecord};
         let record = AuditRecord {

@@ -364,7 +364,7 @@ impl<'a> Tx<'a> {
     ) -> Result<(), StoreError> {
         let txn = self.conn().await?;
         index::clear(txn, ty, id).await?;
-        index::insert(txn, ty, id, entries).await?;
+        index::insert(txn, ty, id, &entries.iter().collect::<Vec<_>>()).await?;
         Ok(())
     }
 }
@@ -462,14 +462,19 @@ impl Tx<'_> {
         } else if method == Method::Post {
             insert_row(&mut sql);
         }
-        // The old index rows out, the new in, the history row.
+        // The index rows of the parameters that changed out, their new rows in, the history row.
         let entries = prepared.map_or(&[][..], Prepared::index);
-        let inline = entries.len() <= index::CHUNK;
-        if current.is_some() {
-            index::push_clear(&mut sql, ty, id);
-        }
+        // What the index holds now: nothing for a new resource, else the rows of the version
+        // replaced.
+        let old = match current {
+            None => Some(Vec::new()),
+            Some(row) => previous_index(ty, row),
+        };
+        let delta = index::Delta::between(old.as_deref(), entries);
+        let inline = delta.insert.len() <= index::CHUNK;
+        delta.push_clear(&mut sql, ty, id);
         if inline {
-            index::push_insert(&mut sql, ty, id, entries);
+            index::push_insert(&mut sql, ty, id, &delta.insert);
         }
         let row: [Value; 7] = [
             ty.as_str().into(),
@@ -488,9 +493,21 @@ impl Tx<'_> {
             self.defer(sql);
         } else {
             self.send(sql).await?;
-            index::insert(self.txn, ty, id, entries).await?;
+            index::insert(self.txn, ty, id, &delta.insert).await?;
         }
         Ok(Some(StoredVersion { resource_type: ty, id: id.to_owned(), version_id, last_updated_ms: now, body }))
+    }
+}
+
+/// The index entries of the version `row` holds, from its text (a deletion has none); `None`
+/// when its text cannot be read, and then every row of the resource is replaced.
+fn previous_index(ty: ResourceType, row: &resource::Model) -> Option<Vec<domain::search::IndexEntry>> {
+    match (row.deleted, row.body.as_deref()) {
+        (true, _) | (false, None) => Some(Vec::new()),
+        (false, Some(text)) => {
+            let value: serde_json::Value = serde_json::from_str(text).ok()?;
+            Some(domain::search::extract(ty, &value))
+        }
     }
 }
 
