@@ -244,6 +244,47 @@ async fn enforced_references_must_exist_here_and_concern_the_same_patient() {
     assert_eq!(put_task(&app, "t2", external, None).await.0, 201, "references to other servers are stored as given");
 }
 
+/// A Bundle's references to resources it writes itself are checked against what it wrote: a
+/// plan it deletes (DELETE runs before POST) is gone, a plan it creates for another patient is
+/// another patient's, and one it creates for this patient may be named.
+#[tokio::test]
+async fn enforced_references_see_what_the_same_transaction_wrote() {
+    let app = spawn_with(|s| s.rules.references = RuleMode::Enforce).await;
+    plan_for(&app, "doomed", "Patient/child").await;
+    let send = |bundle: Value| {
+        let request = app.request(Method::POST, "").header("content-type", "application/fhir+json");
+        async move {
+            let response = request.body(bundle.to_string()).send().await.expect("sent");
+            (response.status().as_u16(), response.json::<Value>().await.expect("JSON"))
+        }
+    };
+
+    let deleted = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": follow_up("requested", None, Some("doomed")), "request": {"method": "POST", "url": "Task"}},
+        {"request": {"method": "DELETE", "url": "CarePlan/doomed"}}]});
+    let (status, outcome) = send(deleted).await;
+    assert_eq!(status, 422, "{outcome}");
+    assert!(outcome.to_string().contains("CarePlan/doomed does not exist"), "{outcome}");
+    assert_eq!(app.get("CarePlan/doomed").await.status(), 200, "nothing of the failed Bundle stands");
+
+    let plan_and_task = |patient: &str| {
+        let mut task = follow_up("requested", None, None);
+        task["basedOn"] = json!([{"reference": "urn:uuid:22222222-0000-4000-8000-000000000001"}]);
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": "urn:uuid:22222222-0000-4000-8000-000000000001",
+             "resource": {"resourceType": "CarePlan", "status": "active", "intent": "plan",
+                          "subject": {"reference": patient}},
+             "request": {"method": "POST", "url": "CarePlan"}},
+            {"resource": task, "request": {"method": "POST", "url": "Task"}}]})
+    };
+    let (status, outcome) = send(plan_and_task("Patient/someone-else")).await;
+    assert_eq!(status, 422, "{outcome}");
+    assert!(outcome.to_string().contains("another patient"), "{outcome}");
+    let (status, response) = send(plan_and_task("Patient/child")).await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(response["entry"][1]["response"]["status"], "201 Created", "{response}");
+}
+
 #[tokio::test]
 async fn in_warn_mode_broken_references_are_stored_with_a_warning() {
     let app = spawn_with(|s| s.rules.references = RuleMode::Warn).await;

@@ -68,10 +68,18 @@ impl<'a> Delta<'a> {
         // Per parameter: its values before, its values after, and its table.
         let mut params: BTreeMap<&'static str, (Vec<&IndexValue>, Vec<&IndexValue>, usize)> = BTreeMap::new();
         for entry in old.iter().filter(|e| !from_columns(e.param)) {
-            params.entry(entry.param).or_insert_with(|| (Vec::new(), Vec::new(), table_of(&entry.value))).0.push(&entry.value);
+            params
+                .entry(entry.param)
+                .or_insert_with(|| (Vec::new(), Vec::new(), table_of(&entry.value)))
+                .0
+                .push(&entry.value);
         }
         for entry in new_rows() {
-            params.entry(entry.param).or_insert_with(|| (Vec::new(), Vec::new(), table_of(&entry.value))).1.push(&entry.value);
+            params
+                .entry(entry.param)
+                .or_insert_with(|| (Vec::new(), Vec::new(), table_of(&entry.value)))
+                .1
+                .push(&entry.value);
         }
         let mut clear: [Vec<&'static str>; 5] = Default::default();
         for (param, (before, after, table)) in &params {
@@ -201,13 +209,8 @@ mod tests {
     use super::*;
 
     fn token(param: &'static str, code: &str) -> IndexEntry {
-        let value = IndexValue::Token {
-            system: None,
-            code: Some(code.into()),
-            text: None,
-            type_system: None,
-            type_code: None,
-        };
+        let value =
+            IndexValue::Token { system: None, code: Some(code.into()), text: None, type_system: None, type_code: None };
         IndexEntry { param, value }
     }
 

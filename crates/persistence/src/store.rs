@@ -537,7 +537,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = test_store(&dir, "index_delta").await;
         let task = |status: &str, patient: &str, code: Option<&str>| {
-            let code = code.map_or(String::new(), |c| format!(r#","code":{{"coding":[{{"system":"urn:s","code":"{c}"}}]}}"#));
+            let code =
+                code.map_or(String::new(), |c| format!(r#","code":{{"coding":[{{"system":"urn:s","code":"{c}"}}]}}"#));
             let body = format!(
                 r#"{{"resourceType":"Task","status":"{status}","intent":"order","for":{{"reference":"Patient/{patient}"}}{code}}}"#
             );
@@ -549,7 +550,8 @@ mod tests {
             let store = store.clone();
             async move { store.count(ResourceType::Task, &request).await.expect("count") }
         };
-        let mark = "UPDATE search_reference SET identifier_value = 'mark' WHERE resource_id = 't1' AND param = 'patient'";
+        let mark =
+            "UPDATE search_reference SET identifier_value = 'mark' WHERE resource_id = 't1' AND param = 'patient'";
         let marked = || async {
             let row = store
                 .reader

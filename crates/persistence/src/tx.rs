@@ -252,10 +252,30 @@ impl<'a> Tx<'a> {
         self.written.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(written);
     }
 
+    /// The version of `ty/id` this transaction wrote last, if it wrote one.
+    fn written_current(&self, ty: ResourceType, id: &str) -> Option<Current> {
+        let written = self.written.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        written.iter().rev().find_map(|w| match w {
+            Written::Version(v) if v.resource_type == ty && v.id == id => {
+                Some(Current { version_id: v.version_id, last_updated_ms: v.last_updated_ms, body: v.body.clone() })
+            }
+            Written::Deleted { ty: t, id: i, version_id, last_updated_ms } if *t == ty && i == id => {
+                Some(Current { version_id: *version_id, last_updated_ms: *last_updated_ms, body: None })
+            }
+            _ => None,
+        })
+    }
+
     /// The current row of `ty/id`, locked against concurrent writers until the transaction
     /// ends (`FOR UPDATE` on PostgreSQL; SQLite has a single writer connection).
     #[tracing::instrument(name = "db.lock_current", skip_all, fields(otel.kind = "client", db.operation.name = "lock_current", fhir.resource_type = %ty))]
     pub async fn current(&self, ty: ResourceType, id: &str) -> Result<Option<Current>, StoreError> {
+        // What this transaction wrote last is current: it holds that row until it ends (the
+        // single writer on SQLite, the row lock of its own write on PostgreSQL). So a Bundle's
+        // references to resources it creates cost no round trip.
+        if let Some(current) = self.written_current(ty, id) {
+            return Ok(Some(current));
+        }
         Ok(lock_current(self.read_conn().await?, ty, id).await?.map(|row| Current {
             version_id: row.version_id,
             last_updated_ms: row.last_updated,
