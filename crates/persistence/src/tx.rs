@@ -4,6 +4,7 @@
 //! search and take criteria locks inside the same transaction, so conditional interactions are
 //! decided and carried out without a gap another writer could slip through.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -63,7 +64,7 @@ pub trait Announcer: Send + Sync {
 /// A transaction in progress.
 pub struct Tx<'a> {
     txn: &'a DatabaseTransaction,
-    written: Mutex<Vec<Written>>,
+    written: Mutex<Writes>,
     changes: Mutex<Vec<Change>>,
     /// Whether a subscription became due (an event in the outbox, a new subscription).
     due: std::sync::atomic::AtomicBool,
@@ -73,6 +74,13 @@ pub struct Tx<'a> {
     /// with whatever the transaction sends next (`flush`), so a write and its Provenance cost
     /// one round trip, not two.
     pending: Mutex<Pending>,
+}
+
+/// What a transaction wrote, in order, and where each resource's last write is in that list.
+#[derive(Default)]
+struct Writes {
+    list: Vec<Written>,
+    last: HashMap<(ResourceType, String), usize>,
 }
 
 /// The deferred writes, and where the write's savepoint stands (`Guard::Savepoint`).
@@ -107,7 +115,7 @@ impl<'a> Tx<'a> {
             no_subscribers,
             txn,
             pending: Mutex::new(Pending { sql: None, savepoint }),
-            written: Mutex::new(Vec::new()),
+            written: Mutex::new(Writes::default()),
             changes: Mutex::new(Vec::new()),
             due: std::sync::atomic::AtomicBool::new(false),
         }
@@ -245,24 +253,32 @@ impl<'a> Tx<'a> {
     }
 
     pub(crate) fn into_written(self) -> Vec<Written> {
-        self.written.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.written.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()).list
     }
 
     fn record(&self, written: Written) {
-        self.written.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(written);
+        let mut writes = self.written.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = match &written {
+            Written::Version(v) => (v.resource_type, v.id.clone()),
+            Written::Deleted { ty, id, .. } => (*ty, id.clone()),
+        };
+        let at = writes.list.len();
+        writes.last.insert(key, at);
+        writes.list.push(written);
     }
 
-    /// The version of `ty/id` this transaction wrote last, if it wrote one.
+    /// The version of `ty/id` this transaction wrote last, if it wrote one (a look-up, not a
+    /// scan: a Bundle of 1,000 entries may check many references).
     fn written_current(&self, ty: ResourceType, id: &str) -> Option<Current> {
-        let written = self.written.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        written.iter().rev().find_map(|w| match w {
-            Written::Version(v) if v.resource_type == ty && v.id == id => {
-                Some(Current { version_id: v.version_id, last_updated_ms: v.last_updated_ms, body: v.body.clone() })
+        let writes = self.written.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let at = *writes.last.get(&(ty, id.to_owned()))?;
+        Some(match writes.list.get(at)? {
+            Written::Version(v) => {
+                Current { version_id: v.version_id, last_updated_ms: v.last_updated_ms, body: v.body.clone() }
             }
-            Written::Deleted { ty: t, id: i, version_id, last_updated_ms } if *t == ty && i == id => {
-                Some(Current { version_id: *version_id, last_updated_ms: *last_updated_ms, body: None })
+            Written::Deleted { version_id, last_updated_ms, .. } => {
+                Current { version_id: *version_id, last_updated_ms: *last_updated_ms, body: None }
             }
-            _ => None,
         })
     }
 
