@@ -30,16 +30,25 @@ pub(crate) async fn clear(txn: &DatabaseTransaction, ty: ResourceType, id: &str)
     Ok(())
 }
 
-/// Append the statements that remove the index rows of a resource to a script (`Sql::then`).
-pub(crate) fn push_clear(sql: &mut Sql, ty: ResourceType, id: &str) {
+/// Append the statements that remove every index row of a resource to a script (`Sql::then`).
+fn push_clear(sql: &mut Sql, ty: ResourceType, id: &str) {
     for table in TABLES {
-        sql.then()
-            .push("DELETE FROM ")
-            .push(table)
-            .push(" WHERE resource_type = ")
-            .bind(ty.as_str())
-            .push(" AND resource_id = ")
-            .bind(id);
+        push_delete(sql, table, ty, id, &[]);
+    }
+}
+
+/// Append the DELETE of a resource's rows in one index table: those of `params`, or all of
+/// them when `params` is empty (by `(resource_type, resource_id, param)` or its prefix).
+fn push_delete(sql: &mut Sql, table: &str, ty: ResourceType, id: &str, params: &[&'static str]) {
+    sql.then()
+        .push("DELETE FROM ")
+        .push(table)
+        .push(" WHERE resource_type = ")
+        .bind(ty.as_str())
+        .push(" AND resource_id = ")
+        .bind(id);
+    if !params.is_empty() {
+        sql.push(" AND param IN (").bind_list(params.iter().copied()).push(")");
     }
 }
 
@@ -47,7 +56,7 @@ pub(crate) fn push_clear(sql: &mut Sql, ty: ResourceType, id: &str) {
 /// table, and the entries that come in. Index rows are a function of the stored text
 /// (`domain::search::extract`), so the rows of the version replaced are known from its text
 /// without reading them; `careplan reindex` rebuilds them all after a change of that function.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct Delta<'a> {
     /// Per table (`TABLES`), the parameters whose rows are removed; `None` when every row of the
     /// resource goes (what the old version indexed is unknown).
@@ -98,20 +107,10 @@ impl<'a> Delta<'a> {
             push_clear(sql, ty, id);
             return;
         };
-        for (table, params) in tables.iter().enumerate() {
-            if params.is_empty() {
-                continue;
+        for (table, params) in TABLES.iter().zip(tables) {
+            if !params.is_empty() {
+                push_delete(sql, table, ty, id, params);
             }
-            sql.then()
-                .push("DELETE FROM ")
-                .push(TABLES[table])
-                .push(" WHERE resource_type = ")
-                .bind(ty.as_str())
-                .push(" AND resource_id = ")
-                .bind(id)
-                .push(" AND param IN (")
-                .bind_list(params.iter().copied())
-                .push(")");
         }
     }
 }
