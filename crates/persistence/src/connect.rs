@@ -2,14 +2,16 @@
 //! commit), or one PostgreSQL pool, optionally inside a named schema.
 
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use sea_orm::{DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector};
+use sea_orm::{DatabaseConnection, DbBackend, ProxyDatabaseConnector, SqlxPostgresConnector, SqlxSqliteConnector};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Connection;
 
 use crate::error::StoreError;
+use crate::readers::Readers;
 
 /// Which database engine backs the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,8 +45,8 @@ pub struct StoreConfig {
     pub cache_bytes: u64,
     /// Longest one statement may run before the database stops it (`StoreError::TimedOut`):
     /// PostgreSQL's `statement_timeout` on every pooled connection; on SQLite a progress
-    /// handler on the reader connections (searches), reset each time one is taken from the
-    /// pool. Migrations run without it. `None`: no limit (the command-line tools).
+    /// handler armed for each statement a reader connection runs (`readers.rs`). Migrations
+    /// run without it. `None`: no limit (the command-line tools).
     pub statement_timeout: Option<Duration>,
 }
 
@@ -74,7 +76,7 @@ pub(crate) struct Connections {
 /// The sqlx pools behind the connections, kept to report their usage (`Store::pool_usage`).
 #[derive(Clone)]
 pub(crate) enum Pools {
-    Sqlite { reader: SqlitePool, writer: SqlitePool },
+    Sqlite { reader: Readers, writer: SqlitePool },
     Postgres(PgPool),
 }
 
@@ -102,7 +104,10 @@ impl Pools {
             }
         }
         match self {
-            Pools::Sqlite { reader, writer } => vec![of("reader", reader), of("writer", writer)],
+            Pools::Sqlite { reader, writer } => {
+                let (size, idle, max) = reader.usage();
+                vec![PoolUsage { name: "reader", size, idle, max }, of("writer", writer)]
+            }
             Pools::Postgres(pool) => vec![of("main", pool)],
         }
     }
@@ -118,13 +123,16 @@ pub(crate) async fn connect(config: &StoreConfig) -> Result<Connections, StoreEr
     }
 }
 
+/// How long a statement waits for a lock another connection holds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 async fn connect_sqlite(config: &StoreConfig) -> Result<Connections, StoreError> {
     let options = SqliteConnectOptions::from_str(&config.url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         // FULL: a commit is on disk before it is acknowledged.
         .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(5))
+        .busy_timeout(BUSY_TIMEOUT)
         // Savepoint journals and the sorts of large statements stay in memory rather than in
         // temporary files (each job of a group commit runs in a savepoint).
         .pragma("temp_store", "memory")
@@ -147,40 +155,24 @@ async fn connect_sqlite(config: &StoreConfig) -> Result<Connections, StoreError>
     // Readers rarely wait on SQLite (no network, caches in front): more than two per core only
     // costs memory, as each connection keeps its own page cache.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
-    let mut readers = SqlitePoolOptions::new()
-        .max_connections(config.max_connections.clamp(1, 2 * cores))
-        .min_connections(1)
-        // sqlx's default pings a connection each time it is handed out: a round trip through
-        // SQLite's worker thread for a file that cannot go away under us.
-        .test_before_acquire(false)
-        .acquire_timeout(config.acquire_timeout);
-    if let Some(limit) = config.statement_timeout {
-        // A fresh watchdog each time a connection is handed out: sea-orm takes a pooled
-        // connection per statement, so the budget is one statement's.
-        readers = readers
-            .after_connect(move |conn, _| Box::pin(async move { watch(conn, limit).await }))
-            .before_acquire(move |conn, _| Box::pin(async move { watch(conn, limit).await.map(|()| true) }));
-    }
-    let reader = readers.connect_with(options.read_only(true)).await?;
+    let readers = Readers::new(
+        options.get_filename().to_path_buf(),
+        config.max_connections.clamp(1, 2 * cores),
+        config.statement_timeout,
+        config.acquire_timeout,
+        BUSY_TIMEOUT,
+    );
+    let reader = ProxyDatabaseConnector::connect(DbBackend::Sqlite, Arc::new(Box::new(readers.clone())))?;
+    // One reader now, so that a file that cannot be read fails start-up.
+    reader.ping().await?;
     let writes = SqlxSqliteConnector::from_sqlx_sqlite_pool(writer.clone());
     Ok(Connections {
         backend: Backend::Sqlite,
-        pools: Pools::Sqlite { reader: reader.clone(), writer },
-        reader: SqlxSqliteConnector::from_sqlx_sqlite_pool(reader),
+        pools: Pools::Sqlite { reader: readers, writer },
+        reader,
         schema: writes.clone(),
         writer: writes,
     })
-}
-
-/// VM instructions between two looks at the clock (a few tens of microseconds of work).
-const WATCH_EVERY_OPS: i32 = 1000;
-
-/// Stop any statement `conn` runs from now on once `limit` has passed (SQLite answers it with
-/// SQLITE_INTERRUPT, `StoreError::TimedOut`).
-async fn watch(conn: &mut sqlx::SqliteConnection, limit: Duration) -> Result<(), sqlx::Error> {
-    let deadline = Instant::now() + limit;
-    conn.lock_handle().await?.set_progress_handler(WATCH_EVERY_OPS, move || Instant::now() < deadline);
-    Ok(())
 }
 
 /// Whether the server is on this host (a loopback address or a Unix socket) and neither the URL

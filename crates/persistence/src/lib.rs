@@ -12,6 +12,7 @@ mod error;
 mod export;
 mod index;
 pub mod migration;
+mod readers;
 mod search;
 mod sql;
 mod statistics;
