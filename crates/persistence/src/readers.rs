@@ -182,6 +182,9 @@ impl Drop for InterruptOnDrop {
 fn open_reader(path: &std::path::Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(busy_timeout)?;
+    // As on the writer (connect.rs): the sorts of large statements stay in memory rather than
+    // in temporary files.
+    conn.pragma_update(None, "temp_store", "memory")?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
