@@ -1,6 +1,13 @@
 //! Connecting: SQLite with a single writer connection and a pool of readers (WAL, fsync on
 //! commit), or one PostgreSQL pool, optionally inside a named schema.
+//!
+//! On SQLite the audit trail has a file of its own beside the database (`audit_file`), attached
+//! to every connection as the schema `audit` (migration 8 moved the table there). A reader drops
+//! its whole page cache whenever the file it reads has changed since its last statement, and the
+//! audit batches written while the service only reads used to be those changes: with the trail in
+//! its own file, the resource tables' pages stay cached between writes.
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,6 +150,11 @@ async fn connect_sqlite(config: &StoreConfig) -> Result<Connections, StoreError>
                 .map_err(|err| StoreError::Config(format!("cannot create {}: {err}", parent.display())))?;
         }
     }
+    let audit = audit_file(options.get_filename());
+    let attach = audit
+        .to_str()
+        .ok_or_else(|| StoreError::Config(format!("the database path is not UTF-8: {}", audit.display())))?
+        .to_owned();
     // SQLite allows one writer at a time; one writer connection serialises writes in-process
     // instead of failing them with SQLITE_BUSY.
     let writer = SqlitePoolOptions::new()
@@ -150,6 +162,17 @@ async fn connect_sqlite(config: &StoreConfig) -> Result<Connections, StoreError>
         .min_connections(1)
         .test_before_acquire(false)
         .acquire_timeout(config.acquire_timeout)
+        .after_connect(move |conn, _| {
+            let attach = attach.clone();
+            Box::pin(async move {
+                // The file is created if missing; WAL and FULL as for the main file (the
+                // connection's own settings apply to `main` only).
+                sqlx::query("ATTACH DATABASE ?1 AS audit").bind(attach).execute(&mut *conn).await?;
+                sqlx::query("PRAGMA audit.journal_mode = WAL").execute(&mut *conn).await?;
+                sqlx::query("PRAGMA audit.synchronous = FULL").execute(&mut *conn).await?;
+                Ok(())
+            })
+        })
         .connect_with(options.clone())
         .await?;
     // Readers rarely wait on SQLite (no network, caches in front): more than two per core only
@@ -157,6 +180,7 @@ async fn connect_sqlite(config: &StoreConfig) -> Result<Connections, StoreError>
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
     let readers = Readers::new(
         options.get_filename().to_path_buf(),
+        vec![("audit", audit)],
         config.max_connections.clamp(1, 2 * cores),
         config.statement_timeout,
         config.acquire_timeout,
@@ -173,6 +197,17 @@ async fn connect_sqlite(config: &StoreConfig) -> Result<Connections, StoreError>
         schema: writes.clone(),
         writer: writes,
     })
+}
+
+/// The audit trail's SQLite file for the database at `path`: `careplan.db` keeps its trail in
+/// `careplan-audit.db`, in the same directory.
+pub(crate) fn audit_file(path: &Path) -> PathBuf {
+    let stem = path.file_stem().map_or_else(|| "careplan".into(), |stem| stem.to_string_lossy().into_owned());
+    let name = match path.extension() {
+        Some(extension) => format!("{stem}-audit.{}", extension.to_string_lossy()),
+        None => format!("{stem}-audit"),
+    };
+    path.with_file_name(name)
 }
 
 /// Whether the server is on this host (a loopback address or a Unix socket) and neither the URL
@@ -250,6 +285,13 @@ mod tests {
 
     fn plain(url: &str) -> bool {
         loopback_without_ssl_choice(url, &PgConnectOptions::from_str(url).expect("a valid URL"))
+    }
+
+    #[test]
+    fn the_audit_file_sits_beside_the_database() {
+        assert_eq!(audit_file(Path::new("data/careplan.db")), PathBuf::from("data/careplan-audit.db"));
+        assert_eq!(audit_file(Path::new("/var/lib/store")), PathBuf::from("/var/lib/store-audit"));
+        assert_eq!(audit_file(Path::new("t.sqlite3")), PathBuf::from("t-audit.sqlite3"));
     }
 
     #[test]

@@ -61,6 +61,8 @@ impl std::fmt::Debug for Readers {
 /// What every reader thread knows.
 struct Setting {
     path: PathBuf,
+    /// Other files attached to each connection, by schema name (read-only too).
+    attached: Vec<(&'static str, PathBuf)>,
     limit: Option<Duration>,
     acquire_timeout: Duration,
     busy_timeout: Duration,
@@ -69,6 +71,7 @@ struct Setting {
 impl Readers {
     pub(crate) fn new(
         path: PathBuf,
+        attached: Vec<(&'static str, PathBuf)>,
         max: u32,
         limit: Option<Duration>,
         acquire_timeout: Duration,
@@ -77,7 +80,7 @@ impl Readers {
         let max = max.max(1);
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
-        let setting = Arc::new(Setting { path, limit, acquire_timeout, busy_timeout });
+        let setting = Arc::new(Setting { path, attached, limit, acquire_timeout, busy_timeout });
         let open = Arc::new(AtomicU32::new(0));
         let idle = Arc::new(AtomicU32::new(0));
         for n in 0..max {
@@ -125,7 +128,7 @@ fn serve(queue: &Mutex<mpsc::Receiver<Job>>, setting: &Setting, open: &AtomicU32
             continue;
         }
         if conn.is_none() {
-            match open_reader(&setting.path, setting.busy_timeout) {
+            match open_reader(setting) {
                 Ok(opened) => {
                     open.fetch_add(1, Ordering::Relaxed);
                     conn = Some(opened);
@@ -179,9 +182,15 @@ impl Drop for InterruptOnDrop {
     }
 }
 
-fn open_reader(path: &std::path::Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-    conn.busy_timeout(busy_timeout)?;
+fn open_reader(setting: &Setting) -> rusqlite::Result<Connection> {
+    let conn =
+        Connection::open_with_flags(&setting.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(setting.busy_timeout)?;
+    for (schema, path) in &setting.attached {
+        // Attached with the connection's flags: read-only. The schema names are the store's own.
+        let path = path.to_str().ok_or_else(|| rusqlite::Error::InvalidPath(path.clone()))?;
+        conn.execute(&format!("ATTACH DATABASE ?1 AS {schema}"), [path])?;
+    }
     // As on the writer (connect.rs): the sorts of large statements stay in memory rather than
     // in temporary files.
     conn.pragma_update(None, "temp_store", "memory")?;
@@ -386,7 +395,7 @@ mod tests {
     }
 
     fn open(path: PathBuf, max: u32, limit: Option<Duration>) -> Readers {
-        Readers::new(path, max, limit, Duration::from_secs(3), Duration::from_secs(1))
+        Readers::new(path, vec![], max, limit, Duration::from_secs(3), Duration::from_secs(1))
     }
 
     fn statement(sql: &str, values: Vec<Value>) -> Statement {
@@ -445,6 +454,25 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
         assert_eq!(rows.len(), 1);
         assert_eq!((readers.usage().0, readers.usage().2), (1, 1), "one connection, still open");
+    }
+
+    #[tokio::test]
+    async fn attached_files_are_read_by_their_schema_name_and_never_written() {
+        let (dir, path) = database();
+        let other = dir.path().join("other.db");
+        Connection::open(&other)
+            .expect("open")
+            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE u (k text NOT NULL); INSERT INTO u VALUES ('x');")
+            .expect("schema");
+        let readers =
+            Readers::new(path, vec![("other", other)], 1, None, Duration::from_secs(3), Duration::from_secs(1));
+        // Unqualified names find a table in the attached file too.
+        for sql in ["SELECT k FROM other.u", "SELECT k FROM u"] {
+            let rows = readers.run(statement(sql, vec![])).await.expect("rows");
+            assert_eq!(BTreeMap::from(rows[0].clone())["k"], Value::String(Some(Box::new("x".into()))), "{sql}");
+        }
+        let err = readers.run(statement("INSERT INTO other.u VALUES ('y')", vec![])).await.expect_err("read-only");
+        assert!(matches!(StoreError::from(err), StoreError::Database(_)));
     }
 
     #[tokio::test]

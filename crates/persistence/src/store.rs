@@ -684,4 +684,89 @@ mod tests {
         });
         assert_eq!(found(dated_patient).await, expect(&|n| (50..=70).contains(&n) && n % 3 == 1));
     }
+
+    /// SQLite: `PRAGMA data_version` of `path` as one connection sees it (it changes when
+    /// another connection commits to that file).
+    fn data_version(conn: &rusqlite::Connection) -> i64 {
+        conn.query_row("PRAGMA data_version", [], |row| row.get(0)).expect("data_version")
+    }
+
+    fn count_in(path: &std::path::Path, sql: &str) -> i64 {
+        let conn = rusqlite::Connection::open(path).expect("open");
+        conn.query_row(sql, [], |row| row.get(0)).expect("count")
+    }
+
+    #[tokio::test]
+    async fn on_sqlite_the_audit_trail_is_kept_in_its_own_file_and_leaves_the_main_file_alone() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = test_store(&dir, "audit_file").await;
+        store.append_audit((0..10).map(audit_row).collect()).await.expect("appended");
+        let all = crate::AuditQuery { count: 100, ..Default::default() };
+        assert_eq!(store.search_audit(&all).await.expect("read back").len(), 10);
+        if store.backend != Backend::Sqlite {
+            return;
+        }
+        let main = dir.path().join("t.db");
+        let audit = dir.path().join("t-audit.db");
+        assert_eq!(count_in(&audit, "SELECT COUNT(*) FROM audit_event"), 10);
+        assert_eq!(count_in(&main, "SELECT COUNT(*) FROM sqlite_master WHERE tbl_name = 'audit_event'"), 0);
+        // Appending to the trail commits nothing to the main file, so readers keep its pages.
+        let watcher = rusqlite::Connection::open(&main).expect("open");
+        let before = data_version(&watcher);
+        store.append_audit((10..200).map(audit_row).collect()).await.expect("appended");
+        assert_eq!(data_version(&watcher), before, "an audit batch changed the main file");
+        assert_eq!(count_in(&audit, "SELECT COUNT(*) FROM audit_event"), 200);
+        // A resource write does change it (the check above can fail).
+        let body = br#"{"resourceType":"Task","status":"requested","intent":"order","for":{"reference":"Patient/p1"}}"#;
+        store
+            .create(ingest::<Task>(body, IngestMode::Create).expect("valid task"), "t1".into())
+            .await
+            .expect("created");
+        assert_ne!(data_version(&watcher), before, "a resource write left the main file unchanged");
+    }
+
+    #[tokio::test]
+    async fn on_sqlite_an_existing_trail_moves_to_its_own_file_with_its_positions() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        if std::env::var("TEST_DATABASE_URL").is_ok() {
+            return;
+        }
+        let config = StoreConfig {
+            url: format!("sqlite://{}", dir.path().join("t.db").display()),
+            schema: None,
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(5),
+            cache_bytes: 0,
+            statement_timeout: None,
+        };
+        let main = dir.path().join("t.db");
+        let audit = dir.path().join("t-audit.db");
+        let in_main = "SELECT COUNT(*) FROM sqlite_master WHERE tbl_name = 'audit_event'";
+        // A store as the version before this one left it: the trail in the main file.
+        let store = Store::connect(&config).await.expect("store");
+        crate::migration::Migrator::up(&store.schema, Some(7)).await.expect("migrations 1 to 7");
+        store.append_audit((0..30).map(audit_row).collect()).await.expect("appended");
+        assert_eq!(count_in(&main, "SELECT COUNT(*) FROM audit_event"), 30);
+        let all = crate::AuditQuery { count: 100, ..Default::default() };
+        let listed = |entries: Vec<crate::AuditEntry>| entries.into_iter().map(|e| (e.seq, e.body)).collect::<Vec<_>>();
+        let before = listed(store.search_audit(&all).await.expect("read"));
+        assert_eq!(before.len(), 30);
+
+        store.migrate().await.expect("migration 8");
+        assert_eq!(count_in(&main, in_main), 0, "the main file still holds the trail");
+        assert_eq!(count_in(&audit, "SELECT COUNT(*) FROM audit_event"), 30);
+        assert_eq!(count_in(&audit, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index'"), 5, "indexes moved");
+        assert_eq!(listed(store.search_audit(&all).await.expect("read")), before, "the same records, positions, text");
+        // New records follow the moved ones.
+        store.append_audit(vec![audit_row(30)]).await.expect("appended");
+        let newest = store.search_audit(&crate::AuditQuery { count: 1, ..Default::default() }).await.expect("read");
+        assert_eq!(newest[0].seq, before[0].0 + 1);
+
+        // Down and up again: back into the main file, then out, with nothing lost.
+        crate::migration::Migrator::down(&store.schema, Some(1)).await.expect("migration 8 undone");
+        assert_eq!(count_in(&main, "SELECT COUNT(*) FROM audit_event"), 31);
+        store.migrate().await.expect("migration 8 again");
+        assert_eq!(count_in(&main, in_main), 0);
+        assert_eq!(store.search_audit(&all).await.expect("read").len(), 31);
+    }
 }
