@@ -237,10 +237,15 @@ async fn paging_visits_every_match_exactly_once_while_others_insert() {
         app.create(&body).await;
     }
 
+    // Every match on one page: the total is that page's, with no count query behind it.
+    let whole: Value = app.get("Task?patient=paged").await.json().await.expect("Bundle");
+    assert_eq!((whole["total"].as_u64(), whole["entry"].as_array().map(Vec::len)), (Some(7), Some(7)));
+
     let mut seen = Vec::new();
     let mut page: Value = app.get("Task?patient=paged&_count=3").await.json().await.expect("Bundle");
-    assert_eq!(page["total"], 7);
     loop {
+        // The first, middle and last pages all count every match.
+        assert_eq!(page["total"], 7, "{page}");
         for entry in page["entry"].as_array().into_iter().flatten() {
             seen.push(entry["resource"]["id"].as_str().expect("id").to_owned());
         }

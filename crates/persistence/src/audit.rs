@@ -64,14 +64,14 @@ const CHUNK: usize = 500;
 const SELECTED: &str = "seq, id, recorded, patient, client, entity, action, facts, body";
 
 impl Store {
-    /// Append `rows` in one transaction (through the writer on SQLite, so audit batches share
-    /// the group commit with resource writes).
+    /// Append `rows` in one transaction (on SQLite through the audit file's own writer, so a
+    /// batch never waits behind resource writes, nor they behind it).
     #[tracing::instrument(name = "db.audit_append", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "audit_append"))]
     pub async fn append_audit(&self, rows: Vec<AuditRow>) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
-        self.writer.write(Box::new(move |txn| Box::pin(async move { insert(txn, &rows).await }))).await
+        self.audit.write(Box::new(move |txn| Box::pin(async move { insert(txn, &rows).await }))).await
     }
 
     /// The AuditEvent text with this id.
@@ -132,7 +132,7 @@ fn rendered(row: &QueryResult) -> Result<String, StoreError> {
     Ok(record.render())
 }
 
-async fn insert(txn: &DatabaseTransaction, rows: &[AuditRow]) -> Result<(), StoreError> {
+pub(crate) async fn insert(txn: &DatabaseTransaction, rows: &[AuditRow]) -> Result<(), StoreError> {
     for chunk in rows.chunks(CHUNK) {
         let mut sql = Sql::new(txn.get_database_backend());
         sql.push(

@@ -1,11 +1,11 @@
 //! Connecting: SQLite with a single writer connection and a pool of readers (WAL, fsync on
 //! commit), or one PostgreSQL pool, optionally inside a named schema.
 //!
-//! On SQLite the audit trail has a file of its own beside the database (`audit_file`), attached
-//! to every connection as the schema `audit` (migration 8 moved the table there). A reader drops
-//! its whole page cache whenever the file it reads has changed since its last statement, and the
-//! audit batches written while the service only reads used to be those changes: with the trail in
-//! its own file, the resource tables' pages stay cached between writes.
+//! On SQLite the audit trail has a file of its own beside the database (`audit_file`), with a
+//! writer connection of its own, so an audit batch never waits behind resource writes nor they
+//! behind it, and its commits leave the main file alone (a reader empties its page cache
+//! whenever its file changed). The file is also attached to the main writer and the readers as
+//! the schema `audit`: migration 8 moved the table there, and the trail is read through it.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -75,6 +75,8 @@ pub(crate) struct Connections {
     pub(crate) backend: Backend,
     pub(crate) reader: DatabaseConnection,
     pub(crate) writer: DatabaseConnection,
+    /// SQLite: the audit file's own writer connection.
+    pub(crate) audit: Option<DatabaseConnection>,
     /// For migrations: without the statement timeout.
     pub(crate) schema: DatabaseConnection,
     pub(crate) pools: Pools,
@@ -83,14 +85,14 @@ pub(crate) struct Connections {
 /// The sqlx pools behind the connections, kept to report their usage (`Store::pool_usage`).
 #[derive(Clone)]
 pub(crate) enum Pools {
-    Sqlite { reader: Readers, writer: SqlitePool },
+    Sqlite { reader: Readers, writer: SqlitePool, audit: SqlitePool },
     Postgres(PgPool),
 }
 
 /// How busy one connection pool is, for the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolUsage {
-    /// `reader` or `writer` on SQLite; `main` on PostgreSQL (one pool serves both).
+    /// `reader`, `writer` or `audit` on SQLite; `main` on PostgreSQL (one pool serves both).
     pub name: &'static str,
     /// Open connections, idle or in use.
     pub size: u32,
@@ -111,9 +113,9 @@ impl Pools {
             }
         }
         match self {
-            Pools::Sqlite { reader, writer } => {
+            Pools::Sqlite { reader, writer, audit } => {
                 let (size, idle, max) = reader.usage();
-                vec![PoolUsage { name: "reader", size, idle, max }, of("writer", writer)]
+                vec![PoolUsage { name: "reader", size, idle, max }, of("writer", writer), of("audit", audit)]
             }
             Pools::Postgres(pool) => vec![of("main", pool)],
         }
@@ -150,10 +152,10 @@ async fn connect_sqlite(config: &StoreConfig) -> Result<Connections, StoreError>
                 .map_err(|err| StoreError::Config(format!("cannot create {}: {err}", parent.display())))?;
         }
     }
-    let audit = audit_file(options.get_filename());
-    let attach = audit
+    let audit_path = audit_file(options.get_filename());
+    let attach = audit_path
         .to_str()
-        .ok_or_else(|| StoreError::Config(format!("the database path is not UTF-8: {}", audit.display())))?
+        .ok_or_else(|| StoreError::Config(format!("the database path is not UTF-8: {}", audit_path.display())))?
         .to_owned();
     // SQLite allows one writer at a time; one writer connection serialises writes in-process
     // instead of failing them with SQLITE_BUSY.
@@ -175,12 +177,19 @@ async fn connect_sqlite(config: &StoreConfig) -> Result<Connections, StoreError>
         })
         .connect_with(options.clone())
         .await?;
+    let audit = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .test_before_acquire(false)
+        .acquire_timeout(config.acquire_timeout)
+        .connect_with(options.clone().filename(&audit_path))
+        .await?;
     // Readers rarely wait on SQLite (no network, caches in front): more than two per core only
     // costs memory, as each connection keeps its own page cache.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
     let readers = Readers::new(
         options.get_filename().to_path_buf(),
-        vec![("audit", audit)],
+        vec![("audit", audit_path)],
         config.max_connections.clamp(1, 2 * cores),
         config.statement_timeout,
         config.acquire_timeout,
@@ -192,7 +201,8 @@ async fn connect_sqlite(config: &StoreConfig) -> Result<Connections, StoreError>
     let writes = SqlxSqliteConnector::from_sqlx_sqlite_pool(writer.clone());
     Ok(Connections {
         backend: Backend::Sqlite,
-        pools: Pools::Sqlite { reader: readers, writer },
+        pools: Pools::Sqlite { reader: readers, writer, audit: audit.clone() },
+        audit: Some(SqlxSqliteConnector::from_sqlx_sqlite_pool(audit)),
         reader,
         schema: writes.clone(),
         writer: writes,
@@ -276,7 +286,7 @@ async fn connect_postgres(config: &StoreConfig) -> Result<Connections, StoreErro
     } else {
         db.clone()
     };
-    Ok(Connections { backend: Backend::Postgres, reader: db.clone(), writer: db, schema, pools })
+    Ok(Connections { backend: Backend::Postgres, reader: db.clone(), writer: db, audit: None, schema, pools })
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ pub struct Store {
     /// The write connection, used directly only for migrations.
     pub(crate) schema: DatabaseConnection,
     pub(crate) writer: Writer,
+    /// Where audit batches go: on SQLite a writer of its own, on the audit file.
+    pub(crate) audit: Writer,
     caches: Arc<Caches>,
     announcer: Option<Arc<dyn Announcer>>,
     pools: Pools,
@@ -114,17 +116,21 @@ impl Store {
     /// Connect to the database named by `config`. Fails fast when it cannot be reached.
     #[tracing::instrument(name = "db.connect", skip_all, fields(otel.kind = "client", db.operation.name = "connect"))]
     pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
-        let connect::Connections { backend, reader, writer, schema, pools } = connect::connect(config).await?;
+        let connect::Connections { backend, reader, writer, audit, schema, pools } = connect::connect(config).await?;
         let (queue, cache_current) = match backend {
-            Backend::Sqlite => (Writer::queue(writer.clone())?, true),
+            Backend::Sqlite => (Writer::queue(writer.clone(), "careplan-writer")?, true),
             Backend::Postgres => (Writer::Direct(writer.clone()), false),
+        };
+        let audit = match audit {
+            Some(audit) => Writer::queue(audit, "careplan-audit")?,
+            None => queue.clone(),
         };
         let caches = Arc::new(Caches::new(config.cache_bytes, cache_current));
         if backend == Backend::Postgres {
             tokio::spawn(crate::statistics::maintain(schema.clone(), Arc::downgrade(&caches)));
         }
         let no_subscribers = Arc::new(AtomicBool::new(false));
-        Ok(Self { backend, reader, schema, writer: queue, caches, announcer: None, pools, no_subscribers })
+        Ok(Self { backend, reader, schema, writer: queue, audit, caches, announcer: None, pools, no_subscribers })
     }
 
     /// This store, telling `announcer` of every version each write transaction writes, inside
@@ -745,7 +751,9 @@ mod tests {
         // A store as the version before this one left it: the trail in the main file.
         let store = Store::connect(&config).await.expect("store");
         crate::migration::Migrator::up(&store.schema, Some(7)).await.expect("migrations 1 to 7");
-        store.append_audit((0..30).map(audit_row).collect()).await.expect("appended");
+        let txn = sea_orm::TransactionTrait::begin(&store.schema).await.expect("a transaction");
+        crate::audit::insert(&txn, &(0..30).map(audit_row).collect::<Vec<_>>()).await.expect("appended");
+        txn.commit().await.expect("committed");
         assert_eq!(count_in(&main, "SELECT COUNT(*) FROM audit_event"), 30);
         let all = crate::AuditQuery { count: 100, ..Default::default() };
         let listed = |entries: Vec<crate::AuditEntry>| entries.into_iter().map(|e| (e.seq, e.body)).collect::<Vec<_>>();

@@ -72,11 +72,11 @@ impl Writer {
     /// request work and woke a parked thread, which made the writer, not SQLite, the bound on
     /// writes (measured: 1,059 creates/s with SQLite's thread 40 % busy). It ends once every
     /// sender is gone.
-    pub(crate) fn queue(db: DatabaseConnection) -> Result<Self, StoreError> {
+    pub(crate) fn queue(db: DatabaseConnection, thread: &str) -> Result<Self, StoreError> {
         let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
         let runtime = tokio::runtime::Handle::current();
         std::thread::Builder::new()
-            .name("careplan-writer".into())
+            .name(thread.into())
             .spawn(move || {
                 let _entered = runtime.enter();
                 spin::block_on(serve(db, receiver));

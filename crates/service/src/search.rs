@@ -75,12 +75,20 @@ pub(crate) async fn searchset(
     let settings = &state.settings;
     let count = request.count.unwrap_or(settings.default_count).min(settings.max_count);
     let only_count = request.summary == Summary::Count || count == 0;
-    let total =
-        if request.total != Total::None || only_count { Some(state.store.count(ty, &request).await?) } else { None };
     let page = if only_count {
         SearchPage { matches: Vec::new(), next: None, previous: None }
     } else {
         state.store.search(ty, &request, count).await?
+    };
+    // A page with no page before or after it holds every match: it is its own count, and the
+    // count query is left out (most searches of one patient's resources fit on one page).
+    let whole = !only_count && page.next.is_none() && page.previous.is_none();
+    let total = if request.total == Total::None && !only_count {
+        None
+    } else if whole {
+        Some(page.matches.len() as u64)
+    } else {
+        Some(state.store.count(ty, &request).await?)
     };
     let included = state.store.includes_where(ty, &page.matches, &request, &|v| access.sees(v)).await?;
     let shape = |v: StoredVersion| shaped(v, &request);
