@@ -3,7 +3,8 @@
 //! `/fhir/AuditEvent` with an audit scope (`trail.rs`).
 //!
 //! Durability trade-off: the middleware hands each record to a bounded queue and a background
-//! task appends them in batches (one INSERT of up to 200 rows, one transaction per batch), so
+//! task appends them in batches (multi-row INSERTs, one transaction per batch; on SQLite
+//! through the audit file's own writer, beside the resource writes rather than among them), so
 //! the response does not wait for the audit write. A record is therefore durable a few
 //! milliseconds after its response left; a crash in that window loses the records still
 //! queued. Records are never dropped otherwise: a full queue makes requests wait for room
