@@ -182,7 +182,10 @@ async fn connect_sqlite(config: &StoreConfig) -> Result<Connections, StoreError>
         .min_connections(1)
         .test_before_acquire(false)
         .acquire_timeout(config.acquire_timeout)
-        .connect_with(options.clone().filename(&audit_path))
+        // Each batch's INSERTs are a few statements of up to 500 rows, whose text varies with
+        // the batch's size: sqlx's default cache of 100 prepared statements would keep dozens of
+        // those large programs alive for nothing.
+        .connect_with(options.clone().filename(&audit_path).statement_cache_capacity(4))
         .await?;
     // Readers rarely wait on SQLite (no network, caches in front): more than two per core only
     // costs memory, as each connection keeps its own page cache.
