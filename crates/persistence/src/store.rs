@@ -434,18 +434,7 @@ fn history_version(ty: ResourceType, row: history::Model) -> StoredVersion {
 #[cfg(test)]
 pub(crate) async fn test_store(dir: &tempfile::TempDir, name: &str) -> Store {
     use sea_orm::ConnectionTrait;
-    let (url, schema) = match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) => (url, Some(format!("{name}_{}", std::process::id()))),
-        Err(_) => (format!("sqlite://{}", dir.path().join("t.db").display()), None),
-    };
-    let config = StoreConfig {
-        url,
-        schema,
-        max_connections: 2,
-        acquire_timeout: std::time::Duration::from_secs(5),
-        cache_bytes: 0,
-        statement_timeout: None,
-    };
+    let config = test_config(dir, name);
     let store = Store::connect(&config).await.expect("store");
     if let Some(schema) = &config.schema {
         let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}");
@@ -453,6 +442,24 @@ pub(crate) async fn test_store(dir: &tempfile::TempDir, name: &str) -> Store {
     }
     store.migrate().await.expect("migrations");
     store
+}
+
+/// How `test_store` connects: `t.db` in `dir` on SQLite, a schema named after the test on
+/// PostgreSQL.
+#[cfg(test)]
+fn test_config(dir: &tempfile::TempDir, name: &str) -> StoreConfig {
+    let (url, schema) = match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) => (url, Some(format!("{name}_{}", std::process::id()))),
+        Err(_) => (format!("sqlite://{}", dir.path().join("t.db").display()), None),
+    };
+    StoreConfig {
+        url,
+        schema,
+        max_connections: 2,
+        acquire_timeout: std::time::Duration::from_secs(5),
+        cache_bytes: 0,
+        statement_timeout: None,
+    }
 }
 
 #[cfg(test)]
@@ -734,17 +741,10 @@ mod tests {
     #[tokio::test]
     async fn on_sqlite_an_existing_trail_moves_to_its_own_file_with_its_positions() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        if std::env::var("TEST_DATABASE_URL").is_ok() {
+        let config = crate::store::test_config(&dir, "audit_move");
+        if config.schema.is_some() {
             return;
         }
-        let config = StoreConfig {
-            url: format!("sqlite://{}", dir.path().join("t.db").display()),
-            schema: None,
-            max_connections: 2,
-            acquire_timeout: Duration::from_secs(5),
-            cache_bytes: 0,
-            statement_timeout: None,
-        };
         let main = dir.path().join("t.db");
         let audit = dir.path().join("t-audit.db");
         let in_main = "SELECT COUNT(*) FROM sqlite_master WHERE tbl_name = 'audit_event'";
