@@ -47,9 +47,7 @@ impl Store {
     /// How many current resources of `ty` match `request`.
     #[tracing::instrument(name = "db.count", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "count", fhir.resource_type = %ty))]
     pub async fn count(&self, ty: ResourceType, request: &SearchRequest) -> Result<u64, StoreError> {
-        let mut sql = Sql::new(self.reader.get_database_backend());
-        sql.push("SELECT COUNT(*) AS n FROM resources r WHERE ");
-        filter(&mut sql, ty, request, "r", &mut 0);
+        let sql = count_sql(self.reader.get_database_backend(), ty, request);
         let row = self.reader.query_one(sql.statement()).await?;
         let n: i64 = row.map(|r| r.try_get("", "n")).transpose()?.unwrap_or(0);
         Ok(u64::try_from(n).unwrap_or(0))
@@ -208,6 +206,19 @@ impl Store {
     }
 }
 
+/// The statement that counts the current resources of `ty` matching `request`.
+fn count_sql(backend: sea_orm::DatabaseBackend, ty: ResourceType, request: &SearchRequest) -> Sql {
+    let mut sql = Sql::new(backend);
+    sql.push("SELECT COUNT(*) AS n FROM resources r WHERE ");
+    // A search with a driving clause counts its candidates without reading a row of theirs:
+    // index rows exist only for current, undeleted resources (a deletion removes them in its
+    // transaction), so the primary key's index alone answers (28,518 matches: 58 → 22 ms on
+    // SQLite).
+    let deleted = if driving_clause(&request.clauses).is_some() { Deleted::Implied } else { Deleted::Check };
+    filter_rows(&mut sql, ty, request, "r", &mut 0, deleted);
+    sql
+}
+
 /// The page of current resources of `ty` matching `request` as `conn` sees them.
 pub(crate) async fn page<C: ConnectionTrait>(
     conn: &C,
@@ -220,33 +231,8 @@ pub(crate) async fn page<C: ConnectionTrait>(
         Some(text) => Some(Cursor::parse(text, keys.len()).ok_or(StoreError::BadCursor)?),
         None => None,
     };
-    // A backward cursor walks the sort order in reverse from its position, then the page is
-    // turned around so that every page reads in the requested order.
+    let sql = page_sql(conn.get_database_backend(), ty, request, &keys, cursor.as_ref(), count);
     let backward = cursor.as_ref().is_some_and(|c| c.backward);
-    let mut sql = Sql::new(conn.get_database_backend());
-    sql.push("SELECT r.id, r.version_id, r.last_updated, r.body");
-    for (i, key) in keys.iter().enumerate() {
-        sql.push(", ");
-        key_expr(&mut sql, key, "r");
-        sql.push(&format!(" AS k{i}"));
-    }
-    sql.push(" FROM resources r WHERE ");
-    filter(&mut sql, ty, request, "r", &mut 0);
-    if let Some(cursor) = &cursor {
-        sql.push(" AND (");
-        keyset(&mut sql, &keys, cursor);
-        sql.push(")");
-    }
-    sql.push(" ORDER BY ");
-    for (i, key) in keys.iter().enumerate() {
-        sql.push(&format!("k{i}{}, ", if key.descending() != backward { " DESC" } else { "" }));
-    }
-    // On SQLite `+r.id` (an expression, not the column) keeps the planner from walking the
-    // primary key for the order (every resource of the type), so that the driving clause's index
-    // finds the candidates and only they are sorted. PostgreSQL plans this well by itself.
-    let id = if conn.get_database_backend() == sea_orm::DatabaseBackend::Sqlite { "+r.id" } else { "r.id" };
-    sql.push(id).push(if backward { " DESC" } else { "" });
-    sql.push(" LIMIT ").bind(i64::try_from(count.saturating_add(1)).unwrap_or(i64::MAX));
     let mut rows = conn.query_all(sql.statement()).await?;
     let more = rows.len() as u64 > count;
     rows.truncate(usize::try_from(count).unwrap_or(usize::MAX));
@@ -267,6 +253,50 @@ pub(crate) async fn page<C: ConnectionTrait>(
         _ => None,
     };
     Ok(SearchPage { matches, next, previous })
+}
+
+/// The statement of one page: `count + 1` rows (the last tells that a next page exists), from
+/// `cursor` when given.
+fn page_sql(
+    backend: sea_orm::DatabaseBackend,
+    ty: ResourceType,
+    request: &SearchRequest,
+    keys: &[Key],
+    cursor: Option<&Cursor>,
+    count: u64,
+) -> Sql {
+    // A backward cursor walks the sort order in reverse from its position, then the page is
+    // turned around so that every page reads in the requested order.
+    let backward = cursor.is_some_and(|c| c.backward);
+    let mut sql = Sql::new(backend);
+    sql.push("SELECT r.id, r.version_id, r.last_updated, r.body");
+    for (i, key) in keys.iter().enumerate() {
+        sql.push(", ");
+        key_expr(&mut sql, key, "r");
+        sql.push(&format!(" AS k{i}"));
+    }
+    sql.push(" FROM resources r WHERE ");
+    filter(&mut sql, ty, request, "r", &mut 0);
+    if let Some(cursor) = cursor {
+        sql.push(" AND (");
+        keyset(&mut sql, keys, cursor);
+        sql.push(")");
+    }
+    sql.push(" ORDER BY ");
+    for (i, key) in keys.iter().enumerate() {
+        sql.push(&format!("k{i}{}, ", if key.descending() != backward { " DESC" } else { "" }));
+    }
+    // Ordered by id alone (no `_sort`), SQLite takes the driving clause's candidates from its
+    // index (`id IN (…)`, gathered in id order), looks each up by primary key in that order and
+    // stops after the page: no sort, and no body read beyond the page. Behind other sort keys,
+    // `+r.id` (an expression, not the column) keeps the planner from walking the primary key
+    // for the order (every resource of the type), so that the driving clause's index finds the
+    // candidates and only they are sorted. PostgreSQL plans both well by itself.
+    let sqlite = backend == sea_orm::DatabaseBackend::Sqlite;
+    let id = if sqlite && !keys.is_empty() { "+r.id" } else { "r.id" };
+    sql.push(id).push(if backward { " DESC" } else { "" });
+    sql.push(" LIMIT ").bind(i64::try_from(count.saturating_add(1)).unwrap_or(i64::MAX));
+    sql
 }
 
 pub(crate) fn version(ty: ResourceType, row: &QueryResult) -> Result<StoredVersion, StoreError> {
@@ -487,13 +517,29 @@ fn cursor_of(row: &QueryResult, keys: &[Key], backward: bool) -> Result<String, 
 
 /// `alias.resource_type = ty AND NOT alias.deleted AND <every clause>`.
 pub(crate) fn filter(sql: &mut Sql, ty: ResourceType, request: &SearchRequest, alias: &str, depth: &mut usize) {
-    sql.push(alias)
-        .push(".resource_type = ")
-        .bind(ty.as_str())
-        .push(" AND ")
-        .push(alias)
-        .push(".deleted = ")
-        .bind(false);
+    filter_rows(sql, ty, request, alias, depth, Deleted::Check);
+}
+
+/// Whether a filter tests `deleted` itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deleted {
+    Check,
+    /// A driving clause's index rows already exclude deleted resources.
+    Implied,
+}
+
+fn filter_rows(
+    sql: &mut Sql,
+    ty: ResourceType,
+    request: &SearchRequest,
+    alias: &str,
+    depth: &mut usize,
+    deleted: Deleted,
+) {
+    sql.push(alias).push(".resource_type = ").bind(ty.as_str());
+    if deleted == Deleted::Check {
+        sql.push(" AND ").push(alias).push(".deleted = ").bind(false);
+    }
     let driver = driving_clause(&request.clauses);
     for (i, clause) in request.clauses.iter().enumerate() {
         sql.push(" AND ");
@@ -828,6 +874,93 @@ fn date_condition(sql: &mut Sql, criterion: &Criterion, low: &str, high: &str) {
             let slack = (distance / 10).max(86_400_000);
             sql.push("(").push(low).push(" <= ").bind(vh.saturating_add(slack));
             sql.push(" AND ").push(high).push(" >= ").bind(vl.saturating_sub(slack)).push(")");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use domain::search::query;
+    use domain::{ingest, IngestMode, Task};
+
+    use super::*;
+    use crate::store::test_store;
+
+    fn patient(p: &str, cursor: Option<String>) -> SearchRequest {
+        let mut request =
+            query::parse(ResourceType::Task, &[("patient".into(), p.into())], true).expect("a valid query");
+        request.cursor = cursor;
+        request
+    }
+
+    async fn plan(store: &Store, sql: Sql) -> String {
+        let statement = sql.statement();
+        let explain = sea_orm::Statement::from_sql_and_values(
+            statement.db_backend,
+            format!("EXPLAIN QUERY PLAN {}", statement.sql),
+            statement.values.map(|v| v.0).unwrap_or_default(),
+        );
+        let rows = store.reader.query_all(explain).await.expect("a plan");
+        rows.iter().map(|row| row.try_get::<String>("", "detail").expect("detail")).collect::<Vec<_>>().join("\n")
+    }
+
+    /// A patient's Tasks come page by page in id order, and their total, from the index rows
+    /// alone: deleted Tasks, whose rows went with their deletion, are neither on a page nor
+    /// counted. On SQLite the first page is read in id order from the covering lookup index
+    /// (no sort) and the count from the primary key's index (no row read).
+    #[tokio::test]
+    async fn a_patients_pages_and_total_come_from_the_index_in_id_order_without_deleted_ones() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = test_store(&dir, "search_driven").await;
+        let task = |p: &str| {
+            let body = format!(
+                r#"{{"resourceType":"Task","status":"requested","intent":"order","for":{{"reference":"Patient/{p}"}}}}"#
+            );
+            ingest::<Task>(body.as_bytes(), IngestMode::Create).expect("a valid task")
+        };
+        // Created out of id order, with another patient's Tasks among them.
+        for n in (0..40).rev() {
+            store.create(task("p1"), format!("t{n:02}")).await.expect("created");
+            if n % 8 == 0 {
+                store.create(task("p2"), format!("o{n:02}")).await.expect("created");
+            }
+        }
+        for id in ["t03", "t17", "t39"] {
+            store.delete(ResourceType::Task, id, None).await.expect("deleted");
+        }
+        let expected: Vec<String> =
+            (0..40).map(|n| format!("t{n:02}")).filter(|id| !["t03", "t17", "t39"].contains(&id.as_str())).collect();
+
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        let mut previous_of_second = None;
+        loop {
+            let page = store.search(ResourceType::Task, &patient("p1", cursor.clone()), 10).await.expect("a page");
+            if seen.len() == 10 {
+                previous_of_second = page.previous.clone();
+            }
+            seen.extend(page.matches.iter().map(|m| m.id.clone()));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected);
+        assert_eq!(store.count(ResourceType::Task, &patient("p1", None)).await.expect("a count"), 37);
+        assert_eq!(store.count(ResourceType::Task, &patient("p2", None)).await.expect("a count"), 5);
+        let back = store.search(ResourceType::Task, &patient("p1", previous_of_second), 10).await.expect("a page");
+        let first: Vec<String> = back.matches.iter().map(|m| m.id.clone()).collect();
+        assert_eq!(first, expected[..10]);
+
+        if store.backend() == crate::Backend::Sqlite {
+            let request = patient("p1", None);
+            let page =
+                plan(&store, page_sql(sea_orm::DatabaseBackend::Sqlite, ResourceType::Task, &request, &[], None, 10))
+                    .await;
+            assert!(page.contains("COVERING INDEX search_reference_lookup_0"), "{page}");
+            assert!(!page.contains("TEMP B-TREE"), "{page}");
+            let count = plan(&store, count_sql(sea_orm::DatabaseBackend::Sqlite, ResourceType::Task, &request)).await;
+            assert!(count.contains("SEARCH r USING COVERING INDEX"), "{count}");
         }
     }
 }

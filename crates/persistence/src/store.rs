@@ -771,7 +771,9 @@ mod tests {
         assert_eq!(newest[0].seq, before[0].0 + 1);
 
         // Down and up again: back into the main file, then out, with nothing lost.
-        crate::migration::Migrator::down(&store.schema, Some(1)).await.expect("migration 8 undone");
+        // Undo migration 8 and every later one.
+        let later = u32::try_from(crate::migration::Migrator::migrations().len() - 7).expect("a few");
+        crate::migration::Migrator::down(&store.schema, Some(later)).await.expect("migration 8 undone");
         assert_eq!(count_in(&main, "SELECT COUNT(*) FROM audit_event"), 31);
         store.migrate().await.expect("migration 8 again");
         assert_eq!(count_in(&main, in_main), 0);

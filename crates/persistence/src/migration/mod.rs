@@ -10,6 +10,7 @@ mod m20261124_000005_index_by_resource_param;
 mod m20261205_000006_compact_audit;
 mod m20261206_000007_bulk_export;
 mod m20261207_000008_audit_file;
+mod m20261207_000009_covering_lookups;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000006_compact_audit::Migration),
             Box::new(m20261206_000007_bulk_export::Migration),
             Box::new(m20261207_000008_audit_file::Migration),
+            Box::new(m20261207_000009_covering_lookups::Migration),
         ]
     }
 }
