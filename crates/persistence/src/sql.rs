@@ -28,6 +28,11 @@ impl Sql {
         self
     }
 
+    /// The backend the text is written for.
+    pub(crate) fn backend(&self) -> DbBackend {
+        self.backend
+    }
+
     /// Whether nothing was written yet.
     pub(crate) fn is_empty(&self) -> bool {
         self.text.is_empty()
