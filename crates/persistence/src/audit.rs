@@ -5,6 +5,8 @@
 //! JSON (`domain::audit::AuditRecord::facts`); the AuditEvent is rendered when the trail is read,
 //! not on every request. Rows written before migration 6 hold the rendered text in `body`.
 
+use std::sync::Arc;
+
 use domain::audit::{AuditRecord, Columns};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, QueryResult};
 
@@ -67,7 +69,8 @@ impl Store {
     /// Append `rows` in one transaction (on SQLite through the audit file's own writer, so a
     /// batch never waits behind resource writes, nor they behind it).
     #[tracing::instrument(name = "db.audit_append", skip_all, fields(otel.kind = "client", db.system.name = self.backend.system(), db.operation.name = "audit_append"))]
-    pub async fn append_audit(&self, rows: Vec<AuditRow>) -> Result<(), StoreError> {
+    pub async fn append_audit(&self, rows: impl Into<Arc<[AuditRow]>>) -> Result<(), StoreError> {
+        let rows = rows.into();
         if rows.is_empty() {
             return Ok(());
         }

@@ -637,8 +637,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = test_store(&dir, "audit_trail").await;
         // Two batches.
-        store.append_audit((0..60).map(audit_row).collect()).await.expect("appended");
-        store.append_audit((60..100).map(audit_row).collect()).await.expect("appended");
+        store.append_audit((0..60).map(audit_row).collect::<Vec<_>>()).await.expect("appended");
+        store.append_audit((60..100).map(audit_row).collect::<Vec<_>>()).await.expect("appended");
 
         // Expected: the record numbers matching `matches`, newest first.
         let expect = |matches: &dyn Fn(usize) -> bool| (0..100).rev().filter(|&n| matches(n)).collect::<Vec<_>>();
@@ -713,7 +713,7 @@ mod tests {
     async fn on_sqlite_the_audit_trail_is_kept_in_its_own_file_and_leaves_the_main_file_alone() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = test_store(&dir, "audit_file").await;
-        store.append_audit((0..10).map(audit_row).collect()).await.expect("appended");
+        store.append_audit((0..10).map(audit_row).collect::<Vec<_>>()).await.expect("appended");
         let all = crate::AuditQuery { count: 100, ..Default::default() };
         assert_eq!(store.search_audit(&all).await.expect("read back").len(), 10);
         if store.backend != Backend::Sqlite {
@@ -726,7 +726,7 @@ mod tests {
         // Appending to the trail commits nothing to the main file, so readers keep its pages.
         let watcher = rusqlite::Connection::open(&main).expect("open");
         let before = data_version(&watcher);
-        store.append_audit((10..200).map(audit_row).collect()).await.expect("appended");
+        store.append_audit((10..200).map(audit_row).collect::<Vec<_>>()).await.expect("appended");
         assert_eq!(data_version(&watcher), before, "an audit batch changed the main file");
         assert_eq!(count_in(&audit, "SELECT COUNT(*) FROM audit_event"), 200);
         // A resource write does change it (the check above can fail).

@@ -110,10 +110,11 @@ async fn write(store: Store, mut receiver: mpsc::Receiver<AuditRow>, mut stop: o
                 continue;
             }
         }
-        let batch = std::mem::take(&mut rows);
+        // Shared, not copied, with the retry.
+        let batch: Arc<[AuditRow]> = std::mem::replace(&mut rows, Vec::with_capacity(BATCH)).into();
         let n = batch.len();
         // One retry after a pause: a busy or restarting database should not cost records.
-        let mut result = store.append_audit(batch.clone()).await;
+        let mut result = store.append_audit(Arc::clone(&batch)).await;
         if result.is_err() {
             tokio::time::sleep(Duration::from_millis(200)).await;
             result = store.append_audit(batch).await;
