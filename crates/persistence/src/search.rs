@@ -999,11 +999,17 @@ mod tests {
                 plan(&store, page_sql(sea_orm::DatabaseBackend::Sqlite, ResourceType::Task, &request, &[], None, 10))
                     .await;
             assert!(page.contains("COVERING INDEX search_reference_lookup_0"), "{page}");
+            assert!(page.contains("(resource_type=? AND id=?)"), "candidates looked up by id: {page}");
+            assert!(!page.contains("TEMP B-TREE"), "{page}");
+            // With a second clause, checked on each candidate, the same.
+            let two = both("p1");
+            let page =
+                plan(&store, page_sql(sea_orm::DatabaseBackend::Sqlite, ResourceType::Task, &two, &[], None, 10)).await;
+            assert!(page.contains("(resource_type=? AND id=?)"), "candidates looked up by id: {page}");
             assert!(!page.contains("TEMP B-TREE"), "{page}");
             let count = plan(&store, count_sql(sea_orm::DatabaseBackend::Sqlite, ResourceType::Task, &request)).await;
             assert!(count.contains("COVERING INDEX search_reference_lookup_0"), "{count}");
             assert!(!count.contains(" r "), "one clause is counted in the index alone: {count}");
-            let two = both("p1");
             let count = plan(&store, count_sql(sea_orm::DatabaseBackend::Sqlite, ResourceType::Task, &two)).await;
             assert!(count.contains("SEARCH r USING COVERING INDEX"), "{count}");
         }
