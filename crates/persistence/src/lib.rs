@@ -11,6 +11,7 @@ mod entity;
 mod error;
 mod export;
 mod index;
+mod loader;
 pub mod migration;
 mod readers;
 mod search;

@@ -15,6 +15,7 @@ use crate::cache::{Body, Caches, Pointer};
 use crate::connect::{self, Backend, PoolUsage, Pools, StoreConfig};
 use crate::entity::{history, resource};
 use crate::error::StoreError;
+use crate::loader::{Loaded, Loader, Row};
 use crate::migration::Migrator;
 use crate::tx::{Announcer, Tx, TxWork, Written};
 use crate::writer::Writer;
@@ -32,6 +33,8 @@ pub struct Store {
     caches: Arc<Caches>,
     announcer: Option<Arc<dyn Announcer>>,
     pools: Pools,
+    /// PostgreSQL: reads by id gathered into shared statements (`loader.rs`).
+    loader: Option<Loader>,
     /// SQLite only: set once the store is known to hold no subscription (after `migrate`), so
     /// a write need not ask for subscribers; cleared by the first subscription written. The
     /// writer is this process's alone there; on PostgreSQL another replica may add one.
@@ -129,8 +132,12 @@ impl Store {
         if backend == Backend::Postgres {
             tokio::spawn(crate::statistics::maintain(schema.clone(), Arc::downgrade(&caches)));
         }
+        let loader = match &pools {
+            Pools::Postgres(pool) => Some(Loader::start(pool.clone())),
+            Pools::Sqlite { .. } => None,
+        };
         let no_subscribers = Arc::new(AtomicBool::new(false));
-        Ok(Self { backend, reader, schema, writer: queue, audit, caches, announcer: None, pools, no_subscribers })
+        Ok(Self { backend, reader, schema, writer: queue, audit, caches, announcer: None, pools, loader, no_subscribers })
     }
 
     /// This store, telling `announcer` of every version each write transaction writes, inside
@@ -188,13 +195,24 @@ impl Store {
             }
         }
         let generation = self.caches.generation(ty, id);
-        let row = resource::Entity::find_by_id((ty.as_str().to_owned(), id.to_owned()))
-            .one(&self.reader)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let loaded = match &self.loader {
+            Some(loader) => loader.load(ty, id).await,
+            None => Loaded::Retry,
+        };
+        let row = match loaded {
+            Loaded::Found(row) => row,
+            Loaded::Retry => self.current_row(ty, id).await?,
+        };
+        let row = row.ok_or(StoreError::NotFound)?;
         let pointer = Pointer { version_id: row.version_id, last_updated_ms: row.last_updated, deleted: row.deleted };
         self.caches.fill_current(ty, id, generation, pointer);
         self.found(ty, id, row.version_id, row.last_updated, row.body)
+    }
+
+    /// The current row of a resource, in a statement of its own.
+    async fn current_row(&self, ty: ResourceType, id: &str) -> Result<Option<Row>, StoreError> {
+        let row = resource::Entity::find_by_id((ty.as_str().to_owned(), id.to_owned())).one(&self.reader).await?;
+        Ok(row.map(|r| Row { version_id: r.version_id, last_updated: r.last_updated, deleted: r.deleted, body: r.body }))
     }
 
     /// One version of a resource. A version that is a deletion is `StoreError::Deleted`.
@@ -488,6 +506,83 @@ mod tests {
             Ok(Some(row)) => row.try_get::<i64>("", "n").expect("n") > 0,
             // SQLite has no sqlite_stat1 before its first ANALYZE.
             _ => false,
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_by_id_at_once_each_get_their_own_row_and_on_postgresql_share_statements() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = test_store(&dir, "shared_reads").await;
+        let task = |n: usize, status: &str| {
+            let body = format!(
+                r#"{{"resourceType":"Task","status":"{status}","intent":"order","for":{{"reference":"Patient/p{n}"}}}}"#
+            );
+            ingest::<Task>(body.as_bytes(), IngestMode::Conditional).expect("valid task")
+        };
+        for n in 0..40 {
+            store.update(task(n, "requested"), format!("t{n}"), None).await.expect("created");
+        }
+        // A CarePlan with a Task's id: rows are told apart by type as well as id.
+        let plan = r#"{"resourceType":"CarePlan","status":"active","intent":"plan","subject":{"reference":"Patient/plan"}}"#;
+        let plan = ingest::<domain::CarePlan>(plan.as_bytes(), IngestMode::Conditional).expect("valid plan");
+        store.update(plan, "t5".into(), None).await.expect("plan created");
+        store.delete(ResourceType::Task, "t7", None).await.expect("deleted");
+        store.update(task(3, "accepted"), "t3".into(), None).await.expect("updated");
+        let before = store.loader.as_ref().map(Loader::statements);
+
+        // Each Task three times, the plan, and ids that were never stored, all at once.
+        let mut wants: Vec<(ResourceType, String)> = Vec::new();
+        for round in 0..3 {
+            for n in 0..40 {
+                wants.push((ResourceType::Task, format!("t{}", (n * 7 + round) % 40)));
+            }
+            wants.push((ResourceType::CarePlan, "t5".into()));
+            wants.push((ResourceType::Task, format!("missing{round}")));
+            wants.push((ResourceType::CarePlan, "t6".into()));
+        }
+        let reads = wants.iter().map(|(ty, id)| store.read(*ty, id));
+        let results = futures_util::future::join_all(reads).await;
+
+        for ((ty, id), result) in wants.iter().zip(results) {
+            match (ty, id.as_str()) {
+                (ResourceType::Task, "t7") => {
+                    assert!(matches!(result, Err(StoreError::Deleted { version_id: 2, .. })), "{id}: {result:?}")
+                }
+                (ResourceType::CarePlan, "t5") => {
+                    let version = result.expect("the plan");
+                    assert_eq!(version.resource_type, ResourceType::CarePlan);
+                    assert!(version.body.expect("a body").contains("Patient/plan"));
+                }
+                (ResourceType::CarePlan, "t6") | (_, "missing0" | "missing1" | "missing2") => {
+                    assert!(matches!(result, Err(StoreError::NotFound)), "{ty} {id}: {result:?}")
+                }
+                (ResourceType::Task, _) => {
+                    let n: usize = id[1..].parse().expect("a number");
+                    let version = result.expect("a task");
+                    assert_eq!((version.resource_type, version.id.as_str()), (ResourceType::Task, id.as_str()));
+                    let body = version.body.expect("a body");
+                    assert!(body.contains(&format!(r#""Patient/p{n}""#)), "{id}: {body}");
+                    if n == 3 {
+                        assert_eq!(version.version_id, 2, "the update is read");
+                        assert!(body.contains(r#""accepted""#));
+                    } else {
+                        assert_eq!(version.version_id, 1);
+                    }
+                }
+                _ => unreachable!("only Tasks and the plan are read"),
+            }
+        }
+        // A write then a read: the read's statement starts after the write committed.
+        store.update(task(9, "in-progress"), "t9".into(), None).await.expect("updated");
+        let read = store.read(ResourceType::Task, "t9").await.expect("read");
+        assert_eq!(read.version_id, 2);
+
+        if let (Some(loader), Some(before)) = (&store.loader, before) {
+            // 129 reads went out at once; the loader answered them in a few statements.
+            let statements = loader.statements() - before;
+            assert!((1..=10).contains(&statements), "{statements} statements for {} reads", wants.len() + 1);
+        } else {
+            assert_eq!(store.backend, Backend::Sqlite, "PostgreSQL reads go through the loader");
         }
     }
 

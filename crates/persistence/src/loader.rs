@@ -1,0 +1,151 @@
+//! PostgreSQL: reads by id that arrive while others are in flight share one statement.
+//!
+//! On PostgreSQL a read by id cannot be answered from this process's cache (another replica
+//! may have written since), so each costs a round trip: the statement's fixed cost in the
+//! server's backend, and the wake-ups on both sides of the socket, outweigh the index look-up
+//! itself. A dispatcher takes reads from a queue and runs at most `IN_FLIGHT` statements at a
+//! time; every read queued while those run goes into the next statement, up to `MAX_BATCH`
+//! ids. Alone, a read is one statement as before, with no wait added; under load, one
+//! statement answers many.
+//!
+//! A read is queued after its request arrived, and its statement starts after it was queued,
+//! so it sees every write committed before the request: read-after-write holds as with a
+//! statement of its own. If the shared statement fails, each of its reads is told to run its
+//! own (`Loaded::Retry`), which reports its own error.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use domain::ResourceType;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+/// Most ids in one statement.
+const MAX_BATCH: usize = 64;
+/// Most statements in flight at once (each holds a pooled connection).
+const IN_FLIGHT: usize = 2;
+/// Reads waiting for a statement; past this, a read waits to be queued.
+const QUEUE: usize = 4096;
+
+/// The current row of a resource, as a read needs it.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub(crate) version_id: i64,
+    pub(crate) last_updated: i64,
+    pub(crate) deleted: bool,
+    pub(crate) body: Option<String>,
+}
+
+/// What a queued read learns.
+#[derive(Debug)]
+pub(crate) enum Loaded {
+    /// The row, or `None`: no such resource.
+    Found(Option<Row>),
+    /// The shared statement failed, or the loader is gone: read alone instead.
+    Retry,
+}
+
+struct Want {
+    ty: ResourceType,
+    id: String,
+    reply: oneshot::Sender<Option<Row>>,
+}
+
+/// The queue in front of the dispatcher. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Loader {
+    queue: mpsc::Sender<Want>,
+    #[cfg_attr(not(test), allow(dead_code))]
+    statements: Arc<AtomicU64>,
+}
+
+const SQL: &str = "SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.body \
+     FROM unnest($1::text[], $2::text[]) AS w(resource_type, id) \
+     JOIN resources r ON r.resource_type = w.resource_type AND r.id = w.id";
+
+impl Loader {
+    /// Start the dispatcher on the current runtime. It stops when the last `Loader` is dropped.
+    pub(crate) fn start(pool: PgPool) -> Self {
+        let (queue, wants) = mpsc::channel(QUEUE);
+        let statements = Arc::new(AtomicU64::new(0));
+        tokio::spawn(dispatch(pool, wants, statements.clone()));
+        Self { queue, statements }
+    }
+
+    /// The current row of `ty`/`id`.
+    pub(crate) async fn load(&self, ty: ResourceType, id: &str) -> Loaded {
+        let (reply, answer) = oneshot::channel();
+        if self.queue.send(Want { ty, id: id.to_owned(), reply }).await.is_err() {
+            return Loaded::Retry;
+        }
+        match answer.await {
+            Ok(row) => Loaded::Found(row),
+            // Dropped unanswered: the statement failed.
+            Err(_) => Loaded::Retry,
+        }
+    }
+
+    /// Statements run so far (for tests).
+    #[cfg(test)]
+    pub(crate) fn statements(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+}
+
+async fn dispatch(pool: PgPool, mut wants: mpsc::Receiver<Want>, statements: Arc<AtomicU64>) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    while let Some(first) = wants.recv().await {
+        // While every slot is busy, reads pile up in the queue and go together into the next.
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match wants.try_recv() {
+                Ok(want) => batch.push(want),
+                Err(_) => break,
+            }
+        }
+        statements.fetch_add(1, Ordering::Relaxed);
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            answer(&pool, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn answer(pool: &PgPool, batch: Vec<Want>) {
+    // The same resource may be wanted more than once; a read whose request was abandoned
+    // (a timeout) is not looked up.
+    let mut wanted: HashMap<(ResourceType, String), Vec<oneshot::Sender<Option<Row>>>> = HashMap::new();
+    for want in batch.into_iter().filter(|w| !w.reply.is_closed()) {
+        wanted.entry((want.ty, want.id)).or_default().push(want.reply);
+    }
+    if wanted.is_empty() {
+        return;
+    }
+    let types: Vec<&str> = wanted.keys().map(|(ty, _)| ty.as_str()).collect();
+    let ids: Vec<&str> = wanted.keys().map(|(_, id)| id.as_str()).collect();
+    let rows: Vec<(String, String, i64, i64, bool, Option<String>)> =
+        match sqlx::query_as(SQL).bind(&types).bind(&ids).fetch_all(pool).await {
+            Ok(rows) => rows,
+            // Dropping the replies tells each read to run its own statement.
+            Err(_) => return,
+        };
+    for (ty, id, version_id, last_updated, deleted, body) in rows {
+        let Some(ty) = ResourceType::parse(&ty) else { continue };
+        let Some(mut replies) = wanted.remove(&(ty, id)) else { continue };
+        let row = Row { version_id, last_updated, deleted, body };
+        let last = replies.pop();
+        for reply in replies {
+            let _ = reply.send(Some(row.clone()));
+        }
+        if let Some(reply) = last {
+            let _ = reply.send(Some(row));
+        }
+    }
+    // What no row answered does not exist.
+    for reply in wanted.into_values().flatten() {
+        let _ = reply.send(None);
+    }
+}
