@@ -60,9 +60,24 @@ pub(crate) struct Loader {
     statements: Arc<AtomicU64>,
 }
 
-const SQL: &str = "SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.body \
-     FROM unnest($1::text[], $2::text[]) AS w(resource_type, id) \
-     JOIN resources r ON r.resource_type = w.resource_type AND r.id = w.id";
+/// How many ids one statement names: a batch takes the smallest that holds it, the rest
+/// repeating its first id. A statement keeps its text whatever the batch, so PostgreSQL plans it
+/// once (a generic plan) instead of for every batch, as it would for an array of ids.
+const SLOTS: [usize; 4] = [1, 4, 16, MAX_BATCH];
+
+/// The statement that reads `slots` ids of one type.
+fn statement(slots: usize) -> String {
+    let mut sql = String::from(
+        "SELECT r.id, r.version_id, r.last_updated, r.deleted, r.body FROM resources r \
+         WHERE r.resource_type = $1 AND r.id IN (",
+    );
+    for n in 0..slots {
+        sql.push_str(if n == 0 { "$" } else { ", $" });
+        sql.push_str(&(n + 2).to_string());
+    }
+    sql.push(')');
+    sql
+}
 
 impl Loader {
     /// Start the dispatcher on the current runtime. It stops when the last `Loader` is dropped.
@@ -117,35 +132,38 @@ async fn dispatch(pool: PgPool, mut wants: mpsc::Receiver<Want>, statements: Arc
 async fn answer(pool: &PgPool, batch: Vec<Want>) {
     // The same resource may be wanted more than once; a read whose request was abandoned
     // (a timeout) is not looked up.
-    let mut wanted: HashMap<(ResourceType, String), Vec<oneshot::Sender<Option<Row>>>> = HashMap::new();
+    let mut wanted: HashMap<ResourceType, HashMap<String, Vec<oneshot::Sender<Option<Row>>>>> = HashMap::new();
     for want in batch.into_iter().filter(|w| !w.reply.is_closed()) {
-        wanted.entry((want.ty, want.id)).or_default().push(want.reply);
+        wanted.entry(want.ty).or_default().entry(want.id).or_default().push(want.reply);
     }
-    if wanted.is_empty() {
-        return;
-    }
-    let types: Vec<&str> = wanted.keys().map(|(ty, _)| ty.as_str()).collect();
-    let ids: Vec<&str> = wanted.keys().map(|(_, id)| id.as_str()).collect();
-    let rows: Vec<(String, String, i64, i64, bool, Option<String>)> =
-        match sqlx::query_as(SQL).bind(&types).bind(&ids).fetch_all(pool).await {
+    // One statement per type (a batch seldom holds more than one).
+    for (ty, mut wanted) in wanted {
+        let slots = SLOTS.into_iter().find(|&n| n >= wanted.len()).unwrap_or(MAX_BATCH);
+        let sql = statement(slots);
+        let ids: Vec<&str> = wanted.keys().map(String::as_str).collect();
+        let mut query = sqlx::query_as(&sql).bind(ty.as_str());
+        for n in 0..slots {
+            query = query.bind(ids.get(n).unwrap_or(&ids[0]).to_owned());
+        }
+        let rows: Vec<(String, i64, i64, bool, Option<String>)> = match query.fetch_all(pool).await {
             Ok(rows) => rows,
             // Dropping the replies tells each read to run its own statement.
-            Err(_) => return,
+            Err(_) => continue,
         };
-    for (ty, id, version_id, last_updated, deleted, body) in rows {
-        let Some(ty) = ResourceType::parse(&ty) else { continue };
-        let Some(mut replies) = wanted.remove(&(ty, id)) else { continue };
-        let row = Row { version_id, last_updated, deleted, body };
-        let last = replies.pop();
-        for reply in replies {
-            let _ = reply.send(Some(row.clone()));
+        for (id, version_id, last_updated, deleted, body) in rows {
+            let Some(mut replies) = wanted.remove(&id) else { continue };
+            let row = Row { version_id, last_updated, deleted, body };
+            let last = replies.pop();
+            for reply in replies {
+                let _ = reply.send(Some(row.clone()));
+            }
+            if let Some(reply) = last {
+                let _ = reply.send(Some(row));
+            }
         }
-        if let Some(reply) = last {
-            let _ = reply.send(Some(row));
+        // What no row answered does not exist.
+        for reply in wanted.into_values().flatten() {
+            let _ = reply.send(None);
         }
-    }
-    // What no row answered does not exist.
-    for reply in wanted.into_values().flatten() {
-        let _ = reply.send(None);
     }
 }

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use domain::search::params::DateOrder;
 use domain::search::query::{
     Clause, Criterion, Include, Overdue, Prefix, ReferenceMatch, SearchRequest, SortKey, StringMode, SystemMatch,
-    Target, TokenMatch, TokenMode, UriMode,
+    Target, TokenMatch, TokenMode, Total, UriMode,
 };
 use domain::search::{ParamType, SearchParam};
 use domain::ResourceType;
@@ -30,6 +30,9 @@ pub struct SearchPage {
     pub next: Option<String>,
     /// The cursor of the previous page, if there is one.
     pub previous: Option<String>,
+    /// How many resources match in all, when the page's statement counted them too (see
+    /// `page_sql`); otherwise `Store::count` tells.
+    pub total: Option<u64>,
 }
 
 impl Store {
@@ -246,6 +249,13 @@ pub(crate) async fn page<C: ConnectionTrait>(
     let sql = page_sql(conn.get_database_backend(), ty, request, &keys, cursor.as_ref(), count);
     let backward = cursor.as_ref().is_some_and(|c| c.backward);
     let mut rows = conn.query_all(sql.statement()).await?;
+    let total = match rows.first() {
+        Some(row) if counted(request, &keys, cursor.as_ref()) => {
+            Some(u64::try_from(row.try_get::<i64>("", "total")?).unwrap_or(0))
+        }
+        None if counted(request, &keys, cursor.as_ref()) => Some(0),
+        _ => None,
+    };
     let more = rows.len() as u64 > count;
     rows.truncate(usize::try_from(count).unwrap_or(usize::MAX));
     if backward {
@@ -264,7 +274,15 @@ pub(crate) async fn page<C: ConnectionTrait>(
         Some(row) if has_previous => Some(cursor_of(row, &keys, true)?),
         _ => None,
     };
-    Ok(SearchPage { matches, next, previous })
+    Ok(SearchPage { matches, next, previous, total })
+}
+
+/// Whether the page's statement counts every match as well: the first page of a search sorted
+/// by other keys than the id, when a total is wanted. Such a page has to find and sort every
+/// match anyway; counting them in the same statement spares the count statement doing that
+/// work again (the `owner` worklist).
+fn counted(request: &SearchRequest, keys: &[Key], cursor: Option<&Cursor>) -> bool {
+    cursor.is_none() && !keys.is_empty() && request.total != Total::None
 }
 
 /// The statement of one page: `count + 1` rows (the last tells that a next page exists), from
@@ -277,10 +295,34 @@ fn page_sql(
     cursor: Option<&Cursor>,
     count: u64,
 ) -> Sql {
+    let limit = i64::try_from(count.saturating_add(1)).unwrap_or(i64::MAX);
+    let mut sql = Sql::new(backend);
+    if counted(request, keys, cursor) {
+        // The matches' ids and sort keys once, without bodies; the page's bodies then by
+        // primary key: `m` (every match), `p` (the page), and the count of `m` on every row.
+        sql.push("WITH m AS MATERIALIZED (SELECT r.id");
+        for (i, key) in keys.iter().enumerate() {
+            sql.push(", ");
+            key_expr(&mut sql, key, "r");
+            sql.push(&format!(" AS k{i}"));
+        }
+        sql.push(" FROM resources r WHERE ");
+        filter(&mut sql, ty, request, "r", &mut 0);
+        sql.push("), p AS (SELECT * FROM m ORDER BY ");
+        order(&mut sql, keys, false, "id");
+        sql.push(" LIMIT ").bind(limit);
+        sql.push(") SELECT r.id, r.version_id, r.last_updated, r.body");
+        for i in 0..keys.len() {
+            sql.push(&format!(", p.k{i}"));
+        }
+        sql.push(", (SELECT COUNT(*) FROM m) AS total FROM p JOIN resources r ON r.resource_type = ");
+        sql.bind(ty.as_str()).push(" AND r.id = p.id ORDER BY ");
+        order(&mut sql, keys, false, "p.id");
+        return sql;
+    }
     // A backward cursor walks the sort order in reverse from its position, then the page is
     // turned around so that every page reads in the requested order.
     let backward = cursor.is_some_and(|c| c.backward);
-    let mut sql = Sql::new(backend);
     sql.push("SELECT r.id, r.version_id, r.last_updated, r.body");
     for (i, key) in keys.iter().enumerate() {
         sql.push(", ");
@@ -295,9 +337,6 @@ fn page_sql(
         sql.push(")");
     }
     sql.push(" ORDER BY ");
-    for (i, key) in keys.iter().enumerate() {
-        sql.push(&format!("k{i}{}, ", if key.descending() != backward { " DESC" } else { "" }));
-    }
     // Ordered by id alone (no `_sort`), SQLite takes the driving clause's candidates from its
     // index (`id IN (…)`, gathered in id order), looks each up by primary key in that order and
     // stops after the page: no sort, and no body read beyond the page. Behind other sort keys,
@@ -305,10 +344,18 @@ fn page_sql(
     // for the order (every resource of the type), so that the driving clause's index finds the
     // candidates and only they are sorted. PostgreSQL plans both well by itself.
     let sqlite = backend == sea_orm::DatabaseBackend::Sqlite;
-    let id = if sqlite && !keys.is_empty() { "+r.id" } else { "r.id" };
-    sql.push(id).push(if backward { " DESC" } else { "" });
-    sql.push(" LIMIT ").bind(i64::try_from(count.saturating_add(1)).unwrap_or(i64::MAX));
+    order(&mut sql, keys, backward, if sqlite && !keys.is_empty() { "+r.id" } else { "r.id" });
+    sql.push(" LIMIT ").bind(limit);
     sql
+}
+
+/// `k0 [DESC], k1 …, id [DESC]`: the sort keys in their order (reversed when `backward`), then
+/// `id`, the tie-breaker.
+fn order(sql: &mut Sql, keys: &[Key], backward: bool, id: &str) {
+    for (i, key) in keys.iter().enumerate() {
+        sql.push(&format!("k{i}{}, ", if key.descending() != backward { " DESC" } else { "" }));
+    }
+    sql.push(id).push(if backward { " DESC" } else { "" });
 }
 
 pub(crate) fn version(ty: ResourceType, row: &QueryResult) -> Result<StoredVersion, StoreError> {
@@ -1014,5 +1061,77 @@ mod tests {
             let count = plan(&store, count_sql(sea_orm::DatabaseBackend::Sqlite, ResourceType::Task, &two)).await;
             assert!(count.contains("SEARCH r USING COVERING INDEX"), "{count}");
         }
+    }
+
+    /// A worklist sorted by `_lastUpdated` counts its matches in its first page's statement:
+    /// the same total as the count statement, deleted Tasks and other statuses left out; later
+    /// pages, and a search asking no total, leave the count to `Store::count`.
+    #[tokio::test]
+    async fn a_sorted_first_page_counts_its_matches_in_the_same_statement() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = test_store(&dir, "search_counted").await;
+        let task = |owner: &str, status: &str| {
+            let reason = if status == "on-hold" { r#","statusReason":{"text":"waiting"}"# } else { "" };
+            let body = format!(
+                r#"{{"resourceType":"Task","status":"{status}","intent":"order","owner":{{"reference":"Practitioner/{owner}"}}{reason}}}"#
+            );
+            ingest::<Task>(body.as_bytes(), IngestMode::Create).expect("a valid task")
+        };
+        let statuses = ["requested", "on-hold", "in-progress"];
+        for n in 0..30 {
+            store.create(task("pr1", statuses[n % 3]), format!("t{n:02}")).await.expect("created");
+            if n % 6 == 0 {
+                store.create(task("pr2", "requested"), format!("o{n:02}")).await.expect("created");
+            }
+        }
+        for id in ["t00", "t05"] {
+            store.delete(ResourceType::Task, id, None).await.expect("deleted");
+        }
+        let mut expected: Vec<String> =
+            (0..30).filter(|n| n % 3 != 1 && ![0, 5].contains(n)).map(|n| format!("t{n:02}")).collect();
+        expected.sort();
+        let worklist = |owner: &str, total: Option<&str>, cursor: Option<String>| {
+            let mut pairs = vec![
+                ("owner".to_owned(), format!("Practitioner/{owner}")),
+                ("status".to_owned(), "requested,in-progress".to_owned()),
+                ("_sort".to_owned(), "-_lastUpdated".to_owned()),
+            ];
+            if let Some(total) = total {
+                pairs.push(("_total".to_owned(), total.to_owned()));
+            }
+            let mut request = query::parse(ResourceType::Task, &pairs, true).expect("a valid query");
+            request.cursor = cursor;
+            request
+        };
+
+        let first = store.search(ResourceType::Task, &worklist("pr1", None, None), 4).await.expect("a page");
+        assert_eq!(first.total, Some(expected.len() as u64));
+        let counted = store.count(ResourceType::Task, &worklist("pr1", None, None)).await.expect("a count");
+        assert_eq!(first.total, Some(counted));
+        assert_eq!(first.matches.len(), 4);
+        // Every page, newest first (ties by id), and every match once.
+        let mut seen: Vec<(i64, String)> = first.matches.iter().map(|m| (m.last_updated_ms, m.id.clone())).collect();
+        let mut cursor = first.next.clone();
+        while let Some(next) = cursor {
+            let page = store.search(ResourceType::Task, &worklist("pr1", None, Some(next)), 4).await.expect("a page");
+            assert_eq!(page.total, None, "a later page is counted apart");
+            seen.extend(page.matches.iter().map(|m| (m.last_updated_ms, m.id.clone())));
+            cursor = page.next;
+        }
+        let ordered = seen.windows(2).all(|w| w[0].0 > w[1].0 || (w[0].0 == w[1].0 && w[0].1 < w[1].1));
+        assert!(ordered, "{seen:?}");
+        let mut ids: Vec<String> = seen.into_iter().map(|(_, id)| id).collect();
+        ids.sort();
+        assert_eq!(ids, expected);
+        // The page's cursor leads on as the plain page's does.
+        let plain = store.search(ResourceType::Task, &worklist("pr1", Some("none"), None), 4).await.expect("a page");
+        assert_eq!(plain.total, None, "no total asked, none counted");
+        assert_eq!(plain.next, first.next);
+        let ids = |page: &SearchPage| page.matches.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&plain), ids(&first));
+        let other = store.search(ResourceType::Task, &worklist("pr2", None, None), 2).await.expect("a page");
+        assert_eq!(other.total, Some(5));
+        let none = store.search(ResourceType::Task, &worklist("pr3", None, None), 4).await.expect("a page");
+        assert_eq!((none.total, none.matches.len()), (Some(0), 0));
     }
 }

@@ -137,7 +137,18 @@ impl Store {
             Pools::Sqlite { .. } => None,
         };
         let no_subscribers = Arc::new(AtomicBool::new(false));
-        Ok(Self { backend, reader, schema, writer: queue, audit, caches, announcer: None, pools, loader, no_subscribers })
+        Ok(Self {
+            backend,
+            reader,
+            schema,
+            writer: queue,
+            audit,
+            caches,
+            announcer: None,
+            pools,
+            loader,
+            no_subscribers,
+        })
     }
 
     /// This store, telling `announcer` of every version each write transaction writes, inside
@@ -212,7 +223,12 @@ impl Store {
     /// The current row of a resource, in a statement of its own.
     async fn current_row(&self, ty: ResourceType, id: &str) -> Result<Option<Row>, StoreError> {
         let row = resource::Entity::find_by_id((ty.as_str().to_owned(), id.to_owned())).one(&self.reader).await?;
-        Ok(row.map(|r| Row { version_id: r.version_id, last_updated: r.last_updated, deleted: r.deleted, body: r.body }))
+        Ok(row.map(|r| Row {
+            version_id: r.version_id,
+            last_updated: r.last_updated,
+            deleted: r.deleted,
+            body: r.body,
+        }))
     }
 
     /// One version of a resource. A version that is a deletion is `StoreError::Deleted`.
@@ -523,7 +539,8 @@ mod tests {
             store.update(task(n, "requested"), format!("t{n}"), None).await.expect("created");
         }
         // A CarePlan with a Task's id: rows are told apart by type as well as id.
-        let plan = r#"{"resourceType":"CarePlan","status":"active","intent":"plan","subject":{"reference":"Patient/plan"}}"#;
+        let plan =
+            r#"{"resourceType":"CarePlan","status":"active","intent":"plan","subject":{"reference":"Patient/plan"}}"#;
         let plan = ingest::<domain::CarePlan>(plan.as_bytes(), IngestMode::Conditional).expect("valid plan");
         store.update(plan, "t5".into(), None).await.expect("plan created");
         store.delete(ResourceType::Task, "t7", None).await.expect("deleted");

@@ -76,7 +76,7 @@ pub(crate) async fn searchset(
     let count = request.count.unwrap_or(settings.default_count).min(settings.max_count);
     let only_count = request.summary == Summary::Count || count == 0;
     let page = if only_count {
-        SearchPage { matches: Vec::new(), next: None, previous: None }
+        SearchPage { matches: Vec::new(), next: None, previous: None, total: None }
     } else {
         state.store.search(ty, &request, count).await?
     };
@@ -87,6 +87,8 @@ pub(crate) async fn searchset(
         None
     } else if whole {
         Some(page.matches.len() as u64)
+    } else if let Some(total) = page.total {
+        Some(total)
     } else {
         Some(state.store.count(ty, &request).await?)
     };
