@@ -129,10 +129,13 @@ async fn dispatch(pool: PgPool, mut wants: mpsc::Receiver<Want>, statements: Arc
     }
 }
 
+/// Where the row of one resource goes: every read that wanted it.
+type Replies = Vec<oneshot::Sender<Option<Row>>>;
+
 async fn answer(pool: &PgPool, batch: Vec<Want>) {
     // The same resource may be wanted more than once; a read whose request was abandoned
     // (a timeout) is not looked up.
-    let mut wanted: HashMap<ResourceType, HashMap<String, Vec<oneshot::Sender<Option<Row>>>>> = HashMap::new();
+    let mut wanted: HashMap<ResourceType, HashMap<String, Replies>> = HashMap::new();
     for want in batch.into_iter().filter(|w| !w.reply.is_closed()) {
         wanted.entry(want.ty).or_default().entry(want.id).or_default().push(want.reply);
     }
