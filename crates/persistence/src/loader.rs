@@ -170,3 +170,36 @@ async fn answer(pool: &PgPool, batch: Vec<Want>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+    use super::*;
+
+    /// When the shared statement fails, every read in it is told to read alone (and so gets its
+    /// own error) rather than waiting for ever or being told "not found". PostgreSQL only: the
+    /// loader exists only there.
+    #[tokio::test]
+    async fn a_failed_statement_sends_each_of_its_reads_to_read_alone() {
+        let Ok(url) = std::env::var("TEST_DATABASE_URL") else { return };
+        // A schema with no `resources` table: the statement fails.
+        let schema = format!("loader_empty_{}", std::process::id());
+        let options = PgConnectOptions::from_str(&url).expect("a URL").options([("search_path", schema.as_str())]);
+        let pool = PgPoolOptions::new().max_connections(2).connect_with(options).await.expect("a pool");
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&pool).await.expect("dropped");
+        sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&pool).await.expect("created");
+        let loader = Loader::start(pool);
+        let reads = (0..20).map(|n| {
+            let loader = loader.clone();
+            async move { loader.load(ResourceType::Task, &format!("t{n}")).await }
+        });
+        let answers = tokio::time::timeout(std::time::Duration::from_secs(10), futures_util::future::join_all(reads))
+            .await
+            .expect("every read answered");
+        assert!(answers.iter().all(|a| matches!(a, Loaded::Retry)), "{answers:?}");
+        assert!(loader.statements() >= 1);
+    }
+}
