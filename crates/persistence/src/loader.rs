@@ -101,7 +101,7 @@ impl Loader {
         }
     }
 
-    /// Statements run so far (for tests).
+    /// Batches dispatched so far, each one statement per resource type in it (for tests).
     #[cfg(test)]
     pub(crate) fn statements(&self) -> u64 {
         self.statements.load(Ordering::Relaxed)

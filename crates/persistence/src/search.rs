@@ -250,11 +250,9 @@ pub(crate) async fn page<C: ConnectionTrait>(
     let backward = cursor.as_ref().is_some_and(|c| c.backward);
     let mut rows = conn.query_all(sql.statement()).await?;
     let total = match rows.first() {
-        Some(row) if counted(request, &keys, cursor.as_ref()) => {
-            Some(u64::try_from(row.try_get::<i64>("", "total")?).unwrap_or(0))
-        }
-        None if counted(request, &keys, cursor.as_ref()) => Some(0),
-        _ => None,
+        _ if !counted(request, &keys, cursor.as_ref()) => None,
+        Some(row) => Some(u64::try_from(row.try_get::<i64>("", "total")?).unwrap_or(0)),
+        None => Some(0),
     };
     let more = rows.len() as u64 > count;
     rows.truncate(usize::try_from(count).unwrap_or(usize::MAX));
