@@ -44,7 +44,8 @@ pub struct StoreConfig {
     pub url: String,
     /// PostgreSQL only: the schema that holds the tables (created if missing).
     pub schema: Option<String>,
-    /// Upper bound of pooled connections (readers on SQLite).
+    /// Upper bound of pooled connections: readers on SQLite; on PostgreSQL, shared by its two
+    /// pools (writes and the read loader; other reads), at least one each.
     pub max_connections: u32,
     /// How long a request waits for a pooled connection before failing.
     pub acquire_timeout: Duration,
@@ -85,14 +86,22 @@ pub(crate) struct Connections {
 /// The sqlx pools behind the connections, kept to report their usage (`Store::pool_usage`).
 #[derive(Clone)]
 pub(crate) enum Pools {
-    Sqlite { reader: Readers, writer: SqlitePool, audit: SqlitePool },
-    Postgres(PgPool),
+    Sqlite {
+        reader: Readers,
+        writer: SqlitePool,
+        audit: SqlitePool,
+    },
+    /// `main` for writes and the read loader; `reader` for every other read.
+    Postgres {
+        main: PgPool,
+        reader: PgPool,
+    },
 }
 
 /// How busy one connection pool is, for the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolUsage {
-    /// `reader`, `writer` or `audit` on SQLite; `main` on PostgreSQL (one pool serves both).
+    /// `reader`, `writer` or `audit` on SQLite; `main` (writes) or `reader` on PostgreSQL.
     pub name: &'static str,
     /// Open connections, idle or in use.
     pub size: u32,
@@ -117,7 +126,7 @@ impl Pools {
                 let (size, idle, max) = reader.usage();
                 vec![PoolUsage { name: "reader", size, idle, max }, of("writer", writer), of("audit", audit)]
             }
-            Pools::Postgres(pool) => vec![of("main", pool)],
+            Pools::Postgres { main, reader } => vec![of("main", main), of("reader", reader)],
         }
     }
 }
@@ -262,21 +271,33 @@ async fn connect_postgres(config: &StoreConfig) -> Result<Connections, StoreErro
         Ok(Err(err)) => return Err(err.into()),
         Err(_) => return Err(sqlx::Error::PoolTimedOut.into()),
     }
-    let pool = PgPoolOptions::new()
-        .max_connections(config.max_connections.max(1))
-        .min_connections(1)
-        // No ping each time a connection is handed out (sqlx's default): it doubled the round
-        // trips of a read. A connection the server closed fails its next statement and sqlx
-        // drops it; connections are retired after sqlx's idle timeout and lifetime anyway.
-        .test_before_acquire(false)
-        .acquire_timeout(config.acquire_timeout)
-        .connect_with(options)
-        .await?;
+    // The two pools below share `max_connections` (at least one each), so that replicas ×
+    // `max_connections` still bounds what PostgreSQL sees.
+    let pool_options = |share: u32| {
+        PgPoolOptions::new()
+            .max_connections(share.max(1))
+            .min_connections(1)
+            // No ping each time a connection is handed out (sqlx's default): it doubled the
+            // round trips of a read. A connection the server closed fails its next statement
+            // and sqlx drops it; connections are retired after sqlx's idle timeout and lifetime.
+            .test_before_acquire(false)
+            .acquire_timeout(config.acquire_timeout)
+    };
+    // Reads (searches above all) plan each statement for its values. A prepared statement
+    // otherwise gets PostgreSQL's generic plan after five runs, made for an average value: for
+    // a patient with 6,000 CarePlans among patients with 10, the generic plan of a page took
+    // 58 ms where the plan for that patient takes 0.14 ms, and under load such pages took up to
+    // a second. Writes and the read loader keep generic plans on the main pool: their plans
+    // do not depend on the values, and planning each would cost CPU on every write.
+    let reads = options.clone().options([("plan_cache_mode", "force_custom_plan")]);
+    let pool = pool_options(config.max_connections.div_ceil(2)).connect_with(options).await?;
     if let Some(schema) = &config.schema {
         // The name was checked above to be a plain lower-case identifier.
         sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).execute(&pool).await?;
     }
-    let pools = Pools::Postgres(pool.clone());
+    let reader = pool_options(config.max_connections / 2).connect_with(reads).await?;
+    let pools = Pools::Postgres { main: pool.clone(), reader: reader.clone() };
+    let reader = SqlxPostgresConnector::from_sqlx_postgres_pool(reader);
     let db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
     let schema = if config.statement_timeout.is_some() {
         let pool = PgPoolOptions::new()
@@ -289,7 +310,7 @@ async fn connect_postgres(config: &StoreConfig) -> Result<Connections, StoreErro
     } else {
         db.clone()
     };
-    Ok(Connections { backend: Backend::Postgres, reader: db.clone(), writer: db, audit: None, schema, pools })
+    Ok(Connections { backend: Backend::Postgres, reader, writer: db, audit: None, schema, pools })
 }
 
 #[cfg(test)]
