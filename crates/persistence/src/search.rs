@@ -299,11 +299,7 @@ fn page_sql(
         // The matches' ids and sort keys once, without bodies; the page's bodies then by
         // primary key: `m` (every match), `p` (the page), and the count of `m` on every row.
         sql.push("WITH m AS MATERIALIZED (SELECT r.id");
-        for (i, key) in keys.iter().enumerate() {
-            sql.push(", ");
-            key_expr(&mut sql, key, "r");
-            sql.push(&format!(" AS k{i}"));
-        }
+        keyed(&mut sql, keys);
         sql.push(" FROM resources r WHERE ");
         filter(&mut sql, ty, request, "r", &mut 0);
         sql.push("), p AS (SELECT * FROM m ORDER BY ");
@@ -322,11 +318,7 @@ fn page_sql(
     // turned around so that every page reads in the requested order.
     let backward = cursor.is_some_and(|c| c.backward);
     sql.push("SELECT r.id, r.version_id, r.last_updated, r.body");
-    for (i, key) in keys.iter().enumerate() {
-        sql.push(", ");
-        key_expr(&mut sql, key, "r");
-        sql.push(&format!(" AS k{i}"));
-    }
+    keyed(&mut sql, keys);
     sql.push(" FROM resources r WHERE ");
     filter(&mut sql, ty, request, "r", &mut 0);
     if let Some(cursor) = cursor {
@@ -345,6 +337,15 @@ fn page_sql(
     order(&mut sql, keys, backward, if sqlite && !keys.is_empty() { "+r.id" } else { "r.id" });
     sql.push(" LIMIT ").bind(limit);
     sql
+}
+
+/// `, <key> AS k0, <key> AS k1 …`: the sort keys of `r`, as `order` and `cursor_of` name them.
+fn keyed(sql: &mut Sql, keys: &[Key]) {
+    for (i, key) in keys.iter().enumerate() {
+        sql.push(", ");
+        key_expr(sql, key, "r");
+        sql.push(&format!(" AS k{i}"));
+    }
 }
 
 /// `k0 [DESC], k1 …, id [DESC]`: the sort keys in their order (reversed when `backward`), then
